@@ -1,0 +1,12 @@
+//! tutti-drivers: registered memory and the transports under a tutti stack.
+//!
+//! This crate owns everything that touches memory the network (or another
+//! process) reads: the registered buffer [`Pool`] and the [`Msg`] handle that
+//! protocol layers push their headers into without copying. Drivers (shm,
+//! io_uring UDP, plain UDP, verbs) live here as well, one module each.
+//!
+//! Dependency direction: `tutti` depends on this crate, never the reverse.
+
+pub mod pool;
+
+pub use pool::{Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats};

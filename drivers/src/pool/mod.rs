@@ -1,0 +1,377 @@
+//! Registered buffer pool: one memory region cut into fixed-size slots.
+//!
+//! The region is mapped once (memmap2, anonymous or file-backed) and never
+//! grows; this is the U-Net "communication segment". Each slot is
+//! `slot_size` bytes: `headroom` bytes in front where layers push headers,
+//! the payload, and `tailroom` bytes behind it for trailers (AEAD tags).
+//! Free slots sit on a bounded lock-free free list; taking and returning a
+//! slot allocates nothing on the heap.
+//!
+//! Per-slot bookkeeping (reference count, chain link, header claim) lives in
+//! a side table outside the region, so a peer that can write the region
+//! (a shm receiver mapping it, a buggy NIC) cannot corrupt it.
+//!
+//! Ownership rules, which the `unsafe` code in this module relies on:
+//! - a slot with `refs == 0` is on the free list and no [`Msg`] covers it;
+//! - bytes inside the window `[head, tail)` of any live handle are never
+//!   written while that handle lives;
+//! - bytes in front of a handle's `head` may be written by that handle only
+//!   if it is the slot's sole owner (`refs == 1`) or if it wins the slot's
+//!   *claim*: the lowest offset any handle ever covered, which only moves
+//!   down, by compare-and-swap (see [`Msg::push`]);
+//! - bytes behind `tail` are written only by a sole owner.
+
+mod msg;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use memmap2::MmapMut;
+
+pub use msg::{Msg, MsgError, Segments};
+
+/// Marks "no slot" in chain links.
+pub(crate) const NONE: u32 = u32::MAX;
+/// Flag bit: this slot's `head`/`tail` meta describe it as a non-first
+/// segment of some chain (so another chain must not reuse them).
+pub(crate) const F_CHAINED: u32 = 1;
+
+/// Shape of a pool. Validated by [`Pool::new`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Number of slots. At most 2^31.
+    pub slots: u32,
+    /// Bytes per slot, headroom and tailroom included. Also the largest
+    /// frame a slot can carry.
+    pub slot_size: u32,
+    /// Bytes reserved in front of the payload for headers.
+    pub headroom: u32,
+    /// Bytes reserved behind the payload for trailers.
+    pub tailroom: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            slots: 4096,
+            slot_size: 2048,
+            headroom: 128,
+            tailroom: 32,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// Payload bytes one slot holds after headroom and tailroom.
+    pub fn capacity(&self) -> u32 {
+        self.slot_size - self.headroom - self.tailroom
+    }
+
+    /// Why this configuration cannot work, if it cannot.
+    pub fn invalid(&self) -> Option<&'static str> {
+        if self.slots == 0 {
+            return Some("a pool needs at least one slot");
+        }
+        if self.slots > (1 << 31) {
+            return Some("a pool holds at most 2^31 slots");
+        }
+        if self.slot_size < 64 {
+            return Some("slot_size must be at least 64 bytes");
+        }
+        if self.slot_size > (1 << 30) {
+            return Some("slot_size must be at most 1 GiB");
+        }
+        if self.slot_size % 8 != 0 {
+            return Some("slot_size must be a multiple of 8");
+        }
+        if u64::from(self.headroom) + u64::from(self.tailroom) + 16 > u64::from(self.slot_size) {
+            return Some("headroom + tailroom leave less than 16 payload bytes per slot");
+        }
+        if (self.slots as u64).checked_mul(self.slot_size as u64).is_none()
+            || (self.slots as u64) * (self.slot_size as u64) > (1u64 << 40)
+        {
+            return Some("region larger than 1 TiB");
+        }
+        None
+    }
+}
+
+/// Why a pool could not be made.
+#[derive(Debug)]
+pub enum PoolError {
+    /// The configuration is refused; the text says why.
+    Config(&'static str),
+    /// Mapping the region failed.
+    Map(std::io::Error),
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Config(why) => write!(f, "bad pool config: {why}"),
+            PoolError::Map(e) => write!(f, "cannot map pool region: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+/// Counters a pool keeps about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Slots handed out and not yet returned.
+    pub in_use: u32,
+    /// Allocation attempts that found the pool empty.
+    pub exhausted: u64,
+    /// Copy-on-write copies made because a shared slot's headroom was taken.
+    pub cow_copies: u64,
+}
+
+pub(crate) struct SlotMeta {
+    /// Live handles covering this slot.
+    pub(crate) refs: AtomicU32,
+    /// Next slot of the chain this slot is a segment of, or NONE.
+    pub(crate) next: AtomicU32,
+    /// Window of this slot when it is a non-first segment of a chain.
+    pub(crate) head: AtomicU32,
+    pub(crate) tail: AtomicU32,
+    pub(crate) flags: AtomicU32,
+    /// Lowest offset any handle has covered (see module docs).
+    pub(crate) claim: AtomicU32,
+}
+
+pub(crate) struct Inner {
+    /// Keeps the region mapped; accessed only through `base`.
+    _map: MmapMut,
+    pub(crate) base: *mut u8,
+    pub(crate) cfg: PoolConfig,
+    pub(crate) meta: Box<[SlotMeta]>,
+    free: ArrayQueue<u32>,
+    exhausted: AtomicU64,
+    pub(crate) cow: AtomicU64,
+}
+
+// SAFETY: `base` points into `_map`, which lives as long as `Inner`. All
+// mutation of slot bytes follows the ownership rules in the module docs
+// (sole owner or won claim), and all bookkeeping is atomic, so sharing
+// `Inner` between threads cannot produce a data race.
+unsafe impl Send for Inner {}
+// SAFETY: see `Send` above.
+unsafe impl Sync for Inner {}
+
+impl Inner {
+    #[inline]
+    pub(crate) fn meta(&self, slot: u32) -> &SlotMeta {
+        &self.meta[slot as usize]
+    }
+
+    /// Pointer to the first byte of `slot`.
+    #[inline]
+    pub(crate) fn slot_ptr(&self, slot: u32) -> *mut u8 {
+        debug_assert!(slot < self.cfg.slots);
+        // SAFETY: slot < slots, so the offset stays inside the mapped region
+        // of slots * slot_size bytes.
+        unsafe { self.base.add(slot as usize * self.cfg.slot_size as usize) }
+    }
+
+    pub(crate) fn take(&self, head: u32) -> Option<u32> {
+        match self.free.pop() {
+            Some(slot) => {
+                let m = self.meta(slot);
+                // Relaxed is enough for the fields: the free-list pop above
+                // synchronises with the push in `give_back` (crossbeam's
+                // queue orders its slots with acquire/release).
+                m.next.store(NONE, Ordering::Relaxed);
+                m.flags.store(0, Ordering::Relaxed);
+                m.claim.store(head, Ordering::Relaxed);
+                m.head.store(head, Ordering::Relaxed);
+                m.tail.store(head, Ordering::Relaxed);
+                m.refs.store(1, Ordering::Release);
+                Some(slot)
+            }
+            None => {
+                self.exhausted.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Drops one reference to `slot`; frees it when it was the last.
+    #[inline]
+    pub(crate) fn release(&self, slot: u32) {
+        // Release: our writes to the slot happen before whoever takes it next.
+        if self.meta(slot).refs.fetch_sub(1, Ordering::Release) == 1 {
+            // Acquire pairs with the other handles' Release decrements.
+            std::sync::atomic::fence(Ordering::Acquire);
+            // Cannot fail: the queue holds every slot and this one is not in it.
+            let _ = self.free.push(slot);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn retain(&self, slot: u32) {
+        self.meta(slot).refs.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A registered buffer pool. Cloning is cheap (a reference count) and every
+/// clone is the same pool.
+#[derive(Clone)]
+pub struct Pool {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("cfg", &self.inner.cfg)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool over anonymous memory.
+    pub fn new(cfg: PoolConfig) -> Result<Pool, PoolError> {
+        if let Some(why) = cfg.invalid() {
+            return Err(PoolError::Config(why));
+        }
+        let len = cfg.slots as usize * cfg.slot_size as usize;
+        let map = MmapMut::map_anon(len).map_err(PoolError::Map)?;
+        Ok(Self::from_map(map, cfg))
+    }
+
+    /// A pool over a file (for example in /dev/shm), created or truncated to
+    /// the region's size. Other processes may map the same file to read
+    /// frames in place.
+    pub fn with_file(cfg: PoolConfig, path: &Path) -> Result<Pool, PoolError> {
+        if let Some(why) = cfg.invalid() {
+            return Err(PoolError::Config(why));
+        }
+        let len = cfg.slots as u64 * cfg.slot_size as u64;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(PoolError::Map)?;
+        file.set_len(len).map_err(PoolError::Map)?;
+        // SAFETY: the file was just created or truncated by us; other
+        // processes only read it, so our view of it is not changed under us
+        // in ways Rust's aliasing rules would care about (we never form
+        // references into it that outlive a handle's ownership of a slot).
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(PoolError::Map)?;
+        Ok(Self::from_map(map, cfg))
+    }
+
+    fn from_map(mut map: MmapMut, cfg: PoolConfig) -> Pool {
+        let base = map.as_mut_ptr();
+        let meta: Box<[SlotMeta]> = (0..cfg.slots)
+            .map(|_| SlotMeta {
+                refs: AtomicU32::new(0),
+                next: AtomicU32::new(NONE),
+                head: AtomicU32::new(0),
+                tail: AtomicU32::new(0),
+                flags: AtomicU32::new(0),
+                claim: AtomicU32::new(0),
+            })
+            .collect();
+        let free = ArrayQueue::new(cfg.slots as usize);
+        for s in 0..cfg.slots {
+            let _ = free.push(s);
+        }
+        Pool {
+            inner: Arc::new(Inner {
+                _map: map,
+                base,
+                cfg,
+                meta,
+                free,
+                exhausted: AtomicU64::new(0),
+                cow: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The pool's configuration.
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.cfg
+    }
+
+    /// Payload bytes one slot holds.
+    pub fn capacity(&self) -> usize {
+        self.inner.cfg.capacity() as usize
+    }
+
+    /// Takes an empty buffer with full headroom, or `None` when every slot
+    /// is in use.
+    #[inline]
+    pub fn alloc(&self) -> Option<Msg> {
+        let head = self.inner.cfg.headroom;
+        let slot = self.inner.take(head)?;
+        Some(Msg::from_slot(self.inner.clone(), slot, head, head))
+    }
+
+    /// Takes a buffer holding a copy of `frame` at offset 0 (no headroom):
+    /// how a receive path lands a frame read from the network. `None` when
+    /// the pool is empty or the frame is larger than a slot.
+    pub fn alloc_frame(&self, frame: &[u8]) -> Option<Msg> {
+        if frame.len() > self.inner.cfg.slot_size as usize {
+            return None;
+        }
+        let slot = self.inner.take(0)?;
+        let ptr = self.inner.slot_ptr(slot);
+        // SAFETY: the slot was just taken from the free list, so we are its
+        // only owner; frame.len() <= slot_size keeps the copy in the slot.
+        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), ptr, frame.len()) };
+        Some(Msg::from_slot(
+            self.inner.clone(),
+            slot,
+            0,
+            frame.len() as u32,
+        ))
+    }
+
+    /// A buffer holding a copy of `payload`, chained over several slots if
+    /// it does not fit in one.
+    pub fn alloc_copy(&self, payload: &[u8]) -> Result<Msg, MsgError> {
+        let mut m = self.alloc().ok_or(MsgError::NoBuffer)?;
+        m.append(payload)?;
+        Ok(m)
+    }
+
+    /// Slots free right now.
+    pub fn free_slots(&self) -> usize {
+        self.inner.free.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            in_use: self.inner.cfg.slots - self.inner.free.len() as u32,
+            exhausted: self.inner.exhausted.load(Ordering::Relaxed),
+            cow_copies: self.inner.cow.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether `msg` lives in this pool.
+    pub fn owns(&self, msg: &Msg) -> bool {
+        Arc::ptr_eq(&self.inner, &msg.pool)
+    }
+
+    /// Start of the region and its length, for registering it with a NIC
+    /// or describing it to a peer process.
+    pub fn region(&self) -> (*const u8, usize) {
+        (
+            self.inner.base as *const u8,
+            self.inner.cfg.slots as usize * self.inner.cfg.slot_size as usize,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+use super::*;
+
+fn pool(slots: u32, slot_size: u32) -> Pool {
+    Pool::new(PoolConfig {
+        slots,
+        slot_size,
+        headroom: 32,
+        tailroom: 8,
+    })
+    .unwrap()
+}
+
+#[test]
+fn config_is_checked() {
+    let bad = PoolConfig {
+        slots: 0,
+        ..PoolConfig::default()
+    };
+    assert!(matches!(Pool::new(bad), Err(PoolError::Config(_))));
+    let bad = PoolConfig {
+        slot_size: 104,
+        headroom: 90,
+        tailroom: 8,
+        ..PoolConfig::default()
+    };
+    let e = Pool::new(bad).unwrap_err().to_string();
+    assert!(e.contains("headroom"), "{e}");
+}
+
+#[test]
+fn alloc_until_empty_then_free_returns_slots() {
+    let p = pool(4, 128);
+    let ms: Vec<Msg> = (0..4).map(|_| p.alloc().unwrap()).collect();
+    assert!(p.alloc().is_none());
+    assert_eq!(p.stats().in_use, 4);
+    assert_eq!(p.stats().exhausted, 1);
+    drop(ms);
+    assert_eq!(p.stats().in_use, 0);
+    assert_eq!(p.free_slots(), 4);
+}
+
+#[test]
+fn push_and_pop_headers_in_place() {
+    let p = pool(4, 128);
+    let mut m = p.alloc().unwrap();
+    m.append(b"payload").unwrap();
+    let slot = m.slot();
+    m.push(2).unwrap().copy_from_slice(b"h2");
+    m.push(3).unwrap().copy_from_slice(b"h1_");
+    assert_eq!(m.to_vec(), b"h1_h2payload");
+    assert_eq!(m.slot(), slot, "no copy");
+    assert_eq!(&m.front()[..3], b"h1_");
+    m.advance(3).unwrap();
+    m.advance(2).unwrap();
+    assert_eq!(m.to_vec(), b"payload");
+    assert_eq!(m.advance(100), Err(MsgError::Short));
+    assert_eq!(m.push(33).unwrap_err(), MsgError::NoHeadroom);
+}
+
+#[test]
+fn shared_handle_pushes_without_copy_once_then_copies() {
+    let p = pool(8, 128);
+    let mut m = p.alloc().unwrap();
+    m.append(b"data").unwrap();
+    m.push(1).unwrap()[0] = b'n';
+    let kept = m.share();
+    // First push on the shared slot wins the claim: no copy.
+    m.push(2).unwrap().copy_from_slice(b"cc");
+    assert_eq!(m.slot(), kept.slot());
+    assert_eq!(p.stats().cow_copies, 0);
+    // A second handle pushing into the already claimed headroom copies.
+    let mut again = kept.share();
+    again.push(2).unwrap().copy_from_slice(b"RR");
+    assert_ne!(again.slot(), kept.slot());
+    assert_eq!(p.stats().cow_copies, 1);
+    assert_eq!(m.to_vec(), b"ccndata");
+    assert_eq!(again.to_vec(), b"RRndata");
+    assert_eq!(kept.to_vec(), b"ndata");
+    drop((m, kept, again));
+    assert_eq!(p.stats().in_use, 0);
+}
+
+#[test]
+fn chains_hold_large_payloads_and_split_and_link_back() {
+    let p = pool(64, 128);
+    let cap = p.capacity();
+    let data: Vec<u8> = (0..(cap * 5 + 7)).map(|i| i as u8).collect();
+    let m = p.alloc_copy(&data).unwrap();
+    assert_eq!(m.nsegs(), 6);
+    assert_eq!(m.len(), data.len());
+    assert_eq!(m.to_vec(), data);
+    let copy = m.copy_exact().unwrap();
+    assert_eq!(copy.to_vec(), data);
+    drop(copy);
+    let segs: Vec<Msg> = m.split().collect();
+    assert_eq!(segs.len(), 6);
+    let mut it = segs.into_iter();
+    let mut back = it.next().unwrap();
+    for s in it {
+        back.link(s).unwrap();
+    }
+    assert_eq!(back.to_vec(), data);
+    drop(back);
+    assert_eq!(p.stats().in_use, 0);
+}
+
+#[test]
+fn link_copies_segment_used_by_another_chain() {
+    let p = pool(64, 128);
+    let mut a = p.alloc_copy(b"first").unwrap();
+    let b1 = p.alloc_copy(b"second").unwrap();
+    let b2 = b1.share();
+    a.link(b1).unwrap();
+    let mut c = p.alloc_copy(b"other").unwrap();
+    c.link(b2).unwrap();
+    assert_eq!(a.to_vec(), b"firstsecond");
+    assert_eq!(c.to_vec(), b"othersecond");
+    drop((a, c));
+    assert_eq!(p.stats().in_use, 0);
+}
+
+#[test]
+fn reserve_is_zero_copy_and_refuses_shared() {
+    let p = pool(4, 128);
+    let mut m = p.alloc().unwrap();
+    m.reserve(4).unwrap().copy_from_slice(b"abcd");
+    let s = m.share();
+    assert_eq!(m.reserve(1).unwrap_err(), MsgError::Shared);
+    drop(s);
+    assert!(m.reserve(200).is_err());
+    assert_eq!(m.to_vec(), b"abcd");
+}
+
+#[test]
+fn frames_land_at_offset_zero() {
+    let p = pool(2, 128);
+    let m = p.alloc_frame(&[7u8; 128]).unwrap();
+    assert_eq!(m.len(), 128);
+    assert_eq!(m.offset(), 0);
+    assert!(p.alloc_frame(&[0u8; 129]).is_none());
+}
+
+#[test]
+fn handles_move_between_threads() {
+    let p = pool(1024, 256);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(64);
+    let p2 = p.clone();
+    let t = std::thread::spawn(move || {
+        let mut sum = 0u64;
+        while let Ok(m) = rx.recv() {
+            sum += m.front()[0] as u64;
+        }
+        drop(p2);
+        sum
+    });
+    let mut want = 0u64;
+    for i in 0..10_000u32 {
+        let mut m = loop {
+            if let Some(m) = p.alloc() {
+                break m;
+            }
+            std::thread::yield_now();
+        };
+        m.append(&[(i % 251) as u8]).unwrap();
+        want += (i % 251) as u64;
+        tx.send(m).unwrap();
+    }
+    drop(tx);
+    assert_eq!(t.join().unwrap(), want);
+    assert_eq!(p.stats().in_use, 0);
+}

@@ -1,0 +1,219 @@
+//! HCPI events: what travels down a stack (toward the wire) and up (toward
+//! the application).
+//!
+//! Below the reliability layer (`nak`) every message is *raw*: unsequenced,
+//! unreliable. `nak` turns raw arrivals into sequenced `Cast`/`Send`
+//! deliveries, and lets layers above it send raw messages of their own
+//! (gossip, heartbeats) that bypass sequencing.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tutti_drivers::Msg;
+
+/// A member's position in a view's member list. Rank 0 coordinates.
+pub type Rank = u16;
+
+/// Largest number of members a view may hold (ranks fit in 16 bits and
+/// 0xFFFF marks "everyone" on the wire).
+pub const MAX_MEMBERS: usize = 0xFFFE;
+
+/// Virtual or real time in nanoseconds. The protocol core never reads a
+/// clock: whoever drives a stack passes the time in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Time(pub u64);
+
+impl Time {
+    /// Time zero.
+    pub const ZERO: Time = Time(0);
+
+    /// This time plus `ns` nanoseconds (saturating).
+    #[inline]
+    pub fn plus_ns(self, ns: u64) -> Time {
+        Time(self.0.saturating_add(ns))
+    }
+
+    /// Nanoseconds since `earlier`, zero if `earlier` is later.
+    #[inline]
+    pub fn since(self, earlier: Time) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:06}ms", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+/// Names one incarnation of a process: a restarted process is a new
+/// endpoint.
+pub type EndpointId = u64;
+
+/// View identifier: ordered by logical time, then coordinator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ViewId {
+    /// Logical time of the view.
+    pub ltime: u64,
+    /// Endpoint that installed it.
+    pub coord: EndpointId,
+}
+
+/// An agreed list of members, as one member sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    /// Identifier.
+    pub id: ViewId,
+    /// Members in rank order.
+    pub members: Vec<EndpointId>,
+    /// Own rank in `members`.
+    pub rank: Rank,
+}
+
+impl View {
+    /// A view, checked: own rank inside the list, no duplicate members,
+    /// size within [`MAX_MEMBERS`].
+    pub fn new(id: ViewId, members: Vec<EndpointId>, rank: Rank) -> Result<View, &'static str> {
+        if members.is_empty() {
+            return Err("a view needs at least one member");
+        }
+        if members.len() > MAX_MEMBERS {
+            return Err("too many members for one view");
+        }
+        if rank as usize >= members.len() {
+            return Err("own rank is outside the member list");
+        }
+        let mut sorted = members.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err("a member appears twice in the view");
+        }
+        Ok(View { id, members, rank })
+    }
+
+    /// Number of members.
+    #[inline]
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+}
+
+/// Where a frame goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// Every other member of the view.
+    All,
+    /// One member.
+    Rank(Rank),
+}
+
+/// A stability vector: for each sender (by rank), how many of its casts
+/// every member holds (sequence numbers below it are stable).
+pub type StableVec = Arc<[u64]>;
+
+/// Events going down, from the application toward the wire.
+#[derive(Debug)]
+pub enum Down {
+    /// Reliable multicast to the view.
+    Cast(Msg),
+    /// Reliable point-to-point message to one member.
+    Send(Rank, Msg),
+    /// Unsequenced multicast (layer gossip, heartbeats). May be lost,
+    /// duplicated or reordered.
+    CastRaw(Msg),
+    /// Unsequenced point-to-point message.
+    SendRaw(Rank, Msg),
+    /// Install a view: layers reset their per-view state. Travels through
+    /// every layer to the bottom.
+    View(Arc<View>),
+    /// This member wants to leave the group.
+    Leave,
+    /// The application (or a layer) suspects these members.
+    Suspect(Arc<[Rank]>),
+    /// The application has stopped sending after a `Block`.
+    BlockOk,
+    /// The application has processed `src`'s casts up to and including
+    /// `seq` (application-level stability, for `stable` in ack mode).
+    Ack {
+        /// Sender.
+        src: Rank,
+        /// Highest processed sequence number.
+        seq: u64,
+    },
+    /// Stability vector computed above, for layers below to collect
+    /// garbage (retransmit buffers).
+    Stable(StableVec),
+    /// A timer armed by the layer receiving it expired. Delivered only to
+    /// that layer, with the token it armed the timer with.
+    Timer(u64),
+}
+
+/// Events going up, from the wire toward the application.
+#[derive(Debug)]
+pub enum Up {
+    /// A multicast from `src`, delivered in FIFO order per sender.
+    Cast {
+        /// Sender's rank.
+        src: Rank,
+        /// Sender's sequence number (of the last frame, for fragmented
+        /// messages).
+        seq: u64,
+        /// Payload.
+        msg: Msg,
+    },
+    /// A point-to-point message from `src`.
+    Send {
+        /// Sender's rank.
+        src: Rank,
+        /// Sequence number on the `src` -> own rank channel.
+        seq: u64,
+        /// Payload.
+        msg: Msg,
+    },
+    /// Unsequenced multicast (see [`Down::CastRaw`]).
+    CastRaw {
+        /// Sender's rank.
+        src: Rank,
+        /// Payload with the headers of layers above the receiver.
+        msg: Msg,
+    },
+    /// Unsequenced point-to-point message.
+    SendRaw {
+        /// Sender's rank.
+        src: Rank,
+        /// Payload.
+        msg: Msg,
+    },
+    /// A new view is installed.
+    View(Arc<View>),
+    /// Stop sending: a view change is under way. Answer with `BlockOk`.
+    Block,
+    /// New stability vector.
+    Stable(StableVec),
+    /// Members suspected of having failed.
+    Suspect(Arc<[Rank]>),
+    /// This member has left the group; the stack is finished.
+    Exit,
+    /// Messages `from..to` (exclusive) of `src` cannot be recovered and
+    /// were skipped.
+    Lost {
+        /// Sender.
+        src: Rank,
+        /// First lost sequence number.
+        from: u64,
+        /// One past the last lost sequence number.
+        to: u64,
+    },
+    /// Internal, into the bottom layer: a frame from the wire.
+    Recv(Msg),
+    /// Internal: casts of `src` below sequence number `next` are held by
+    /// this member although not yet delivered whole (fragments in
+    /// reassembly). Lets stability advance under a message with more
+    /// fragments than the window. Never reaches the application.
+    Progress {
+        /// Sender.
+        src: Rank,
+        /// One past the highest held sequence number.
+        next: u64,
+    },
+}

@@ -1,0 +1,416 @@
+//! The `Layer` trait (Horus's HCPI in Rust) and the context a layer acts
+//! through.
+//!
+//! A layer is a small state machine. It gets events from above (`down`) and
+//! from below (`up`), pushes or pops its own header, and emits events in
+//! either direction through its [`Cx`]. It arms timers by asking `Cx` and
+//! gets them back as [`Down::Timer`]. It never performs I/O and never reads
+//! a clock: [`Cx::now`] is the time the caller of the stack passed in.
+
+use std::collections::{BinaryHeap, VecDeque};
+use std::cmp::Reverse;
+use std::fmt;
+
+use tutti_drivers::{Msg, Pool};
+
+use crate::event::{Dest, Down, Time, Up};
+
+/// Something a layer provides to the layers above it, or needs from the
+/// layers below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Prop {
+    /// Frames carry a group, a stack, a sender and a destination.
+    Framing,
+    /// Every message sent is delivered once (retransmission, no duplicates).
+    Reliable,
+    /// Messages of one sender are delivered in the order sent.
+    Fifo,
+    /// Stability is known and retransmit buffers are collected.
+    Stability,
+    /// Messages larger than one buffer are carried.
+    Large,
+}
+
+impl Prop {
+    /// Name used in specs and error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Prop::Framing => "framing",
+            Prop::Reliable => "reliable",
+            Prop::Fifo => "fifo",
+            Prop::Stability => "stability",
+            Prop::Large => "large-messages",
+        }
+    }
+}
+
+impl fmt::Display for Prop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a layer is, for spec checking.
+#[derive(Debug)]
+pub struct LayerInfo {
+    /// Name in stack specs.
+    pub name: &'static str,
+    /// Properties that some layer below must provide.
+    pub needs: &'static [Prop],
+    /// Properties that some layer above must provide (for example `nak`
+    /// relies on a stability layer above it to collect its buffers).
+    pub needs_above: &'static [Prop],
+    /// Properties this layer adds for the layers above.
+    pub provides: &'static [Prop],
+    /// Must sit at the bottom of the stack.
+    pub bottom: bool,
+    /// One line on what the layer does.
+    pub about: &'static str,
+}
+
+/// A micro-protocol layer.
+pub trait Layer: Send + 'static {
+    /// Static description (name, needs, provides).
+    fn info(&self) -> &'static LayerInfo;
+
+    /// An event from above (or a timer this layer armed).
+    fn down(&mut self, ev: Down, cx: &mut Cx<'_>);
+
+    /// An event from below.
+    fn up(&mut self, ev: Up, cx: &mut Cx<'_>);
+
+    /// Whether an application cast entering now would go out at once
+    /// rather than wait in this layer (window open).
+    fn ready(&self) -> bool {
+        true
+    }
+
+    /// Messages this layer holds (retransmit buffers, reassembly, backlog).
+    fn buffered(&self) -> usize {
+        0
+    }
+}
+
+/// Why a frame (or a layer's header) was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than the headers it must hold.
+    Truncated,
+    /// Not a tutti frame.
+    BadMagic,
+    /// A wire version this build does not speak.
+    BadVersion,
+    /// Reserved bits or bytes not zero.
+    Reserved,
+    /// For another group.
+    WrongGroup,
+    /// From a member running a different stack.
+    WrongStack,
+    /// From another view.
+    WrongView,
+    /// Sender or destination rank outside the view.
+    BadRank,
+    /// Point-to-point frame addressed to another member.
+    NotForMe,
+    /// Our own multicast looped back.
+    OwnFrame,
+    /// A layer header with an unknown type.
+    UnknownTag,
+    /// A header field with a value that cannot be right.
+    BadField,
+    /// A message already delivered.
+    Duplicate,
+    /// A sequence number too far ahead of the receive window.
+    OutOfWindow,
+    /// A fragment out of sequence.
+    BadFragment,
+    /// A message larger than this endpoint accepts.
+    TooLarge,
+    /// No buffer was free to handle the frame.
+    NoBuffer,
+    /// Arrived before any view was installed.
+    NoView,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 18] = [
+        DropReason::Truncated,
+        DropReason::BadMagic,
+        DropReason::BadVersion,
+        DropReason::Reserved,
+        DropReason::WrongGroup,
+        DropReason::WrongStack,
+        DropReason::WrongView,
+        DropReason::BadRank,
+        DropReason::NotForMe,
+        DropReason::OwnFrame,
+        DropReason::UnknownTag,
+        DropReason::BadField,
+        DropReason::Duplicate,
+        DropReason::OutOfWindow,
+        DropReason::BadFragment,
+        DropReason::TooLarge,
+        DropReason::NoBuffer,
+        DropReason::NoView,
+    ];
+
+    /// Counter name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::BadMagic => "bad_magic",
+            DropReason::BadVersion => "bad_version",
+            DropReason::Reserved => "reserved_bits",
+            DropReason::WrongGroup => "wrong_group",
+            DropReason::WrongStack => "wrong_stack",
+            DropReason::WrongView => "wrong_view",
+            DropReason::BadRank => "bad_rank",
+            DropReason::NotForMe => "not_for_me",
+            DropReason::OwnFrame => "own_frame",
+            DropReason::UnknownTag => "unknown_tag",
+            DropReason::BadField => "bad_field",
+            DropReason::Duplicate => "duplicate",
+            DropReason::OutOfWindow => "out_of_window",
+            DropReason::BadFragment => "bad_fragment",
+            DropReason::TooLarge => "too_large",
+            DropReason::NoBuffer => "no_buffer",
+            DropReason::NoView => "no_view",
+        }
+    }
+
+    /// Whether this is an attack or a bug somewhere, rather than the normal
+    /// result of a lossy network (duplicates, own loopback, no buffer).
+    pub fn is_malformed(self) -> bool {
+        !matches!(
+            self,
+            DropReason::Duplicate | DropReason::OwnFrame | DropReason::NoBuffer | DropReason::NoView
+        )
+    }
+}
+
+/// Dropped frames and headers, counted by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drops {
+    counts: [u64; DropReason::ALL.len()],
+}
+
+impl Drops {
+    /// Counts one drop.
+    #[inline]
+    pub fn add(&mut self, r: DropReason) {
+        self.counts[r as usize] += 1;
+    }
+
+    /// Adds another set of counters to this one.
+    pub fn merge(&mut self, other: &Drops) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Drops for one reason.
+    pub fn get(&self, r: DropReason) -> u64 {
+        self.counts[r as usize]
+    }
+
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Drops that point to malformed or hostile input.
+    pub fn malformed(&self) -> u64 {
+        DropReason::ALL
+            .iter()
+            .filter(|r| r.is_malformed())
+            .map(|r| self.get(*r))
+            .sum()
+    }
+
+    /// Non-zero counters as (name, count).
+    pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .filter(|r| self.get(**r) > 0)
+            .map(|r| (r.name(), self.get(*r)))
+    }
+}
+
+impl fmt::Display for Drops {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, n) in self.nonzero() {
+            if !first {
+                f.write_str(" ")?;
+            }
+            write!(f, "{name}={n}")?;
+            first = false;
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+/// Protocol activity counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames handed to the network.
+    pub frames_out: u64,
+    /// Frames received from the network.
+    pub frames_in: u64,
+    /// Messages retransmitted in answer to NAKs.
+    pub retransmits: u64,
+    /// NAK requests sent.
+    pub naks: u64,
+    /// Status / ack / gossip control messages sent.
+    pub control: u64,
+    /// Control messages not sent because no buffer was free.
+    pub ctl_no_buffer: u64,
+}
+
+/// Shared by all layers of one stack: time, the control-buffer pool, the
+/// transmit queue, counters.
+pub struct Env {
+    /// Current time, as given by the caller.
+    pub now: Time,
+    /// Buffers for messages layers make themselves (control, copies).
+    pub ctl: Pool,
+    /// Frames ready for the network.
+    pub tx: VecDeque<(Dest, Msg)>,
+    /// Drops by reason.
+    pub drops: Drops,
+    /// Activity counters.
+    pub stats: Stats,
+}
+
+impl Env {
+    /// A fresh environment over `ctl`.
+    pub fn new(ctl: Pool) -> Env {
+        Env {
+            now: Time::ZERO,
+            ctl,
+            tx: VecDeque::with_capacity(64),
+            drops: Drops::default(),
+            stats: Stats::default(),
+        }
+    }
+}
+
+/// Timers one layer has armed: (deadline, token), earliest first.
+#[derive(Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Time, u64)>>,
+}
+
+impl Timers {
+    /// Arms a timer.
+    pub fn arm(&mut self, at: Time, token: u64) {
+        self.heap.push(Reverse((at, token)));
+    }
+
+    /// Earliest deadline.
+    pub fn next(&self) -> Option<Time> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Takes one timer due at `now`.
+    pub fn pop_due(&mut self, now: Time) -> Option<u64> {
+        match self.heap.peek() {
+            Some(Reverse((t, _))) if *t <= now => self.heap.pop().map(|Reverse((_, k))| k),
+            _ => None,
+        }
+    }
+}
+
+/// What a layer acts through while it handles one event.
+pub struct Cx<'a> {
+    env: &'a mut Env,
+    downs: &'a mut VecDeque<Down>,
+    ups: &'a mut VecDeque<Up>,
+    timers: &'a mut Timers,
+}
+
+impl<'a> Cx<'a> {
+    /// Context for one layer: `downs` feeds the layer below, `ups` the
+    /// layer above.
+    pub fn new(
+        env: &'a mut Env,
+        downs: &'a mut VecDeque<Down>,
+        ups: &'a mut VecDeque<Up>,
+        timers: &'a mut Timers,
+    ) -> Cx<'a> {
+        Cx {
+            env,
+            downs,
+            ups,
+            timers,
+        }
+    }
+
+    /// The current time.
+    #[inline]
+    pub fn now(&self) -> Time {
+        self.env.now
+    }
+
+    /// Passes an event to the layer below.
+    #[inline]
+    pub fn down(&mut self, ev: Down) {
+        self.downs.push_back(ev);
+    }
+
+    /// Passes an event to the layer above.
+    #[inline]
+    pub fn up(&mut self, ev: Up) {
+        self.ups.push_back(ev);
+    }
+
+    /// Arms a timer: at `at`, this layer gets `Down::Timer(token)`.
+    pub fn arm(&mut self, at: Time, token: u64) {
+        self.timers.arm(at, token);
+    }
+
+    /// A buffer for a message the layer makes itself. `None` (counted) when
+    /// the control pool is empty: the layer retries later.
+    pub fn alloc(&mut self) -> Option<Msg> {
+        let m = self.env.ctl.alloc();
+        if m.is_none() {
+            self.env.stats.ctl_no_buffer += 1;
+        }
+        m
+    }
+
+    /// A private copy of `msg` (for retransmission) in the control pool,
+    /// with the same headroom, so that an application that has taken every
+    /// data buffer cannot stop repairs.
+    pub fn copy(&mut self, msg: &Msg) -> Option<Msg> {
+        let m = msg.copy_into(&self.env.ctl).ok();
+        if m.is_none() {
+            self.env.stats.ctl_no_buffer += 1;
+        }
+        m
+    }
+
+    /// Counts a dropped frame or header.
+    #[inline]
+    pub fn dropped(&mut self, r: DropReason) {
+        self.env.drops.add(r);
+    }
+
+    /// Activity counters.
+    #[inline]
+    pub fn stats(&mut self) -> &mut Stats {
+        &mut self.env.stats
+    }
+
+    /// Hands a finished frame to the network (bottom of the stack only).
+    #[inline]
+    pub fn transmit(&mut self, dst: Dest, frame: Msg) {
+        self.env.stats.frames_out += 1;
+        self.env.tx.push_back((dst, frame));
+    }
+}

@@ -1,0 +1,6 @@
+//! The micro-protocol layers, one per file.
+
+pub mod com;
+pub mod frag;
+pub mod nak;
+pub mod stable;

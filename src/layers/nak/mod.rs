@@ -1,0 +1,543 @@
+//! `nak`: reliable FIFO delivery for multicast and point-to-point.
+//!
+//! Each sender numbers its casts 0, 1, 2... per view, and its sends per
+//! destination. A receiver delivers each sender's messages in order, drops
+//! duplicates by sequence number, and on a gap sends a NAK naming the
+//! missing ranges. Tail loss (the last messages of a burst lost) is caught
+//! by STATUS messages the sender multicasts while it has unstable messages
+//! and has been quiet for a tick. Point-to-point channels are acknowledged
+//! cumulatively (ACK).
+//!
+//! Buffers are bounded: a sender keeps at most `window` unstable casts (and
+//! `window` unacknowledged sends per destination); more wait in a backlog
+//! that the application sees through `ready()`. Receivers keep out-of-order
+//! arrivals within `window` of the next expected message, and retain up to
+//! `window` delivered casts per sender until they are stable, so that any
+//! member can repair any other. Cast buffers are collected by the stability
+//! vectors that the `stable` layer above sends down.
+//!
+//! The layer arms a single periodic tick, and only while something is
+//! unstable, unacknowledged or missing: an idle group is silent.
+
+mod stream;
+
+use std::sync::Arc;
+
+use tutti_drivers::Msg;
+
+use crate::event::{Down, Rank, Time, Up, View};
+use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
+use crate::wire::nak::{emit_ranges, parse_ranges, ranges_len, NakHdr, RangeList, Stream};
+
+pub use stream::{InStream, Insert, OutStream};
+
+/// Layer description.
+pub static INFO: LayerInfo = LayerInfo {
+    name: "nak",
+    needs: &[Prop::Framing],
+    needs_above: &[Prop::Stability],
+    provides: &[Prop::Reliable, Prop::Fifo],
+    bottom: false,
+    about: "sequence numbers, NAK retransmission, duplicate suppression, bounded buffers",
+};
+
+const TICK: u64 = 1;
+
+/// Parameters of `nak`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NakConfig {
+    /// Most unstable casts a sender keeps out (and unacknowledged sends
+    /// per destination); also the receive window.
+    pub window: u64,
+    /// Period of the repair tick (NAKs, STATUS, ACKs), nanoseconds.
+    pub tick_ns: u64,
+    /// Most messages retransmitted in answer to one NAK.
+    pub retrans_max: usize,
+}
+
+impl Default for NakConfig {
+    fn default() -> Self {
+        NakConfig {
+            window: 1024,
+            tick_ns: 1_000_000,
+            retrans_max: 64,
+        }
+    }
+}
+
+/// The `nak` layer.
+pub struct Nak {
+    cfg: NakConfig,
+    v: Option<NakView>,
+}
+
+struct NakView {
+    me: Rank,
+    n: usize,
+    cast_out: OutStream,
+    send_out: Vec<OutStream>,
+    cast_in: Vec<InStream>,
+    send_in: Vec<InStream>,
+    /// Last time own data went out (STATUS is skipped while data flows).
+    last_cast_at: Time,
+    tick_armed: bool,
+}
+
+impl Nak {
+    /// A `nak` layer.
+    pub fn new(cfg: NakConfig) -> Nak {
+        Nak { cfg, v: None }
+    }
+
+    fn install(&mut self, view: &Arc<View>) {
+        let n = view.size();
+        let mk_out = || (0..n).map(|_| OutStream::default()).collect();
+        let mk_in = || (0..n).map(|_| InStream::default()).collect();
+        self.v = Some(NakView {
+            me: view.rank,
+            n,
+            cast_out: OutStream::default(),
+            send_out: mk_out(),
+            cast_in: mk_in(),
+            send_in: mk_in(),
+            last_cast_at: Time::ZERO,
+            tick_armed: false,
+        });
+    }
+}
+
+fn nak(cx: &mut Cx<'_>, stream: Stream, to: Rank, orig: Rank, gaps: &RangeList) {
+    if gaps.is_empty() {
+        return;
+    }
+    let h = NakHdr::Nak {
+        stream,
+        orig,
+        n: gaps.len() as u8,
+    };
+    cx.stats().naks += 1;
+    control(cx, Some(to), h, Some(gaps));
+}
+
+/// Sends a control message of this layer (raw, unsequenced).
+fn control(cx: &mut Cx<'_>, to: Option<Rank>, h: NakHdr, ranges: Option<&RangeList>) {
+    let Some(mut m) = cx.alloc() else {
+        return;
+    };
+    if let Some(r) = ranges {
+        match m.reserve(ranges_len(r.len())) {
+            Ok(b) => emit_ranges(r, b),
+            Err(_) => return,
+        }
+    }
+    if !push_hdr(&mut m, h, cx) {
+        return;
+    }
+    cx.stats().control += 1;
+    cx.down(match to {
+        Some(d) => Down::SendRaw(d, m),
+        None => Down::CastRaw(m),
+    });
+}
+
+fn push_hdr(msg: &mut Msg, h: NakHdr, cx: &mut Cx<'_>) -> bool {
+    match msg.push(h.len()) {
+        Ok(b) => {
+            h.emit(b);
+            true
+        }
+        Err(_) => {
+            cx.dropped(DropReason::NoBuffer);
+            false
+        }
+    }
+}
+
+impl NakView {
+    fn ensure_tick(&mut self, cfg: &NakConfig, cx: &mut Cx<'_>) {
+        if !self.tick_armed {
+            self.tick_armed = true;
+            cx.arm(cx.now().plus_ns(cfg.tick_ns), TICK);
+        }
+    }
+
+    fn needs_tick(&self) -> bool {
+        self.cast_out.unacked()
+            || self.send_out.iter().any(|o| o.unacked())
+            || self.cast_in.iter().any(|i| i.missing())
+            || self.send_in.iter().any(|i| i.missing() || i.ack_due)
+    }
+
+    fn send_cast(&mut self, cfg: &NakConfig, mut m: Msg, cx: &mut Cx<'_>) {
+        let seq = self.cast_out.next;
+        let keep = m.share();
+        let mine = m.share();
+        if !push_hdr(&mut m, NakHdr::Cast { seq }, cx) {
+            // Keep it: a STATUS will make receivers NAK and we retransmit.
+        } else {
+            cx.down(Down::Cast(m));
+        }
+        self.cast_out.next += 1;
+        self.cast_out.buf.push_back(keep);
+        self.last_cast_at = cx.now();
+        cx.up(Up::Cast {
+            src: self.me,
+            seq,
+            msg: mine,
+        });
+        self.ensure_tick(cfg, cx);
+    }
+
+    fn send_p2p(&mut self, cfg: &NakConfig, dst: Rank, mut m: Msg, cx: &mut Cx<'_>) {
+        let out = &mut self.send_out[dst as usize];
+        let seq = out.next;
+        out.next += 1;
+        out.buf.push_back(m.share());
+        if push_hdr(&mut m, NakHdr::Send { seq }, cx) {
+            cx.down(Down::Send(dst, m));
+        }
+        self.ensure_tick(cfg, cx);
+    }
+
+    /// Sends backlogged messages while windows are open.
+    fn drain_backlogs(&mut self, cfg: &NakConfig, cx: &mut Cx<'_>) {
+        while self.cast_out.open(cfg.window) {
+            let Some(m) = self.cast_out.backlog.pop_front() else {
+                break;
+            };
+            self.send_cast(cfg, m, cx);
+        }
+        for d in 0..self.n {
+            while self.send_out[d].open(cfg.window) {
+                let Some(m) = self.send_out[d].backlog.pop_front() else {
+                    break;
+                };
+                self.send_p2p(cfg, d as Rank, m, cx);
+            }
+        }
+    }
+
+    /// Stores an arriving sequenced message and delivers what became
+    /// deliverable.
+    fn arrive(&mut self, cfg: &NakConfig, stream: Stream, src: Rank, seq: u64, m: Msg, cx: &mut Cx<'_>) {
+        let s = match stream {
+            Stream::Cast => &mut self.cast_in[src as usize],
+            Stream::Send => &mut self.send_in[src as usize],
+        };
+        if stream == Stream::Send {
+            s.ack_due = true;
+        }
+        match s.insert(seq, m, cfg.window) {
+            Insert::Duplicate => cx.dropped(DropReason::Duplicate),
+            Insert::OutOfWindow => cx.dropped(DropReason::OutOfWindow),
+            Insert::Stored { deliverable: true } => {
+                let retain = stream == Stream::Cast;
+                while let Some((seq, msg)) = s.pop_next(retain) {
+                    cx.up(match stream {
+                        Stream::Cast => Up::Cast { src, seq, msg },
+                        Stream::Send => Up::Send { src, seq, msg },
+                    });
+                }
+                if retain {
+                    s.trim_retained(cfg.window);
+                }
+            }
+            Insert::Stored { deliverable: false } => {}
+        }
+        self.ensure_tick(cfg, cx);
+    }
+
+    fn tick(&mut self, cfg: &NakConfig, cx: &mut Cx<'_>) {
+        let now = cx.now();
+        // Tail loss: tell receivers how far our casts go if we have been
+        // quiet for a tick and something is still unstable.
+        if self.cast_out.unacked() && now.since(self.last_cast_at) >= cfg.tick_ns {
+            let next = self.cast_out.next;
+            control(cx, None, NakHdr::Status { stream: Stream::Cast, next }, None);
+        }
+        for d in 0..self.n {
+            let out = &self.send_out[d];
+            if out.unacked() {
+                let h = NakHdr::Status { stream: Stream::Send, next: out.next };
+                control(cx, Some(d as Rank), h, None);
+            }
+        }
+        for src in 0..self.n {
+            if src == self.me as usize {
+                continue;
+            }
+            let r = src as Rank;
+            if self.cast_in[src].missing() {
+                let gaps = self.cast_in[src].gaps();
+                nak(cx, Stream::Cast, r, r, &gaps);
+            }
+            let si = &mut self.send_in[src];
+            let ack = si.ack_due.then_some(si.next);
+            si.ack_due = false;
+            if si.missing() {
+                let gaps = si.gaps();
+                nak(cx, Stream::Send, r, r, &gaps);
+            }
+            if let Some(next) = ack {
+                control(cx, Some(r), NakHdr::Ack { next }, None);
+            }
+        }
+        if self.needs_tick() {
+            self.ensure_tick(cfg, cx);
+        }
+    }
+
+    /// Answers a NAK from `from` for messages of `orig` on `stream`.
+    fn retransmit(&mut self, cfg: &NakConfig, cx: &mut Cx<'_>, from: Rank, stream: Stream, orig: Rank, ranges: &RangeList) {
+        let mut budget = cfg.retrans_max;
+        for &(lo, hi) in ranges.as_slice() {
+            let mut seq = lo;
+            while seq < hi && budget > 0 {
+                let base = match stream {
+                    Stream::Cast if orig == self.me => Some(self.cast_out.base),
+                    Stream::Cast => None,
+                    Stream::Send => Some(self.send_out[from as usize].base),
+                };
+                if let Some(base) = base.filter(|b| seq < *b) {
+                    // Collected already: it will never come back.
+                    let to = base.min(hi);
+                    let h = NakHdr::Lost { stream, orig, from: seq, to };
+                    control(cx, Some(from), h, None);
+                    seq = to;
+                    budget -= 1;
+                    continue;
+                }
+                let held = match stream {
+                    Stream::Cast if orig == self.me => self.cast_out.get(seq),
+                    Stream::Cast => self.cast_in[orig as usize].get(seq),
+                    Stream::Send => self.send_out[from as usize].get(seq),
+                };
+                let Some(held) = held else {
+                    // Not ours to give (not yet sent, or not held here).
+                    break;
+                };
+                let Some(mut copy) = cx.copy(held) else {
+                    return;
+                };
+                let h = match stream {
+                    Stream::Cast => NakHdr::Retrans { orig, seq },
+                    Stream::Send => NakHdr::Send { seq },
+                };
+                if push_hdr(&mut copy, h, cx) {
+                    cx.stats().retransmits += 1;
+                    cx.down(Down::SendRaw(from, copy));
+                }
+                seq += 1;
+                budget -= 1;
+            }
+        }
+    }
+
+    fn on_raw(&mut self, cfg: &NakConfig, src: Rank, p2p: bool, mut m: Msg, cx: &mut Cx<'_>) {
+        let (h, len) = match NakHdr::parse(m.front()) {
+            Ok(x) => x,
+            Err(e) => {
+                cx.dropped(e.drop_reason());
+                return;
+            }
+        };
+        // Cannot fail: parse checked the length.
+        let _ = m.advance(len);
+        match h {
+            NakHdr::Cast { seq } if !p2p => self.arrive(cfg, Stream::Cast, src, seq, m, cx),
+            NakHdr::Send { seq } if p2p => self.arrive(cfg, Stream::Send, src, seq, m, cx),
+            NakHdr::Raw => cx.up(if p2p {
+                Up::SendRaw { src, msg: m }
+            } else {
+                Up::CastRaw { src, msg: m }
+            }),
+            NakHdr::Retrans { orig, seq } => {
+                if orig as usize >= self.n {
+                    cx.dropped(DropReason::BadRank);
+                } else if orig == self.me {
+                    cx.dropped(DropReason::Duplicate);
+                } else {
+                    self.arrive(cfg, Stream::Cast, orig, seq, m, cx);
+                }
+            }
+            NakHdr::Nak { stream, orig, n } => {
+                let ranges = match parse_ranges(m.front(), n) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        cx.dropped(e.drop_reason());
+                        return;
+                    }
+                };
+                let ok = match stream {
+                    Stream::Cast => (orig as usize) < self.n,
+                    Stream::Send => orig == self.me,
+                };
+                if ok {
+                    self.retransmit(cfg, cx, src, stream, orig, &ranges);
+                } else {
+                    cx.dropped(DropReason::BadRank);
+                }
+            }
+            NakHdr::Status { stream, next } => {
+                let s = match stream {
+                    Stream::Cast if !p2p => &mut self.cast_in[src as usize],
+                    Stream::Send if p2p => &mut self.send_in[src as usize],
+                    _ => {
+                        cx.dropped(DropReason::BadField);
+                        return;
+                    }
+                };
+                if next > s.next.saturating_add(cfg.window) {
+                    cx.dropped(DropReason::OutOfWindow);
+                    return;
+                }
+                s.high = s.high.max(next);
+                if stream == Stream::Send {
+                    s.ack_due = true;
+                }
+                if s.missing() || s.ack_due {
+                    self.ensure_tick(cfg, cx);
+                }
+            }
+            NakHdr::Ack { next } => {
+                if !self.send_out[src as usize].collect(next) {
+                    cx.dropped(DropReason::BadField);
+                }
+                self.drain_backlogs(cfg, cx);
+            }
+            NakHdr::Lost { stream, orig, from, to } => {
+                // Only the original sender may declare its messages lost.
+                let s = match stream {
+                    Stream::Cast if orig == src => &mut self.cast_in[src as usize],
+                    Stream::Send if orig == src => &mut self.send_in[src as usize],
+                    _ => {
+                        cx.dropped(DropReason::BadRank);
+                        return;
+                    }
+                };
+                if from > s.next || to <= s.next || to > s.next.saturating_add(cfg.window) {
+                    return;
+                }
+                let lost_from = s.next;
+                s.skip_to(to);
+                cx.up(Up::Lost { src, from: lost_from, to });
+                let retain = stream == Stream::Cast;
+                while let Some((seq, msg)) = s.pop_next(retain) {
+                    cx.up(match stream {
+                        Stream::Cast => Up::Cast { src, seq, msg },
+                        Stream::Send => Up::Send { src, seq, msg },
+                    });
+                }
+            }
+            NakHdr::Cast { .. } | NakHdr::Send { .. } => cx.dropped(DropReason::BadField),
+        }
+    }
+}
+
+impl Layer for Nak {
+    fn info(&self) -> &'static LayerInfo {
+        &INFO
+    }
+
+    fn down(&mut self, ev: Down, cx: &mut Cx<'_>) {
+        let cfg = self.cfg;
+        match ev {
+            Down::View(view) => {
+                self.install(&view);
+                cx.down(Down::View(view));
+            }
+            Down::Timer(TICK) => {
+                if let Some(v) = self.v.as_mut() {
+                    v.tick_armed = false;
+                    v.tick(&cfg, cx);
+                }
+            }
+            Down::Timer(_) => {}
+            ev => {
+                let Some(v) = self.v.as_mut() else {
+                    cx.dropped(DropReason::NoView);
+                    return;
+                };
+                match ev {
+                    Down::Cast(m) => {
+                        if v.cast_out.backlog.is_empty() && v.cast_out.open(cfg.window) {
+                            v.send_cast(&cfg, m, cx);
+                        } else {
+                            v.cast_out.backlog.push_back(m);
+                        }
+                    }
+                    Down::Send(d, m) if d == v.me => {
+                        let out = &mut v.send_out[d as usize];
+                        let seq = out.next;
+                        out.next += 1;
+                        out.base = out.next;
+                        cx.up(Up::Send { src: d, seq, msg: m });
+                    }
+                    Down::Send(d, m) if (d as usize) < v.n => {
+                        let out = &mut v.send_out[d as usize];
+                        if out.backlog.is_empty() && out.open(cfg.window) {
+                            v.send_p2p(&cfg, d, m, cx);
+                        } else {
+                            out.backlog.push_back(m);
+                        }
+                    }
+                    Down::Send(..) => cx.dropped(DropReason::BadRank),
+                    Down::CastRaw(mut m) => {
+                        if push_hdr(&mut m, NakHdr::Raw, cx) {
+                            cx.down(Down::CastRaw(m));
+                        }
+                    }
+                    Down::SendRaw(d, mut m) => {
+                        if push_hdr(&mut m, NakHdr::Raw, cx) {
+                            cx.down(Down::SendRaw(d, m));
+                        }
+                    }
+                    Down::Stable(vec) => {
+                        if vec.len() == v.n {
+                            v.cast_out.collect(vec[v.me as usize].min(v.cast_out.next));
+                            for (s, inn) in v.cast_in.iter_mut().enumerate() {
+                                if s != v.me as usize {
+                                    inn.collect(vec[s]);
+                                }
+                            }
+                            v.drain_backlogs(&cfg, cx);
+                        }
+                        cx.down(Down::Stable(vec));
+                    }
+                    other => cx.down(other),
+                }
+            }
+        }
+    }
+
+    fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
+        let cfg = self.cfg;
+        let Some(v) = self.v.as_mut() else {
+            match ev {
+                Up::CastRaw { .. } | Up::SendRaw { .. } => cx.dropped(DropReason::NoView),
+                other => cx.up(other),
+            }
+            return;
+        };
+        match ev {
+            Up::CastRaw { src, msg } => v.on_raw(&cfg, src, false, msg, cx),
+            Up::SendRaw { src, msg } => v.on_raw(&cfg, src, true, msg, cx),
+            other => cx.up(other),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        match &self.v {
+            Some(v) => v.cast_out.backlog.is_empty() && v.cast_out.open(self.cfg.window),
+            None => false,
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        let Some(v) = &self.v else { return 0 };
+        let outs = std::iter::once(&v.cast_out).chain(v.send_out.iter());
+        let out: usize = outs.map(|o| o.buf.len() + o.backlog.len()).sum();
+        let inn: usize = v.cast_in.iter().chain(v.send_in.iter()).map(|i| i.held()).sum();
+        out + inn
+    }
+}

@@ -1,0 +1,282 @@
+//! Composition: how events move between the layers of a stack.
+//!
+//! Each layer has two queues beside it: events it emitted downward, and
+//! events that came up to it from below. Handling one event runs the layer,
+//! then drains its queues: a down event goes to the layer below (whose up
+//! output lands in this layer's up queue), an up event goes into this
+//! layer. Events leave the top into the stack's event queue and the bottom
+//! into the transmit queue. Every queue keeps its capacity, so a stack in
+//! steady state allocates nothing.
+//!
+//! Two compositions, one algorithm, one wire format:
+//! - static: `Cons<Top, Cons<..., Cons<Com, Nil>>>`, generic, so the
+//!   compiler sees and inlines the whole stack;
+//! - dynamic: a slice of boxed layers built from a spec string.
+
+use std::collections::VecDeque;
+
+use tutti_drivers::Msg;
+
+use crate::event::{Down, Time, Up};
+use crate::layer::{Cx, Env, Layer, Timers};
+use crate::stack::spec::LayerKind;
+use crate::stack::StackConfig;
+
+/// A (sub)stack: a layer with everything below it.
+pub trait Part: Send {
+    /// An event enters from above.
+    fn down(&mut self, ev: Down, env: &mut Env, out: &mut VecDeque<Up>);
+    /// A frame enters from the wire.
+    fn recv(&mut self, frame: Msg, env: &mut Env, out: &mut VecDeque<Up>);
+    /// Fires every timer due at `env.now`.
+    fn fire(&mut self, env: &mut Env, out: &mut VecDeque<Up>);
+    /// Earliest armed timer.
+    fn next_timer(&self) -> Option<Time>;
+    /// Whether every layer would let a new cast out at once.
+    fn ready(&self) -> bool;
+    /// Messages held by all layers.
+    fn buffered(&self) -> usize;
+}
+
+/// A static stack part that can be built from configuration.
+pub trait BuildPart: Part + Sized {
+    /// Builds the part.
+    fn build(cfg: &StackConfig, stack_id: u16) -> Self;
+    /// Appends the layer kinds, bottom first.
+    fn kinds(out: &mut Vec<LayerKind>);
+}
+
+/// A layer type usable in a static stack.
+pub trait StaticLayer: Layer + Sized {
+    /// Which layer this is.
+    const KIND: LayerKind;
+    /// Builds it from configuration.
+    fn make(cfg: &StackConfig, stack_id: u16) -> Self;
+}
+
+/// Below the bottom layer.
+pub struct Nil;
+
+impl Part for Nil {
+    #[inline]
+    fn down(&mut self, _ev: Down, _env: &mut Env, _out: &mut VecDeque<Up>) {}
+
+    #[inline]
+    fn recv(&mut self, frame: Msg, _env: &mut Env, out: &mut VecDeque<Up>) {
+        out.push_back(Up::Recv(frame));
+    }
+
+    fn fire(&mut self, _env: &mut Env, _out: &mut VecDeque<Up>) {}
+
+    fn next_timer(&self) -> Option<Time> {
+        None
+    }
+
+    fn ready(&self) -> bool {
+        true
+    }
+
+    fn buffered(&self) -> usize {
+        0
+    }
+}
+
+impl BuildPart for Nil {
+    fn build(_cfg: &StackConfig, _id: u16) -> Self {
+        Nil
+    }
+
+    fn kinds(_out: &mut Vec<LayerKind>) {}
+}
+
+/// Layer `L` on top of part `B`.
+pub struct Cons<L, B> {
+    layer: L,
+    below: B,
+    downq: VecDeque<Down>,
+    upq: VecDeque<Up>,
+    timers: Timers,
+}
+
+impl<L: Layer, B: Part> Cons<L, B> {
+    /// `layer` over `below`.
+    pub fn new(layer: L, below: B) -> Self {
+        Cons {
+            layer,
+            below,
+            downq: VecDeque::with_capacity(16),
+            upq: VecDeque::with_capacity(16),
+            timers: Timers::default(),
+        }
+    }
+
+    #[inline]
+    fn settle(&mut self, env: &mut Env, out: &mut VecDeque<Up>) {
+        loop {
+            if let Some(d) = self.downq.pop_front() {
+                self.below.down(d, env, &mut self.upq);
+            } else if let Some(u) = self.upq.pop_front() {
+                let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+                self.layer.up(u, &mut cx);
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+impl<L: Layer, B: Part> Part for Cons<L, B> {
+    #[inline]
+    fn down(&mut self, ev: Down, env: &mut Env, out: &mut VecDeque<Up>) {
+        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+        self.layer.down(ev, &mut cx);
+        self.settle(env, out);
+    }
+
+    #[inline]
+    fn recv(&mut self, frame: Msg, env: &mut Env, out: &mut VecDeque<Up>) {
+        self.below.recv(frame, env, &mut self.upq);
+        self.settle(env, out);
+    }
+
+    fn fire(&mut self, env: &mut Env, out: &mut VecDeque<Up>) {
+        while let Some(token) = self.timers.pop_due(env.now) {
+            let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+            self.layer.down(Down::Timer(token), &mut cx);
+            self.settle(env, out);
+        }
+        self.below.fire(env, &mut self.upq);
+        self.settle(env, out);
+    }
+
+    fn next_timer(&self) -> Option<Time> {
+        match (self.timers.next(), self.below.next_timer()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.layer.ready() && self.below.ready()
+    }
+
+    fn buffered(&self) -> usize {
+        self.layer.buffered() + self.below.buffered()
+    }
+}
+
+impl<L: StaticLayer, B: BuildPart> BuildPart for Cons<L, B> {
+    fn build(cfg: &StackConfig, id: u16) -> Self {
+        Cons::new(L::make(cfg, id), B::build(cfg, id))
+    }
+
+    fn kinds(out: &mut Vec<LayerKind>) {
+        B::kinds(out);
+        out.push(L::KIND);
+    }
+}
+
+/// One level of a dynamic stack.
+pub struct Level {
+    layer: Box<dyn Layer>,
+    downq: VecDeque<Down>,
+    upq: VecDeque<Up>,
+    timers: Timers,
+}
+
+impl Level {
+    /// A level holding `layer`.
+    pub fn new(layer: Box<dyn Layer>) -> Level {
+        Level {
+            layer,
+            downq: VecDeque::with_capacity(16),
+            upq: VecDeque::with_capacity(16),
+            timers: Timers::default(),
+        }
+    }
+}
+
+/// A stack of boxed layers, top first.
+pub struct Dynamic {
+    levels: Vec<Level>,
+}
+
+impl Dynamic {
+    /// Layers top first.
+    pub fn new(layers: Vec<Box<dyn Layer>>) -> Dynamic {
+        Dynamic {
+            levels: layers.into_iter().map(Level::new).collect(),
+        }
+    }
+}
+
+fn settle(lvl: &mut Level, below: &mut [Level], env: &mut Env, out: &mut VecDeque<Up>) {
+    loop {
+        if let Some(d) = lvl.downq.pop_front() {
+            down_at(below, d, env, &mut lvl.upq);
+        } else if let Some(u) = lvl.upq.pop_front() {
+            let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
+            lvl.layer.up(u, &mut cx);
+        } else {
+            break;
+        }
+    }
+}
+
+fn down_at(levels: &mut [Level], ev: Down, env: &mut Env, out: &mut VecDeque<Up>) {
+    let Some((lvl, below)) = levels.split_first_mut() else {
+        return;
+    };
+    let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
+    lvl.layer.down(ev, &mut cx);
+    settle(lvl, below, env, out);
+}
+
+fn recv_at(levels: &mut [Level], frame: Msg, env: &mut Env, out: &mut VecDeque<Up>) {
+    match levels.split_first_mut() {
+        None => out.push_back(Up::Recv(frame)),
+        Some((lvl, below)) => {
+            recv_at(below, frame, env, &mut lvl.upq);
+            settle(lvl, below, env, out);
+        }
+    }
+}
+
+fn fire_at(levels: &mut [Level], env: &mut Env, out: &mut VecDeque<Up>) {
+    let Some((lvl, below)) = levels.split_first_mut() else {
+        return;
+    };
+    while let Some(token) = lvl.timers.pop_due(env.now) {
+        let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
+        lvl.layer.down(Down::Timer(token), &mut cx);
+        settle(lvl, below, env, out);
+    }
+    fire_at(below, env, &mut lvl.upq);
+    settle(lvl, below, env, out);
+}
+
+impl Part for Dynamic {
+    fn down(&mut self, ev: Down, env: &mut Env, out: &mut VecDeque<Up>) {
+        down_at(&mut self.levels, ev, env, out);
+    }
+
+    fn recv(&mut self, frame: Msg, env: &mut Env, out: &mut VecDeque<Up>) {
+        recv_at(&mut self.levels, frame, env, out);
+    }
+
+    fn fire(&mut self, env: &mut Env, out: &mut VecDeque<Up>) {
+        fire_at(&mut self.levels, env, out);
+    }
+
+    fn next_timer(&self) -> Option<Time> {
+        self.levels.iter().filter_map(|l| l.timers.next()).min()
+    }
+
+    fn ready(&self) -> bool {
+        self.levels.iter().all(|l| l.layer.ready())
+    }
+
+    fn buffered(&self) -> usize {
+        self.levels.iter().map(|l| l.layer.buffered()).sum()
+    }
+}

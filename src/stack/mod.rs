@@ -1,0 +1,409 @@
+//! Stacks: layers composed into one protocol endpoint for one group.
+//!
+//! [`Stack`] is the sans-I/O face of a group member, in the manner of
+//! quinn-proto: feed it application requests (`cast`, `send`), frames from
+//! the network (`receive`) and the time (`handle_timeout`); take out frames
+//! to transmit (`poll_transmit`), events for the application
+//! (`poll_event`) and the next deadline (`poll_timeout`). Call order after
+//! any input: drain `poll_transmit` and `poll_event`, then re-read
+//! `poll_timeout`.
+
+pub mod compose;
+pub mod spec;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use tutti_drivers::{Msg, Pool};
+
+use crate::event::{Dest, Down, Rank, Time, Up, View};
+use crate::layer::{Drops, Env, Layer, Prop, Stats};
+use crate::layers::com::Com;
+use crate::layers::frag::{Frag, MAX_MSG_DEFAULT};
+use crate::layers::nak::{Nak, NakConfig};
+use crate::layers::stable::{Stable, StableConfig};
+
+pub use compose::{BuildPart, Cons, Dynamic, Nil, Part, StaticLayer};
+pub use spec::{LayerKind, Spec, SpecError, PRESETS};
+
+/// Configuration shared by the layers of a stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackConfig {
+    /// Group id carried in every frame.
+    pub group: u32,
+    /// `nak` parameters.
+    pub nak: NakConfig,
+    /// `stable` parameters.
+    pub stable: StableConfig,
+    /// Largest message `frag` reassembles, bytes.
+    pub max_msg: u64,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            group: 1,
+            nak: NakConfig::default(),
+            stable: StableConfig::default(),
+            max_msg: MAX_MSG_DEFAULT,
+        }
+    }
+}
+
+impl StaticLayer for Com {
+    const KIND: LayerKind = LayerKind::Com;
+    fn make(cfg: &StackConfig, id: u16) -> Self {
+        Com::new(cfg.group, id)
+    }
+}
+
+impl StaticLayer for Nak {
+    const KIND: LayerKind = LayerKind::Nak;
+    fn make(cfg: &StackConfig, _id: u16) -> Self {
+        Nak::new(cfg.nak)
+    }
+}
+
+impl StaticLayer for Frag {
+    const KIND: LayerKind = LayerKind::Frag;
+    fn make(cfg: &StackConfig, _id: u16) -> Self {
+        Frag::new(cfg.max_msg)
+    }
+}
+
+impl StaticLayer for Stable {
+    const KIND: LayerKind = LayerKind::Stable;
+    fn make(cfg: &StackConfig, _id: u16) -> Self {
+        Stable::new(cfg.stable)
+    }
+}
+
+/// Builds one boxed layer of kind `k`.
+pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
+    match k {
+        LayerKind::Com => Box::new(Com::make(cfg, id)),
+        LayerKind::Nak => Box::new(Nak::make(cfg, id)),
+        LayerKind::Frag => Box::new(Frag::make(cfg, id)),
+        LayerKind::Stable => Box::new(Stable::make(cfg, id)),
+    }
+}
+
+/// Type of a static stack, layers listed top first:
+/// `stack_type![Stable, Frag, Nak, Com]` is `com:nak:frag:stable`.
+#[macro_export]
+macro_rules! stack_type {
+    ($top:ty) => { $crate::stack::Cons<$top, $crate::stack::Nil> };
+    ($top:ty, $($rest:ty),+) => { $crate::stack::Cons<$top, $crate::stack_type!($($rest),+)> };
+}
+
+/// Static `com:nak:stable` (preset `reliable`).
+pub type ReliableStatic = stack_type![Stable, Nak, Com];
+/// Static `com:nak:frag:stable` (preset `fifo`).
+pub type FifoStatic = stack_type![Stable, Frag, Nak, Com];
+
+/// Why the application's message was not taken. The message comes back.
+pub struct SendError {
+    /// What went wrong.
+    pub kind: SendErrorKind,
+    /// The message, unchanged.
+    pub msg: Msg,
+}
+
+impl fmt::Debug for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SendError({:?})", self.kind)
+    }
+}
+
+/// Kinds of [`SendError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendErrorKind {
+    /// No view installed yet.
+    NoView,
+    /// The send window is closed; retry after the stack has made progress.
+    WouldBlock,
+    /// Larger than one buffer and the stack has no `frag`.
+    TooLarge,
+    /// No member with that rank.
+    BadRank,
+}
+
+impl fmt::Display for SendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendErrorKind::NoView => "no view installed",
+            SendErrorKind::WouldBlock => "send window closed (back-pressure)",
+            SendErrorKind::TooLarge => "message larger than a buffer and no frag layer",
+            SendErrorKind::BadRank => "no member with that rank",
+        })
+    }
+}
+
+/// A group member's protocol stack over composition `P`.
+pub struct Stack<P: Part> {
+    part: P,
+    env: Env,
+    events: VecDeque<Up>,
+    spec: Spec,
+    view: Option<Arc<View>>,
+    large: bool,
+}
+
+impl<P: BuildPart> Stack<P> {
+    /// A static stack of type `P`, using `ctl` for the layers' own messages.
+    pub fn new_static(cfg: &StackConfig, ctl: Pool) -> Result<Stack<P>, SpecError> {
+        let mut kinds = Vec::new();
+        P::kinds(&mut kinds);
+        let spec = Spec::from_layers(kinds)?;
+        let part = P::build(cfg, spec.id());
+        Ok(Stack::with_part(part, spec, ctl))
+    }
+}
+
+impl Stack<Dynamic> {
+    /// A dynamic stack from a spec string or preset name.
+    pub fn new_dynamic(spec: &str, cfg: &StackConfig, ctl: Pool) -> Result<Stack<Dynamic>, SpecError> {
+        let spec = Spec::parse(spec)?;
+        let layers = spec
+            .layers()
+            .iter()
+            .rev()
+            .map(|k| make_layer(*k, cfg, spec.id()))
+            .collect();
+        Ok(Stack::with_part(Dynamic::new(layers), spec, ctl))
+    }
+}
+
+impl<P: Part> Stack<P> {
+    fn with_part(part: P, spec: Spec, ctl: Pool) -> Stack<P> {
+        let large = spec.provides(Prop::Large);
+        Stack {
+            part,
+            env: Env::new(ctl),
+            events: VecDeque::with_capacity(64),
+            spec,
+            view: None,
+            large,
+        }
+    }
+
+    /// The stack's spec.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The installed view.
+    pub fn view(&self) -> Option<&Arc<View>> {
+        self.view.as_ref()
+    }
+
+    /// Installs a view (static membership: the application or the
+    /// configuration supplies it).
+    pub fn install_view(&mut self, now: Time, view: View) {
+        self.env.now = now;
+        let view = Arc::new(view);
+        self.view = Some(view.clone());
+        self.part.down(Down::View(view.clone()), &mut self.env, &mut self.events);
+        self.events.push_back(Up::View(view));
+    }
+
+    /// Multicasts `msg` to the view, reliably, in FIFO order.
+    #[inline]
+    pub fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
+        if let Some(kind) = self.refuse(&msg, None) {
+            return Err(SendError { kind, msg });
+        }
+        if !self.part.ready() {
+            return Err(SendError {
+                kind: SendErrorKind::WouldBlock,
+                msg,
+            });
+        }
+        self.env.now = now;
+        self.part.down(Down::Cast(msg), &mut self.env, &mut self.events);
+        Ok(())
+    }
+
+    /// Sends `msg` to the member of rank `dst`, reliably, in FIFO order.
+    /// Never refused for back-pressure: messages wait in the stack (bounded
+    /// by the buffer pool they come from).
+    pub fn send(&mut self, now: Time, dst: Rank, msg: Msg) -> Result<(), SendError> {
+        if let Some(kind) = self.refuse(&msg, Some(dst)) {
+            return Err(SendError { kind, msg });
+        }
+        self.env.now = now;
+        self.part.down(Down::Send(dst, msg), &mut self.env, &mut self.events);
+        Ok(())
+    }
+
+    fn refuse(&self, msg: &Msg, dst: Option<Rank>) -> Option<SendErrorKind> {
+        let Some(v) = &self.view else {
+            return Some(SendErrorKind::NoView);
+        };
+        if msg.nsegs() > 1 && !self.large {
+            return Some(SendErrorKind::TooLarge);
+        }
+        match dst {
+            Some(d) if d as usize >= v.size() => Some(SendErrorKind::BadRank),
+            _ => None,
+        }
+    }
+
+    /// Passes any other down event (acks, leave, block-ok) into the stack.
+    pub fn handle_down(&mut self, now: Time, ev: Down) {
+        self.env.now = now;
+        self.part.down(ev, &mut self.env, &mut self.events);
+    }
+
+    /// A frame from the network.
+    #[inline]
+    pub fn receive(&mut self, now: Time, frame: Msg) {
+        self.env.now = now;
+        self.part.recv(frame, &mut self.env, &mut self.events);
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.env.now = now;
+        self.part.fire(&mut self.env, &mut self.events);
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.part.next_timer()
+    }
+
+    /// The next frame to put on the network.
+    #[inline]
+    pub fn poll_transmit(&mut self) -> Option<(Dest, Msg)> {
+        self.env.tx.pop_front()
+    }
+
+    /// The next event for the application.
+    #[inline]
+    pub fn poll_event(&mut self) -> Option<Up> {
+        loop {
+            match self.events.pop_front()? {
+                // Internal events that no layer above consumed.
+                Up::Progress { .. } | Up::Recv(_) | Up::CastRaw { .. } | Up::SendRaw { .. } => {}
+                ev => return Some(ev),
+            }
+        }
+    }
+
+    /// Whether a cast would be accepted now.
+    pub fn ready(&self) -> bool {
+        self.view.is_some() && self.part.ready()
+    }
+
+    /// Drop counters.
+    pub fn drops(&self) -> &Drops {
+        &self.env.drops
+    }
+
+    /// Activity counters.
+    pub fn stats(&self) -> &Stats {
+        &self.env.stats
+    }
+
+    /// Messages held by the layers (retransmit buffers, backlogs,
+    /// reassembly).
+    pub fn buffered(&self) -> usize {
+        self.part.buffered()
+    }
+}
+
+/// Object-safe face of any [`Stack`], for code that holds stacks of
+/// different compositions side by side (the simulator, the engine).
+pub trait GroupStack: Send {
+    /// See [`Stack::spec`].
+    fn spec(&self) -> &Spec;
+    /// See [`Stack::install_view`].
+    fn install_view(&mut self, now: Time, view: View);
+    /// See [`Stack::cast`].
+    fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError>;
+    /// See [`Stack::send`].
+    fn send(&mut self, now: Time, dst: Rank, msg: Msg) -> Result<(), SendError>;
+    /// See [`Stack::handle_down`].
+    fn handle_down(&mut self, now: Time, ev: Down);
+    /// See [`Stack::receive`].
+    fn receive(&mut self, now: Time, frame: Msg);
+    /// See [`Stack::handle_timeout`].
+    fn handle_timeout(&mut self, now: Time);
+    /// See [`Stack::poll_timeout`].
+    fn poll_timeout(&self) -> Option<Time>;
+    /// See [`Stack::poll_transmit`].
+    fn poll_transmit(&mut self) -> Option<(Dest, Msg)>;
+    /// See [`Stack::poll_event`].
+    fn poll_event(&mut self) -> Option<Up>;
+    /// See [`Stack::ready`].
+    fn ready(&self) -> bool;
+    /// See [`Stack::drops`].
+    fn drops(&self) -> &Drops;
+    /// See [`Stack::stats`].
+    fn stats(&self) -> &Stats;
+    /// See [`Stack::buffered`].
+    fn buffered(&self) -> usize;
+}
+
+impl<P: Part> GroupStack for Stack<P> {
+    fn spec(&self) -> &Spec {
+        Stack::spec(self)
+    }
+    fn install_view(&mut self, now: Time, view: View) {
+        Stack::install_view(self, now, view)
+    }
+    fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
+        Stack::cast(self, now, msg)
+    }
+    fn send(&mut self, now: Time, dst: Rank, msg: Msg) -> Result<(), SendError> {
+        Stack::send(self, now, dst, msg)
+    }
+    fn handle_down(&mut self, now: Time, ev: Down) {
+        Stack::handle_down(self, now, ev)
+    }
+    fn receive(&mut self, now: Time, frame: Msg) {
+        Stack::receive(self, now, frame)
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        Stack::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        Stack::poll_timeout(self)
+    }
+    fn poll_transmit(&mut self) -> Option<(Dest, Msg)> {
+        Stack::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<Up> {
+        Stack::poll_event(self)
+    }
+    fn ready(&self) -> bool {
+        Stack::ready(self)
+    }
+    fn drops(&self) -> &Drops {
+        Stack::drops(self)
+    }
+    fn stats(&self) -> &Stats {
+        Stack::stats(self)
+    }
+    fn buffered(&self) -> usize {
+        Stack::buffered(self)
+    }
+}
+
+/// Builds a stack for `spec`: static when `prefer_static` and a static
+/// composition of that spec is compiled in, dynamic otherwise.
+pub fn build(spec: &str, cfg: &StackConfig, ctl: Pool, prefer_static: bool) -> Result<Box<dyn GroupStack>, SpecError> {
+    let parsed = Spec::parse(spec)?;
+    if prefer_static {
+        let canon = parsed.to_string();
+        if canon == "com:nak:stable" {
+            return Ok(Box::new(Stack::<ReliableStatic>::new_static(cfg, ctl)?));
+        }
+        if canon == "com:nak:frag:stable" {
+            return Ok(Box::new(Stack::<FifoStatic>::new_static(cfg, ctl)?));
+        }
+    }
+    Ok(Box::new(Stack::new_dynamic(spec, cfg, ctl)?))
+}
