@@ -89,6 +89,10 @@ pub trait Layer: Send + 'static {
     fn buffered(&self) -> usize {
         0
     }
+
+    /// Appends a one-line description of the layer's state (diagnostics:
+    /// the simulator prints it when a run fails).
+    fn dump(&self, _out: &mut String) {}
 }
 
 /// Why a frame (or a layer's header) was dropped.
@@ -382,6 +386,11 @@ impl<'a> Cx<'a> {
             self.env.stats.ctl_no_buffer += 1;
         }
         m
+    }
+
+    /// Payload bytes a control buffer holds.
+    pub fn ctl_capacity(&self) -> usize {
+        self.env.ctl.capacity()
     }
 
     /// A private copy of `msg` (for retransmission) in the control pool,

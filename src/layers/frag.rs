@@ -251,6 +251,17 @@ impl Layer for Frag {
         }
     }
 
+    fn dump(&self, out: &mut String) {
+        for (s, a) in self.casts.iter().enumerate() {
+            let st = match a {
+                Asm::Idle => continue,
+                Asm::Building { chain, total } => format!("building {}/{}", chain.len(), total),
+                Asm::Skipping => "skipping".to_string(),
+            };
+            out.push_str(&format!(" [cast {s}: {st}]"));
+        }
+    }
+
     fn buffered(&self) -> usize {
         self.casts
             .iter()

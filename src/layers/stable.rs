@@ -249,6 +249,15 @@ impl Layer for Stable {
         &INFO
     }
 
+    fn dump(&self, out: &mut String) {
+        if let Some(v) = &self.v {
+            out.push_str(&format!(
+                "recv={:?} stable={:?} sent={:?} armed={}",
+                v.recv, v.stable, v.sent, v.armed
+            ));
+        }
+    }
+
     fn down(&mut self, ev: Down, cx: &mut Cx<'_>) {
         let cfg = self.cfg;
         match ev {

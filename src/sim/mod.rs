@@ -228,11 +228,12 @@ impl<'a> Sim<'a> {
                     .enumerate()
                     .map(|(i, n)| {
                         format!(
-                            "member {i}: buffered={} casts_left={} sends_left={} delivered_casts={:?}",
+                            "member {i}: buffered={} casts_left={} sends_left={} delivered_casts={:?}\n{}",
                             n.stack.buffered(),
                             n.casts_left,
                             n.sends_left,
-                            n.oracle.next_cast
+                            n.oracle.next_cast,
+                            n.stack.dump()
                         )
                     })
                     .collect();

@@ -36,6 +36,8 @@ pub trait Part: Send {
     fn ready(&self) -> bool;
     /// Messages held by all layers.
     fn buffered(&self) -> usize;
+    /// Describes every layer's state, top first.
+    fn dump(&self, out: &mut String);
 }
 
 /// A static stack part that can be built from configuration.
@@ -79,6 +81,8 @@ impl Part for Nil {
     fn buffered(&self) -> usize {
         0
     }
+
+    fn dump(&self, _out: &mut String) {}
 }
 
 impl BuildPart for Nil {
@@ -163,6 +167,18 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
     fn buffered(&self) -> usize {
         self.layer.buffered() + self.below.buffered()
     }
+
+    fn dump(&self, out: &mut String) {
+        dump_layer(&self.layer, out);
+        self.below.dump(out);
+    }
+}
+
+fn dump_layer(layer: &dyn Layer, out: &mut String) {
+    out.push_str(layer.info().name);
+    out.push_str(": ");
+    layer.dump(out);
+    out.push_str("\n");
 }
 
 impl<L: StaticLayer, B: BuildPart> BuildPart for Cons<L, B> {
@@ -278,5 +294,11 @@ impl Part for Dynamic {
 
     fn buffered(&self) -> usize {
         self.levels.iter().map(|l| l.layer.buffered()).sum()
+    }
+
+    fn dump(&self, out: &mut String) {
+        for l in &self.levels {
+            dump_layer(l.layer.as_ref(), out);
+        }
     }
 }

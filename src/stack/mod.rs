@@ -312,6 +312,13 @@ impl<P: Part> Stack<P> {
     pub fn buffered(&self) -> usize {
         self.part.buffered()
     }
+
+    /// Every layer's state, one line each, top first (diagnostics).
+    pub fn dump(&self) -> String {
+        let mut s = String::new();
+        self.part.dump(&mut s);
+        s
+    }
 }
 
 /// Object-safe face of any [`Stack`], for code that holds stacks of
@@ -345,6 +352,8 @@ pub trait GroupStack: Send {
     fn stats(&self) -> &Stats;
     /// See [`Stack::buffered`].
     fn buffered(&self) -> usize;
+    /// See [`Stack::dump`].
+    fn dump(&self) -> String;
 }
 
 impl<P: Part> GroupStack for Stack<P> {
@@ -389,6 +398,9 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn buffered(&self) -> usize {
         Stack::buffered(self)
+    }
+    fn dump(&self) -> String {
+        Stack::dump(self)
     }
 }
 

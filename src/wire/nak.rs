@@ -294,4 +294,9 @@ impl RangeList {
     pub fn is_full(&self) -> bool {
         self.n == MAX_RANGES
     }
+
+    /// Keeps only the first `n` ranges.
+    pub fn truncate(&mut self, n: usize) {
+        self.n = self.n.min(n);
+    }
 }

@@ -42,6 +42,8 @@ pub static INFO: LayerInfo = LayerInfo {
 };
 
 const TICK: u64 = 1;
+/// Length of a NAK header before its ranges.
+const NAK_HDR_LEN: usize = 5;
 
 /// Parameters of `nak`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +109,9 @@ impl Nak {
 }
 
 fn nak(cx: &mut Cx<'_>, stream: Stream, to: Rank, orig: Rank, gaps: &RangeList) {
+    // As many ranges as one control buffer holds; the rest go next tick.
+    let mut gaps = *gaps;
+    gaps.truncate(cx.ctl_capacity().saturating_sub(NAK_HDR_LEN) / ranges_len(1));
     if gaps.is_empty() {
         return;
     }
@@ -116,7 +121,7 @@ fn nak(cx: &mut Cx<'_>, stream: Stream, to: Rank, orig: Rank, gaps: &RangeList) 
         n: gaps.len() as u8,
     };
     cx.stats().naks += 1;
-    control(cx, Some(to), h, Some(gaps));
+    control(cx, Some(to), h, Some(&gaps));
 }
 
 /// Sends a control message of this layer (raw, unsequenced).
@@ -531,6 +536,24 @@ impl Layer for Nak {
             Some(v) => v.cast_out.backlog.is_empty() && v.cast_out.open(self.cfg.window),
             None => false,
         }
+    }
+
+    fn dump(&self, out: &mut String) {
+        use std::fmt::Write;
+        let Some(v) = &self.v else {
+            out.push_str("no view");
+            return;
+        };
+        let o = &v.cast_out;
+        let _ = write!(out, "casts out next={} base={} backlog={}; in:", o.next, o.base, o.backlog.len());
+        for (s, i) in v.cast_in.iter().enumerate() {
+            let _ = write!(out, " [{s}: next={} base={} high={} held={}]", i.next, i.base, i.high, i.held());
+        }
+        out.push_str("; sends in:");
+        for (s, i) in v.send_in.iter().enumerate() {
+            let _ = write!(out, " [{s}: next={} high={} ack_due={}]", i.next, i.high, i.ack_due);
+        }
+        let _ = write!(out, "; tick_armed={}", v.tick_armed);
     }
 
     fn buffered(&self) -> usize {
