@@ -7,8 +7,8 @@
 //! gets them back as [`Down::Timer`]. It never performs I/O and never reads
 //! a clock: [`Cx::now`] is the time the caller of the stack passed in.
 
-use std::collections::{BinaryHeap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 
 use tutti_drivers::{Msg, Pool};
@@ -189,7 +189,10 @@ impl DropReason {
     pub fn is_malformed(self) -> bool {
         !matches!(
             self,
-            DropReason::Duplicate | DropReason::OwnFrame | DropReason::NoBuffer | DropReason::NoView
+            DropReason::Duplicate
+                | DropReason::OwnFrame
+                | DropReason::NoBuffer
+                | DropReason::NoView
         )
     }
 }

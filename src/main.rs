@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use tutti::sim::{self, SimConfig};
 
 #[derive(Parser)]
-#[command(name = "tutti", version, about = "tutti: process groups over zero-copy transports")]
+#[command(
+    name = "tutti",
+    version,
+    about = "tutti: process groups over zero-copy transports"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -59,7 +63,11 @@ fn run_sim(seeds: u64, seed: Option<u64>, loss: f64, trace: bool) -> ExitCode {
         let r = sim::run(&cfg);
         print!("{}", r.trace);
         print_report(&r);
-        return if r.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return if r.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     let first = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -67,7 +75,10 @@ fn run_sim(seeds: u64, seed: Option<u64>, loss: f64, trace: bool) -> ExitCode {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     });
-    println!("tutti sim: {seeds} seeds from {first}, loss up to {:.0}%", loss * 100.0);
+    println!(
+        "tutti sim: {seeds} seeds from {first}, loss up to {:.0}%",
+        loss * 100.0
+    );
     let t0 = Instant::now();
     let mut failed = 0u64;
     let mut delivered = 0u64;

@@ -95,7 +95,11 @@ impl Frag {
             }
         };
         let _ = m.advance(len);
-        let table = if p2p { &mut self.sends } else { &mut self.casts };
+        let table = if p2p {
+            &mut self.sends
+        } else {
+            &mut self.casts
+        };
         let Some(asm) = table.get_mut(src as usize) else {
             cx.dropped(DropReason::BadRank);
             return None;
@@ -122,12 +126,20 @@ impl Frag {
             (FragHdr::Middle | FragHdr::Last, Asm::Building { mut chain, total }) => {
                 if chain.len() as u64 + m.len() as u64 > total {
                     cx.dropped(DropReason::BadFragment);
-                    *asm = if h == FragHdr::Last { Asm::Idle } else { Asm::Skipping };
+                    *asm = if h == FragHdr::Last {
+                        Asm::Idle
+                    } else {
+                        Asm::Skipping
+                    };
                     return None;
                 }
                 if chain.link(m).is_err() {
                     cx.dropped(DropReason::NoBuffer);
-                    *asm = if h == FragHdr::Last { Asm::Idle } else { Asm::Skipping };
+                    *asm = if h == FragHdr::Last {
+                        Asm::Idle
+                    } else {
+                        Asm::Skipping
+                    };
                     return None;
                 }
                 if h == FragHdr::Middle {

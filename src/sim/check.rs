@@ -54,7 +54,10 @@ impl Tag {
     }
 
     fn key(&self) -> u64 {
-        ((self.src as u64) << 48) ^ ((self.dst as u64) << 32) ^ ((self.p2p as u64) << 31) ^ self.index as u64
+        ((self.src as u64) << 48)
+            ^ ((self.dst as u64) << 32)
+            ^ ((self.p2p as u64) << 31)
+            ^ self.index as u64
     }
 }
 
@@ -152,7 +155,9 @@ impl Oracle {
         let t = match verify(msg) {
             Ok(t) => t,
             Err(e) => {
-                self.violations.push(format!("member {me}: invented or corrupt message from {src}: {e}"));
+                self.violations.push(format!(
+                    "member {me}: invented or corrupt message from {src}: {e}"
+                ));
                 return;
             }
         };

@@ -33,6 +33,8 @@ pub struct SimConfig {
     pub casts: u32,
     /// Point-to-point messages each member sends (to random members).
     pub sends: u32,
+    /// Smallest payload, bytes (at least the 17-byte payload header).
+    pub size_min: usize,
     /// Largest payload, bytes.
     pub size_max: usize,
     /// Probability that a frame is lost.
@@ -104,6 +106,7 @@ impl SimConfig {
             statics,
             casts,
             sends,
+            size_min: 0,
             size_max,
             loss,
             dup: r.unit() * 0.05,

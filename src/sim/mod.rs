@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod config;
+pub mod loopback;
 pub mod rng;
 
 use std::cmp::Reverse;
@@ -150,8 +151,16 @@ impl<'a> Sim<'a> {
             let tx = Pool::new(pc((n as u64 + 2) * (w + big) + 64)).map_err(|e| e.to_string())?;
             let rx = Pool::new(pc(n as u64 * (3 * w + big) + 512)).map_err(|e| e.to_string())?;
             let ctl = Pool::new(pc(512 + 64 * n as u64)).map_err(|e| e.to_string())?;
-            let mut stack = build(&cfg.spec, &stack_cfg, ctl.clone(), cfg.statics[i]).map_err(|e| e.to_string())?;
-            let view = View::new(ViewId { ltime: 1, coord: members[0] }, members.clone(), i as Rank)?;
+            let mut stack = build(&cfg.spec, &stack_cfg, ctl.clone(), cfg.statics[i])
+                .map_err(|e| e.to_string())?;
+            let view = View::new(
+                ViewId {
+                    ltime: 1,
+                    coord: members[0],
+                },
+                members.clone(),
+                i as Rank,
+            )?;
             stack.install_view(Time::ZERO, view);
             nodes.push(Node {
                 stack,
@@ -377,7 +386,8 @@ impl<'a> Sim<'a> {
         } else {
             self.cfg.size_max
         };
-        self.rng.range(HDR as u64, max.max(HDR) as u64) as usize
+        let lo = self.cfg.size_min.max(HDR);
+        self.rng.range(lo as u64, max.max(lo) as u64) as usize
     }
 
     /// Moves a member's output onto the network and its events into the
@@ -390,9 +400,9 @@ impl<'a> Sim<'a> {
             let bytes = frame.contiguous().map(|b| b.to_vec());
             drop(frame);
             let Some(bytes) = bytes else {
-                self.report
-                    .violations
-                    .push(format!("member {i}: a frame spanning several buffers reached the network"));
+                self.report.violations.push(format!(
+                    "member {i}: a frame spanning several buffers reached the network"
+                ));
                 continue;
             };
             match dst {
@@ -443,8 +453,17 @@ impl<'a> Sim<'a> {
     fn transmit(&mut self, from: usize, to: usize, bytes: &[u8]) {
         self.report.frames += 1;
         self.trace(|| {
-            let head: Vec<String> = bytes.iter().skip(COM_LEN).take(12).map(|b| format!("{b:02x}")).collect();
-            format!("frame {from}->{to} len={} after com: {}", bytes.len(), head.join(""))
+            let head: Vec<String> = bytes
+                .iter()
+                .skip(COM_LEN)
+                .take(12)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!(
+                "frame {from}->{to} len={} after com: {}",
+                bytes.len(),
+                head.join("")
+            )
         });
         if self.rng.chance(self.cfg.garbage) {
             self.inject_garbage(to);
@@ -480,7 +499,9 @@ impl<'a> Sim<'a> {
             let repr = ComRepr {
                 p2p: false,
                 group: if kind == 1 { 0xbad } else { 0x7e57 },
-                stack: crate::stack::Spec::parse(&self.cfg.spec).map(|s| s.id()).unwrap_or(0),
+                stack: crate::stack::Spec::parse(&self.cfg.spec)
+                    .map(|s| s.id())
+                    .unwrap_or(0),
                 src: other,
                 dst: crate::wire::com::DST_ALL,
                 view: 1,

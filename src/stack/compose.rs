@@ -178,7 +178,7 @@ fn dump_layer(layer: &dyn Layer, out: &mut String) {
     out.push_str(layer.info().name);
     out.push_str(": ");
     layer.dump(out);
-    out.push_str("\n");
+    out.push('\n');
 }
 
 impl<L: StaticLayer, B: BuildPart> BuildPart for Cons<L, B> {

@@ -163,7 +163,11 @@ impl<P: BuildPart> Stack<P> {
 
 impl Stack<Dynamic> {
     /// A dynamic stack from a spec string or preset name.
-    pub fn new_dynamic(spec: &str, cfg: &StackConfig, ctl: Pool) -> Result<Stack<Dynamic>, SpecError> {
+    pub fn new_dynamic(
+        spec: &str,
+        cfg: &StackConfig,
+        ctl: Pool,
+    ) -> Result<Stack<Dynamic>, SpecError> {
         let spec = Spec::parse(spec)?;
         let layers = spec
             .layers()
@@ -204,7 +208,8 @@ impl<P: Part> Stack<P> {
         self.env.now = now;
         let view = Arc::new(view);
         self.view = Some(view.clone());
-        self.part.down(Down::View(view.clone()), &mut self.env, &mut self.events);
+        self.part
+            .down(Down::View(view.clone()), &mut self.env, &mut self.events);
         self.events.push_back(Up::View(view));
     }
 
@@ -221,7 +226,8 @@ impl<P: Part> Stack<P> {
             });
         }
         self.env.now = now;
-        self.part.down(Down::Cast(msg), &mut self.env, &mut self.events);
+        self.part
+            .down(Down::Cast(msg), &mut self.env, &mut self.events);
         Ok(())
     }
 
@@ -233,7 +239,8 @@ impl<P: Part> Stack<P> {
             return Err(SendError { kind, msg });
         }
         self.env.now = now;
-        self.part.down(Down::Send(dst, msg), &mut self.env, &mut self.events);
+        self.part
+            .down(Down::Send(dst, msg), &mut self.env, &mut self.events);
         Ok(())
     }
 
@@ -404,9 +411,62 @@ impl<P: Part> GroupStack for Stack<P> {
     }
 }
 
+impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
+    fn spec(&self) -> &Spec {
+        (**self).spec()
+    }
+    fn install_view(&mut self, now: Time, view: View) {
+        (**self).install_view(now, view)
+    }
+    fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
+        (**self).cast(now, msg)
+    }
+    fn send(&mut self, now: Time, dst: Rank, msg: Msg) -> Result<(), SendError> {
+        (**self).send(now, dst, msg)
+    }
+    fn handle_down(&mut self, now: Time, ev: Down) {
+        (**self).handle_down(now, ev)
+    }
+    fn receive(&mut self, now: Time, frame: Msg) {
+        (**self).receive(now, frame)
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        (**self).handle_timeout(now)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        (**self).poll_timeout()
+    }
+    fn poll_transmit(&mut self) -> Option<(Dest, Msg)> {
+        (**self).poll_transmit()
+    }
+    fn poll_event(&mut self) -> Option<Up> {
+        (**self).poll_event()
+    }
+    fn ready(&self) -> bool {
+        (**self).ready()
+    }
+    fn drops(&self) -> &Drops {
+        (**self).drops()
+    }
+    fn stats(&self) -> &Stats {
+        (**self).stats()
+    }
+    fn buffered(&self) -> usize {
+        (**self).buffered()
+    }
+    fn dump(&self) -> String {
+        (**self).dump()
+    }
+}
+
 /// Builds a stack for `spec`: static when `prefer_static` and a static
 /// composition of that spec is compiled in, dynamic otherwise.
-pub fn build(spec: &str, cfg: &StackConfig, ctl: Pool, prefer_static: bool) -> Result<Box<dyn GroupStack>, SpecError> {
+pub fn build(
+    spec: &str,
+    cfg: &StackConfig,
+    ctl: Pool,
+    prefer_static: bool,
+) -> Result<Box<dyn GroupStack>, SpecError> {
     let parsed = Spec::parse(spec)?;
     if prefer_static {
         let canon = parsed.to_string();

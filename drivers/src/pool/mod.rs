@@ -90,7 +90,9 @@ impl PoolConfig {
         if u64::from(self.headroom) + u64::from(self.tailroom) + 16 > u64::from(self.slot_size) {
             return Some("headroom + tailroom leave less than 16 payload bytes per slot");
         }
-        if (self.slots as u64).checked_mul(self.slot_size as u64).is_none()
+        if (self.slots as u64)
+            .checked_mul(self.slot_size as u64)
+            .is_none()
             || (self.slots as u64) * (self.slot_size as u64) > (1u64 << 40)
         {
             return Some("region larger than 1 TiB");

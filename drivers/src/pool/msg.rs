@@ -262,7 +262,10 @@ impl Msg {
             (self.head, self.tail)
         } else {
             let m = self.pool.meta(self.last);
-            (m.head.load(Ordering::Relaxed), m.tail.load(Ordering::Relaxed))
+            (
+                m.head.load(Ordering::Relaxed),
+                m.tail.load(Ordering::Relaxed),
+            )
         }
     }
 
@@ -270,7 +273,10 @@ impl Msg {
         if self.last == self.first {
             self.tail = tail;
         } else {
-            self.pool.meta(self.last).tail.store(tail, Ordering::Relaxed);
+            self.pool
+                .meta(self.last)
+                .tail
+                .store(tail, Ordering::Relaxed);
         }
     }
 
@@ -362,7 +368,10 @@ impl Msg {
                 (self.head, self.tail)
             } else {
                 let m = self.pool.meta(cur);
-                (m.head.load(Ordering::Relaxed), m.tail.load(Ordering::Relaxed))
+                (
+                    m.head.load(Ordering::Relaxed),
+                    m.tail.load(Ordering::Relaxed),
+                )
             };
             let slot = self.pool.take(h).ok_or(MsgError::NoBuffer)?;
             // SAFETY: `slot` is fresh; the source window belongs to a live
@@ -518,7 +527,10 @@ impl<'a> Iterator for Segments<'a> {
             (self.msg.head, self.msg.tail)
         } else {
             let m = pool.meta(self.cur);
-            (m.head.load(Ordering::Relaxed), m.tail.load(Ordering::Relaxed))
+            (
+                m.head.load(Ordering::Relaxed),
+                m.tail.load(Ordering::Relaxed),
+            )
         };
         let p = pool.slot_ptr(self.cur);
         // SAFETY: the window of a segment of a live handle lies inside its
@@ -551,7 +563,10 @@ impl Iterator for IntoSegments {
         let m = self.pool.meta(slot);
         let (h, t) = match self.first.take() {
             Some(w) => w,
-            None => (m.head.load(Ordering::Relaxed), m.tail.load(Ordering::Relaxed)),
+            None => (
+                m.head.load(Ordering::Relaxed),
+                m.tail.load(Ordering::Relaxed),
+            ),
         };
         self.left -= 1;
         let next = m.next.load(Ordering::Relaxed);

@@ -224,7 +224,15 @@ impl NakView {
 
     /// Stores an arriving sequenced message and delivers what became
     /// deliverable.
-    fn arrive(&mut self, cfg: &NakConfig, stream: Stream, src: Rank, seq: u64, m: Msg, cx: &mut Cx<'_>) {
+    fn arrive(
+        &mut self,
+        cfg: &NakConfig,
+        stream: Stream,
+        src: Rank,
+        seq: u64,
+        m: Msg,
+        cx: &mut Cx<'_>,
+    ) {
         let s = match stream {
             Stream::Cast => &mut self.cast_in[src as usize],
             Stream::Send => &mut self.send_in[src as usize],
@@ -258,12 +266,23 @@ impl NakView {
         // quiet for a tick and something is still unstable.
         if self.cast_out.unacked() && now.since(self.last_cast_at) >= cfg.tick_ns {
             let next = self.cast_out.next;
-            control(cx, None, NakHdr::Status { stream: Stream::Cast, next }, None);
+            control(
+                cx,
+                None,
+                NakHdr::Status {
+                    stream: Stream::Cast,
+                    next,
+                },
+                None,
+            );
         }
         for d in 0..self.n {
             let out = &self.send_out[d];
             if out.unacked() {
-                let h = NakHdr::Status { stream: Stream::Send, next: out.next };
+                let h = NakHdr::Status {
+                    stream: Stream::Send,
+                    next: out.next,
+                };
                 control(cx, Some(d as Rank), h, None);
             }
         }
@@ -293,7 +312,15 @@ impl NakView {
     }
 
     /// Answers a NAK from `from` for messages of `orig` on `stream`.
-    fn retransmit(&mut self, cfg: &NakConfig, cx: &mut Cx<'_>, from: Rank, stream: Stream, orig: Rank, ranges: &RangeList) {
+    fn retransmit(
+        &mut self,
+        cfg: &NakConfig,
+        cx: &mut Cx<'_>,
+        from: Rank,
+        stream: Stream,
+        orig: Rank,
+        ranges: &RangeList,
+    ) {
         let mut budget = cfg.retrans_max;
         for &(lo, hi) in ranges.as_slice() {
             let mut seq = lo;
@@ -306,7 +333,12 @@ impl NakView {
                 if let Some(base) = base.filter(|b| seq < *b) {
                     // Collected already: it will never come back.
                     let to = base.min(hi);
-                    let h = NakHdr::Lost { stream, orig, from: seq, to };
+                    let h = NakHdr::Lost {
+                        stream,
+                        orig,
+                        from: seq,
+                        to,
+                    };
                     control(cx, Some(from), h, None);
                     seq = to;
                     budget -= 1;
@@ -410,7 +442,12 @@ impl NakView {
                 }
                 self.drain_backlogs(cfg, cx);
             }
-            NakHdr::Lost { stream, orig, from, to } => {
+            NakHdr::Lost {
+                stream,
+                orig,
+                from,
+                to,
+            } => {
                 // Only the original sender may declare its messages lost.
                 let s = match stream {
                     Stream::Cast if orig == src => &mut self.cast_in[src as usize],
@@ -425,7 +462,11 @@ impl NakView {
                 }
                 let lost_from = s.next;
                 s.skip_to(to);
-                cx.up(Up::Lost { src, from: lost_from, to });
+                cx.up(Up::Lost {
+                    src,
+                    from: lost_from,
+                    to,
+                });
                 let retain = stream == Stream::Cast;
                 while let Some((seq, msg)) = s.pop_next(retain) {
                     cx.up(match stream {
@@ -476,7 +517,11 @@ impl Layer for Nak {
                         let seq = out.next;
                         out.next += 1;
                         out.base = out.next;
-                        cx.up(Up::Send { src: d, seq, msg: m });
+                        cx.up(Up::Send {
+                            src: d,
+                            seq,
+                            msg: m,
+                        });
                     }
                     Down::Send(d, m) if (d as usize) < v.n => {
                         let out = &mut v.send_out[d as usize];
@@ -545,13 +590,30 @@ impl Layer for Nak {
             return;
         };
         let o = &v.cast_out;
-        let _ = write!(out, "casts out next={} base={} backlog={}; in:", o.next, o.base, o.backlog.len());
+        let _ = write!(
+            out,
+            "casts out next={} base={} backlog={}; in:",
+            o.next,
+            o.base,
+            o.backlog.len()
+        );
         for (s, i) in v.cast_in.iter().enumerate() {
-            let _ = write!(out, " [{s}: next={} base={} high={} held={}]", i.next, i.base, i.high, i.held());
+            let _ = write!(
+                out,
+                " [{s}: next={} base={} high={} held={}]",
+                i.next,
+                i.base,
+                i.high,
+                i.held()
+            );
         }
         out.push_str("; sends in:");
         for (s, i) in v.send_in.iter().enumerate() {
-            let _ = write!(out, " [{s}: next={} high={} ack_due={}]", i.next, i.high, i.ack_due);
+            let _ = write!(
+                out,
+                " [{s}: next={} high={} ack_due={}]",
+                i.next, i.high, i.ack_due
+            );
         }
         let _ = write!(out, "; tick_armed={}", v.tick_armed);
     }
@@ -560,7 +622,27 @@ impl Layer for Nak {
         let Some(v) = &self.v else { return 0 };
         let outs = std::iter::once(&v.cast_out).chain(v.send_out.iter());
         let out: usize = outs.map(|o| o.buf.len() + o.backlog.len()).sum();
-        let inn: usize = v.cast_in.iter().chain(v.send_in.iter()).map(|i| i.held()).sum();
+        let inn: usize = v
+            .cast_in
+            .iter()
+            .chain(v.send_in.iter())
+            .map(|i| i.held())
+            .sum();
         out + inn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nak_header_length_constant_matches_wire() {
+        let h = NakHdr::Nak {
+            stream: Stream::Cast,
+            orig: 0,
+            n: 1,
+        };
+        assert_eq!(h.len(), NAK_HDR_LEN);
     }
 }
