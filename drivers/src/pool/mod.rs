@@ -21,6 +21,7 @@
 //!   down, by compare-and-swap (see [`Msg::push`]);
 //! - bytes behind `tail` are written only by a sole owner.
 
+mod free;
 mod msg;
 
 use std::fmt;
@@ -28,8 +29,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_queue::ArrayQueue;
 use memmap2::MmapMut;
+
+use free::FreeList;
 
 pub use msg::{Msg, MsgError, Segments};
 
@@ -151,7 +153,7 @@ pub(crate) struct Inner {
     pub(crate) base: *mut u8,
     pub(crate) cfg: PoolConfig,
     pub(crate) meta: Box<[SlotMeta]>,
-    free: ArrayQueue<u32>,
+    free: FreeList,
     exhausted: AtomicU64,
     pub(crate) cow: AtomicU64,
 }
@@ -184,8 +186,8 @@ impl Inner {
             Some(slot) => {
                 let m = self.meta(slot);
                 // Relaxed is enough for the fields: the free-list pop above
-                // synchronises with the push in `give_back` (crossbeam's
-                // queue orders its slots with acquire/release).
+                // synchronises with the push in `release` (acquire/release
+                // on the list head).
                 m.next.store(NONE, Ordering::Relaxed);
                 m.flags.store(0, Ordering::Relaxed);
                 m.claim.store(head, Ordering::Relaxed);
@@ -208,8 +210,7 @@ impl Inner {
         if self.meta(slot).refs.fetch_sub(1, Ordering::Release) == 1 {
             // Acquire pairs with the other handles' Release decrements.
             std::sync::atomic::fence(Ordering::Acquire);
-            // Cannot fail: the queue holds every slot and this one is not in it.
-            let _ = self.free.push(slot);
+            self.free.push(slot);
         }
     }
 
@@ -282,10 +283,7 @@ impl Pool {
                 claim: AtomicU32::new(0),
             })
             .collect();
-        let free = ArrayQueue::new(cfg.slots as usize);
-        for s in 0..cfg.slots {
-            let _ = free.push(s);
-        }
+        let free = FreeList::full(cfg.slots);
         Pool {
             inner: Arc::new(Inner {
                 _map: map,

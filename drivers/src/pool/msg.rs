@@ -205,7 +205,10 @@ impl Msg {
         let new_head = self.head - n as u32;
         let meta = self.pool.meta(self.first);
         if meta.refs.load(Ordering::Acquire) == 1 {
-            meta.claim.fetch_min(new_head, Ordering::Relaxed);
+            // Sole owner: nobody else can touch the claim; no atomic RMW.
+            if new_head < meta.claim.load(Ordering::Relaxed) {
+                meta.claim.store(new_head, Ordering::Relaxed);
+            }
         } else if meta
             .claim
             .compare_exchange(self.head, new_head, Ordering::AcqRel, Ordering::Relaxed)
