@@ -4,3 +4,6 @@ pub mod com;
 pub mod frag;
 pub mod nak;
 pub mod stable;
+
+#[cfg(test)]
+mod tests;

@@ -123,7 +123,8 @@ pub enum SendErrorKind {
     NoView,
     /// The send window is closed; retry after the stack has made progress.
     WouldBlock,
-    /// Larger than one buffer and the stack has no `frag`.
+    /// Larger than one buffer and the stack has no `frag`, or larger than
+    /// the configured largest message.
     TooLarge,
     /// No member with that rank.
     BadRank,
@@ -134,7 +135,9 @@ impl fmt::Display for SendErrorKind {
         f.write_str(match self {
             SendErrorKind::NoView => "no view installed",
             SendErrorKind::WouldBlock => "send window closed (back-pressure)",
-            SendErrorKind::TooLarge => "message larger than a buffer and no frag layer",
+            SendErrorKind::TooLarge => {
+                "message larger than the largest message (or than a buffer, without frag)"
+            }
             SendErrorKind::BadRank => "no member with that rank",
         })
     }
@@ -148,6 +151,7 @@ pub struct Stack<P: Part> {
     spec: Spec,
     view: Option<Arc<View>>,
     large: bool,
+    max_msg: u64,
 }
 
 impl<P: BuildPart> Stack<P> {
@@ -157,7 +161,7 @@ impl<P: BuildPart> Stack<P> {
         P::kinds(&mut kinds);
         let spec = Spec::from_layers(kinds)?;
         let part = P::build(cfg, spec.id());
-        Ok(Stack::with_part(part, spec, ctl))
+        Ok(Stack::with_part(part, spec, cfg, ctl))
     }
 }
 
@@ -175,14 +179,15 @@ impl Stack<Dynamic> {
             .rev()
             .map(|k| make_layer(*k, cfg, spec.id()))
             .collect();
-        Ok(Stack::with_part(Dynamic::new(layers), spec, ctl))
+        Ok(Stack::with_part(Dynamic::new(layers), spec, cfg, ctl))
     }
 }
 
 impl<P: Part> Stack<P> {
-    fn with_part(part: P, spec: Spec, ctl: Pool) -> Stack<P> {
+    fn with_part(part: P, spec: Spec, cfg: &StackConfig, ctl: Pool) -> Stack<P> {
         let large = spec.provides(Prop::Large);
         Stack {
+            max_msg: cfg.max_msg,
             part,
             env: Env::new(ctl),
             events: VecDeque::with_capacity(64),
@@ -248,7 +253,7 @@ impl<P: Part> Stack<P> {
         let Some(v) = &self.view else {
             return Some(SendErrorKind::NoView);
         };
-        if msg.nsegs() > 1 && !self.large {
+        if (msg.nsegs() > 1 && !self.large) || msg.len() as u64 > self.max_msg {
             return Some(SendErrorKind::TooLarge);
         }
         match dst {

@@ -1,0 +1,333 @@
+//! Layer behaviour driven through whole stacks with hand-moved frames, so
+//! each test decides exactly which frame arrives, twice, late or never.
+
+use tutti_drivers::{Msg, Pool, PoolConfig};
+
+use crate::event::{Dest, Down, Rank, Time, Up, View, ViewId};
+use crate::layer::DropReason;
+use crate::stack::{build, GroupStack, Spec, StackConfig};
+use crate::wire::com::{ComRepr, DST_ALL, LEN};
+
+const MS: u64 = 1_000_000;
+
+fn pool() -> Pool {
+    Pool::new(PoolConfig {
+        slots: 4096,
+        slot_size: 1024,
+        headroom: 128,
+        tailroom: 32,
+    })
+    .unwrap()
+}
+
+struct Group {
+    s: Vec<Box<dyn GroupStack>>,
+    rx: Pool,
+    tx: Pool,
+    now: Time,
+}
+
+impl Group {
+    fn new(spec: &str, n: usize, cfg: StackConfig) -> Group {
+        let members: Vec<u64> = (0..n as u64).collect();
+        let s = (0..n)
+            .map(|i| {
+                let mut st = build(spec, &cfg, pool(), i % 2 == 0).unwrap();
+                let v =
+                    View::new(ViewId { ltime: 3, coord: 0 }, members.clone(), i as Rank).unwrap();
+                st.install_view(Time::ZERO, v);
+                assert!(matches!(st.poll_event(), Some(Up::View(_))));
+                st
+            })
+            .collect();
+        Group {
+            s,
+            rx: pool(),
+            tx: pool(),
+            now: Time::ZERO,
+        }
+    }
+
+    fn msg(&self, b: &[u8]) -> Msg {
+        self.tx.alloc_copy(b).unwrap()
+    }
+
+    /// Frames member `i` has ready, with their destinations.
+    fn out(&mut self, i: usize) -> Vec<(Dest, Vec<u8>)> {
+        std::iter::from_fn(|| self.s[i].poll_transmit())
+            .map(|(d, f)| (d, f.to_vec()))
+            .collect()
+    }
+
+    fn give(&mut self, to: usize, frame: &[u8]) {
+        let m = self.rx.alloc_frame(frame).unwrap();
+        self.s[to].receive(self.now, m);
+    }
+
+    /// Payloads delivered to `i` (casts and sends) since the last call.
+    fn delivered(&mut self, i: usize) -> Vec<(Rank, Vec<u8>)> {
+        let mut v = Vec::new();
+        while let Some(ev) = self.s[i].poll_event() {
+            if let Up::Cast { src, msg, .. } | Up::Send { src, msg, .. } = ev {
+                v.push((src, msg.to_vec()));
+            }
+        }
+        v
+    }
+
+    /// Moves every frame between members until quiet, `rounds` ticks long.
+    fn run(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            for _ in 0..20 {
+                let mut moved = false;
+                for i in 0..self.s.len() {
+                    for (d, f) in self.out(i) {
+                        moved = true;
+                        for j in 0..self.s.len() {
+                            if j != i && (d == Dest::All || d == Dest::Rank(j as Rank)) {
+                                self.give(j, &f);
+                            }
+                        }
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            self.now = self.now.plus_ns(MS);
+            for s in &mut self.s {
+                s.handle_timeout(self.now);
+            }
+        }
+    }
+}
+
+fn com_frame(spec: &str, src: u16, dst: u16, view: u32, group: u32, tail: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; LEN];
+    ComRepr {
+        p2p: dst != DST_ALL,
+        group,
+        stack: Spec::parse(spec).unwrap().id(),
+        src,
+        dst,
+        view,
+    }
+    .emit(&mut f);
+    f.extend_from_slice(tail);
+    f
+}
+
+#[test]
+fn com_drops_bad_frames_by_reason() {
+    let mut g = Group::new("reliable", 3, StackConfig::default());
+    let grp = StackConfig::default().group;
+    let cases: Vec<(Vec<u8>, DropReason)> = vec![
+        (vec![0x74, 0x75, 1], DropReason::Truncated),
+        (vec![0u8; 40], DropReason::BadMagic),
+        (
+            com_frame("reliable", 1, DST_ALL, 3, grp + 1, &[2]),
+            DropReason::WrongGroup,
+        ),
+        (
+            com_frame("fifo", 1, DST_ALL, 3, grp, &[2]),
+            DropReason::WrongStack,
+        ),
+        (
+            com_frame("reliable", 1, DST_ALL, 4, grp, &[2]),
+            DropReason::WrongView,
+        ),
+        (
+            com_frame("reliable", 7, DST_ALL, 3, grp, &[2]),
+            DropReason::BadRank,
+        ),
+        (
+            com_frame("reliable", 0, DST_ALL, 3, grp, &[2]),
+            DropReason::OwnFrame,
+        ),
+        (
+            com_frame("reliable", 1, 2, 3, grp, &[2]),
+            DropReason::NotForMe,
+        ),
+        (
+            com_frame("reliable", 1, DST_ALL, 3, grp, &[99]),
+            DropReason::UnknownTag,
+        ),
+        (
+            com_frame("reliable", 1, DST_ALL, 3, grp, &[0, 1]),
+            DropReason::Truncated,
+        ),
+    ];
+    for (f, why) in cases {
+        let before = g.s[0].drops().get(why);
+        g.give(0, &f);
+        assert_eq!(g.s[0].drops().get(why), before + 1, "{why:?}");
+    }
+    assert!(g.delivered(0).is_empty());
+    assert_eq!(
+        g.rx.stats().in_use,
+        0,
+        "every refused frame's buffer came back"
+    );
+}
+
+#[test]
+fn nak_delivers_in_order_once_and_bounds_its_window() {
+    let mut g = Group::new("reliable", 2, StackConfig::default());
+    for i in 0..3u8 {
+        let m = g.msg(&[i]);
+        g.s[0].cast(g.now, m).unwrap();
+    }
+    assert_eq!(g.delivered(0).len(), 3, "own casts delivered at once");
+    let f = g.out(0);
+    assert_eq!(f.len(), 3);
+    g.give(1, &f[2].1);
+    assert!(g.delivered(1).is_empty(), "held back behind the gap");
+    g.give(1, &f[0].1);
+    g.give(1, &f[0].1);
+    g.give(1, &f[1].1);
+    g.give(1, &f[2].1);
+    assert_eq!(
+        g.delivered(1),
+        vec![(0, vec![0]), (0, vec![1]), (0, vec![2])]
+    );
+    assert_eq!(g.s[1].drops().get(DropReason::Duplicate), 2);
+    // A sequence number far beyond the window.
+    let mut far = f[0].1.clone();
+    far[LEN + 1..LEN + 9].copy_from_slice(&(1u64 << 40).to_be_bytes());
+    g.give(1, &far);
+    assert_eq!(g.s[1].drops().get(DropReason::OutOfWindow), 1);
+}
+
+#[test]
+fn nak_repairs_a_gap_and_a_lost_tail() {
+    let mut g = Group::new("reliable", 3, StackConfig::default());
+    for i in 0..5u8 {
+        let m = g.msg(&[i]);
+        g.s[0].cast(g.now, m).unwrap();
+    }
+    let f = g.out(0);
+    // Member 1 loses frame 1 and the last one (tail loss); member 2 gets all.
+    for (k, (_, fr)) in f.iter().enumerate() {
+        if k != 1 && k != 4 {
+            g.give(1, fr);
+        }
+        g.give(2, fr);
+    }
+    assert_eq!(g.delivered(1).len(), 1);
+    g.run(5);
+    let got: Vec<u8> = g.delivered(1).into_iter().map(|(_, b)| b[0]).collect();
+    assert_eq!(got, vec![1, 2, 3, 4]);
+    assert!(g.s[0].stats().retransmits >= 2);
+    g.run(5);
+    for s in &g.s {
+        assert_eq!(s.buffered(), 0, "stable everywhere, buffers collected");
+    }
+}
+
+#[test]
+fn point_to_point_is_reliable_and_self_send_is_local() {
+    let mut g = Group::new("fifo", 2, StackConfig::default());
+    let m = g.msg(b"to me");
+    g.s[0].send(g.now, 0, m).unwrap();
+    assert_eq!(g.delivered(0), vec![(0, b"to me".to_vec())]);
+    assert!(
+        g.out(0).is_empty(),
+        "a send to oneself never reaches the wire"
+    );
+    for i in 0..3u8 {
+        let m = g.msg(&[i]);
+        g.s[0].send(g.now, 1, m).unwrap();
+    }
+    let f = g.out(0);
+    g.give(1, &f[0].1);
+    g.give(1, &f[2].1);
+    g.run(5);
+    let got: Vec<u8> = g.delivered(1).into_iter().map(|(_, b)| b[0]).collect();
+    assert_eq!(got, vec![0, 1, 2]);
+    g.run(3);
+    assert_eq!(g.s[0].buffered(), 0, "acknowledged sends collected");
+    let m = g.msg(b"x");
+    assert_eq!(
+        g.s[0].send(g.now, 9, m).unwrap_err().kind,
+        crate::stack::SendErrorKind::BadRank
+    );
+}
+
+#[test]
+fn frag_refuses_fragments_out_of_sequence_and_oversized_messages() {
+    let spec = "fifo";
+    let grp = StackConfig::default().group;
+    let cfg = StackConfig {
+        max_msg: 4000,
+        ..StackConfig::default()
+    };
+    let mut g = Group::new(spec, 2, cfg);
+    // The sender refuses what it could not deliver to itself.
+    let big = g.tx.alloc_copy(&[7u8; 5000]).unwrap();
+    assert_eq!(
+        g.s[0].cast(g.now, big).unwrap_err().kind,
+        crate::stack::SendErrorKind::TooLarge
+    );
+    // Member 0 now runs with a larger limit than member 1.
+    let mut s0 = build(spec, &StackConfig::default(), pool(), true).unwrap();
+    s0.install_view(
+        Time::ZERO,
+        View::new(ViewId { ltime: 3, coord: 0 }, vec![0, 1], 0).unwrap(),
+    );
+    g.s[0] = s0;
+    g.delivered(0);
+    // nak CAST seq 0, frag MIDDLE with nothing before it, stable DATA.
+    let mut tail = vec![0u8];
+    tail.extend_from_slice(&0u64.to_be_bytes());
+    tail.extend_from_slice(&[2, 0, b'x']);
+    g.give(1, &com_frame(spec, 0, DST_ALL, 3, grp, &tail));
+    assert_eq!(g.s[1].drops().get(DropReason::BadFragment), 1);
+    // A message larger than max_msg is refused when its FIRST fragment
+    // arrives, and its other fragments are skipped.
+    let big = g.tx.alloc_copy(&[7u8; 5000]).unwrap();
+    assert!(big.nsegs() > 1);
+    g.s[0].cast(g.now, big).unwrap();
+    let f = g.out(0);
+    for (_, fr) in &f {
+        let mut fr = fr.clone();
+        // Renumber after the bogus seq 0 above.
+        let seq = u64::from_be_bytes(fr[LEN + 1..LEN + 9].try_into().unwrap()) + 1;
+        fr[LEN + 1..LEN + 9].copy_from_slice(&seq.to_be_bytes());
+        g.give(1, &fr);
+    }
+    assert_eq!(g.s[1].drops().get(DropReason::TooLarge), 1);
+    assert!(g.delivered(1).is_empty());
+    assert_eq!(g.delivered(0)[0].1.len(), 5000);
+}
+
+#[test]
+fn stable_in_ack_mode_waits_for_the_application() {
+    let mut cfg = StackConfig::default();
+    cfg.stable.app_ack = true;
+    let mut g = Group::new("reliable", 2, cfg);
+    let m = g.msg(b"a");
+    g.s[0].cast(g.now, m).unwrap();
+    g.run(5);
+    assert_eq!(g.delivered(1).len(), 1);
+    assert!(g.s[0].buffered() > 0, "not stable until acknowledged");
+    let now = g.now;
+    for s in &mut g.s {
+        s.handle_down(now, Down::Ack { src: 0, seq: 0 });
+    }
+    g.run(5);
+    assert_eq!(g.s[0].buffered(), 0);
+    let stable_seen =
+        std::iter::from_fn(|| g.s[1].poll_event()).any(|e| matches!(e, Up::Stable(v) if v[0] == 1));
+    assert!(stable_seen);
+}
+
+#[test]
+fn an_idle_group_falls_silent() {
+    let mut g = Group::new("fifo", 3, StackConfig::default());
+    let m = g.msg(b"hello");
+    g.s[1].cast(g.now, m).unwrap();
+    g.run(10);
+    for s in &g.s {
+        assert!(s.poll_timeout().is_none(), "no timer left: {}", s.dump());
+    }
+}
