@@ -158,6 +158,21 @@ fn push_hdr(msg: &mut Msg, h: NakHdr, cx: &mut Cx<'_>) -> bool {
     }
 }
 
+/// Delivers `s`'s in-order messages; casts stay retained (up to a window)
+/// for retransmission on behalf of their sender.
+fn deliver_ready(s: &mut InStream, stream: Stream, src: Rank, cfg: &NakConfig, cx: &mut Cx<'_>) {
+    let retain = stream == Stream::Cast;
+    while let Some((seq, msg)) = s.pop_next(retain) {
+        cx.up(match stream {
+            Stream::Cast => Up::Cast { src, seq, msg },
+            Stream::Send => Up::Send { src, seq, msg },
+        });
+    }
+    if retain {
+        s.trim_retained(cfg.window);
+    }
+}
+
 impl NakView {
     fn ensure_tick(&mut self, cfg: &NakConfig, cx: &mut Cx<'_>) {
         if !self.tick_armed {
@@ -243,18 +258,7 @@ impl NakView {
         match s.insert(seq, m, cfg.window) {
             Insert::Duplicate => cx.dropped(DropReason::Duplicate),
             Insert::OutOfWindow => cx.dropped(DropReason::OutOfWindow),
-            Insert::Stored { deliverable: true } => {
-                let retain = stream == Stream::Cast;
-                while let Some((seq, msg)) = s.pop_next(retain) {
-                    cx.up(match stream {
-                        Stream::Cast => Up::Cast { src, seq, msg },
-                        Stream::Send => Up::Send { src, seq, msg },
-                    });
-                }
-                if retain {
-                    s.trim_retained(cfg.window);
-                }
-            }
+            Insert::Stored { deliverable: true } => deliver_ready(s, stream, src, cfg, cx),
             Insert::Stored { deliverable: false } => {}
         }
         self.ensure_tick(cfg, cx);
@@ -467,13 +471,7 @@ impl NakView {
                     from: lost_from,
                     to,
                 });
-                let retain = stream == Stream::Cast;
-                while let Some((seq, msg)) = s.pop_next(retain) {
-                    cx.up(match stream {
-                        Stream::Cast => Up::Cast { src, seq, msg },
-                        Stream::Send => Up::Send { src, seq, msg },
-                    });
-                }
+                deliver_ready(s, stream, src, cfg, cx);
             }
             NakHdr::Cast { .. } | NakHdr::Send { .. } => cx.dropped(DropReason::BadField),
         }
