@@ -7,6 +7,11 @@
 //!
 //! Dependency direction: `tutti` depends on this crate, never the reverse.
 
+#[cfg(test)]
+mod conformance;
+pub mod driver;
 pub mod pool;
+pub mod shm;
 
-pub use pool::{Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats};
+pub use driver::{Driver, DriverError, DriverStats, PeerId, To, Tx, Waker};
+pub use pool::{Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats, SlotSink};

@@ -35,6 +35,31 @@ use free::FreeList;
 
 pub use msg::{Msg, MsgError, Segments};
 
+/// Where a slot of a *foreign* pool goes when the last local handle on it
+/// drops: back to the process that owns the memory (for shm, a push onto
+/// the owner's return ring). Called from whatever thread drops the handle.
+pub trait SlotSink: Send + Sync {
+    /// Slot `slot`, lent to us `lent` times, is free again on our side.
+    fn give_back(&self, slot: u32, lent: u32);
+}
+
+/// Who owns the slots.
+enum Home {
+    /// This process: free slots are on the local free list.
+    Local(FreeList),
+    /// Another process owns the memory and lends slots to us.
+    Foreign {
+        sink: Box<dyn SlotSink>,
+        held: AtomicU32,
+    },
+}
+
+/// Keeps a mapping alive for as long as the pool lives.
+enum Mapping {
+    Rw(#[allow(dead_code)] MmapMut),
+    Ro(#[allow(dead_code)] memmap2::Mmap),
+}
+
 /// Marks "no slot" in chain links.
 pub(crate) const NONE: u32 = u32::MAX;
 /// Flag bit: this slot's `head`/`tail` meta describe it as a non-first
@@ -145,15 +170,20 @@ pub(crate) struct SlotMeta {
     pub(crate) flags: AtomicU32,
     /// Lowest offset any handle has covered (see module docs).
     pub(crate) claim: AtomicU32,
+    /// Foreign pools: times the owner lent us this slot since it was last
+    /// given back.
+    pub(crate) lent: AtomicU32,
 }
 
 pub(crate) struct Inner {
     /// Keeps the region mapped; accessed only through `base`.
-    _map: MmapMut,
+    _map: Mapping,
     pub(crate) base: *mut u8,
     pub(crate) cfg: PoolConfig,
     pub(crate) meta: Box<[SlotMeta]>,
-    free: FreeList,
+    home: Home,
+    /// False for a foreign region mapped read-only: every write is refused.
+    pub(crate) writable: bool,
     exhausted: AtomicU64,
     pub(crate) cow: AtomicU64,
 }
@@ -182,7 +212,11 @@ impl Inner {
     }
 
     pub(crate) fn take(&self, head: u32) -> Option<u32> {
-        match self.free.pop() {
+        let Home::Local(free) = &self.home else {
+            // Nothing to take from memory someone else owns.
+            return None;
+        };
+        match free.pop() {
             Some(slot) => {
                 let m = self.meta(slot);
                 // Relaxed is enough for the fields: the free-list pop above
@@ -210,7 +244,14 @@ impl Inner {
         if self.meta(slot).refs.fetch_sub(1, Ordering::Release) == 1 {
             // Acquire pairs with the other handles' Release decrements.
             std::sync::atomic::fence(Ordering::Acquire);
-            self.free.push(slot);
+            match &self.home {
+                Home::Local(free) => free.push(slot),
+                Home::Foreign { sink, held } => {
+                    held.fetch_sub(1, Ordering::Relaxed);
+                    let lent = self.meta(slot).lent.swap(0, Ordering::Relaxed);
+                    sink.give_back(slot, lent);
+                }
+            }
         }
     }
 
@@ -243,8 +284,15 @@ impl Pool {
             return Err(PoolError::Config(why));
         }
         let len = cfg.slots as usize * cfg.slot_size as usize;
-        let map = MmapMut::map_anon(len).map_err(PoolError::Map)?;
-        Ok(Self::from_map(map, cfg))
+        let mut map = MmapMut::map_anon(len).map_err(PoolError::Map)?;
+        let base = map.as_mut_ptr();
+        Ok(Self::assemble(
+            Mapping::Rw(map),
+            base,
+            cfg,
+            Home::Local(FreeList::full(cfg.slots)),
+            true,
+        ))
     }
 
     /// A pool over a file (for example in /dev/shm), created or truncated to
@@ -267,12 +315,91 @@ impl Pool {
         // processes only read it, so our view of it is not changed under us
         // in ways Rust's aliasing rules would care about (we never form
         // references into it that outlive a handle's ownership of a slot).
-        let map = unsafe { MmapMut::map_mut(&file) }.map_err(PoolError::Map)?;
-        Ok(Self::from_map(map, cfg))
+        let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(PoolError::Map)?;
+        let base = map.as_mut_ptr();
+        Ok(Self::assemble(
+            Mapping::Rw(map),
+            base,
+            cfg,
+            Home::Local(FreeList::full(cfg.slots)),
+            true,
+        ))
     }
 
-    fn from_map(mut map: MmapMut, cfg: PoolConfig) -> Pool {
+    /// A pool over the region of `cfg.slots * cfg.slot_size` bytes at
+    /// `offset` (page aligned) in `file`, which must already be that long.
+    /// Other processes may map the same region read-only to read frames in
+    /// place ([`Pool::foreign`]).
+    pub fn in_file(file: &std::fs::File, offset: u64, cfg: PoolConfig) -> Result<Pool, PoolError> {
+        if let Some(why) = cfg.invalid() {
+            return Err(PoolError::Config(why));
+        }
+        let len = cfg.slots as usize * cfg.slot_size as usize;
+        let have = file.metadata().map_err(PoolError::Map)?.len();
+        if offset.checked_add(len as u64).is_none_or(|end| end > have) {
+            return Err(PoolError::Config("region extends past the end of its file"));
+        }
+        // SAFETY: a shared mapping of a file this process created and owns;
+        // other processes map it read-only, so nothing writes these bytes
+        // behind our back.
+        let mut map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map_mut(file)
+        }
+        .map_err(PoolError::Map)?;
         let base = map.as_mut_ptr();
+        Ok(Self::assemble(
+            Mapping::Rw(map),
+            base,
+            cfg,
+            Home::Local(FreeList::full(cfg.slots)),
+            true,
+        ))
+    }
+
+    /// A pool over a region of `cfg.slots * cfg.slot_size` bytes at `offset`
+    /// in another process's pool file, mapped read-only. It hands out
+    /// nothing ([`Pool::alloc`] is always `None`); [`Pool::adopt`] wraps
+    /// slots the owner lends us, and `sink` gets each back when our last
+    /// handle on it drops.
+    pub fn foreign(
+        file: &std::fs::File,
+        offset: u64,
+        cfg: PoolConfig,
+        sink: Box<dyn SlotSink>,
+    ) -> Result<Pool, PoolError> {
+        if let Some(why) = cfg.invalid() {
+            return Err(PoolError::Config(why));
+        }
+        let len = cfg.slots as usize * cfg.slot_size as usize;
+        let have = file.metadata().map_err(PoolError::Map)?.len();
+        if offset.checked_add(len as u64).is_none_or(|end| end > have) {
+            return Err(PoolError::Config(
+                "foreign region extends past the end of its file",
+            ));
+        }
+        // SAFETY: a read-only shared mapping. The owner writes frames into
+        // it while we map it; we only ever read bytes of slots the owner has
+        // lent us, as plain bytes, and validate everything we read, so a
+        // misbehaving owner can give us garbage but not memory unsafety.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(file)
+        }
+        .map_err(PoolError::Map)?;
+        let base = map.as_ptr() as *mut u8;
+        let home = Home::Foreign {
+            sink,
+            held: AtomicU32::new(0),
+        };
+        Ok(Self::assemble(Mapping::Ro(map), base, cfg, home, false))
+    }
+
+    fn assemble(map: Mapping, base: *mut u8, cfg: PoolConfig, home: Home, writable: bool) -> Pool {
         let meta: Box<[SlotMeta]> = (0..cfg.slots)
             .map(|_| SlotMeta {
                 refs: AtomicU32::new(0),
@@ -281,16 +408,17 @@ impl Pool {
                 tail: AtomicU32::new(0),
                 flags: AtomicU32::new(0),
                 claim: AtomicU32::new(0),
+                lent: AtomicU32::new(0),
             })
             .collect();
-        let free = FreeList::full(cfg.slots);
         Pool {
             inner: Arc::new(Inner {
                 _map: map,
                 base,
                 cfg,
                 meta,
-                free,
+                home,
+                writable,
                 exhausted: AtomicU64::new(0),
                 cow: AtomicU64::new(0),
             }),
@@ -344,15 +472,69 @@ impl Pool {
         Ok(m)
     }
 
-    /// Slots free right now.
+    /// Slots free right now (for a foreign pool: slots we hold no handle on).
     pub fn free_slots(&self) -> usize {
-        self.inner.free.len()
+        match &self.inner.home {
+            Home::Local(free) => free.len(),
+            Home::Foreign { held, .. } => {
+                (self.inner.cfg.slots - held.load(Ordering::Relaxed)) as usize
+            }
+        }
+    }
+
+    /// Wraps slot `slot` of a foreign pool, which its owner lent us with a
+    /// frame at `[offset, offset + len)`. Refuses (None) a slot or window
+    /// outside the region, or a local pool.
+    pub fn adopt(&self, slot: u32, offset: u32, len: u32) -> Option<Msg> {
+        let Home::Foreign { held, .. } = &self.inner.home else {
+            return None;
+        };
+        let cfg = &self.inner.cfg;
+        let end = offset.checked_add(len)?;
+        if slot >= cfg.slots || end > cfg.slot_size {
+            return None;
+        }
+        let m = self.inner.meta(slot);
+        m.lent.fetch_add(1, Ordering::Relaxed);
+        if m.refs.fetch_add(1, Ordering::AcqRel) == 0 {
+            // First handle on it: fresh bookkeeping.
+            held.fetch_add(1, Ordering::Relaxed);
+            m.next.store(NONE, Ordering::Relaxed);
+            m.flags.store(0, Ordering::Relaxed);
+            m.claim.store(offset, Ordering::Relaxed);
+        }
+        Some(Msg::from_slot(self.inner.clone(), slot, offset, end))
+    }
+
+    /// Whether this pool maps memory another process owns.
+    pub fn is_foreign(&self) -> bool {
+        matches!(self.inner.home, Home::Foreign { .. })
+    }
+
+    /// Takes `n` more references on `slot` on behalf of remote holders (a
+    /// driver lending the slot to `n` peers). Each must be matched by one
+    /// [`Pool::release_lent`].
+    pub fn retain_lent(&self, slot: u32, n: u32) -> bool {
+        if slot >= self.inner.cfg.slots || !matches!(self.inner.home, Home::Local(_)) {
+            return false;
+        }
+        self.inner.meta(slot).refs.fetch_add(n, Ordering::Relaxed);
+        true
+    }
+
+    /// Drops one reference taken by [`Pool::retain_lent`]. The caller must
+    /// track what it lent: releasing more than it took frees a slot still
+    /// in use.
+    pub fn release_lent(&self, slot: u32) {
+        if slot < self.inner.cfg.slots {
+            self.inner.release(slot);
+        }
     }
 
     /// Counters.
     pub fn stats(&self) -> PoolStats {
         PoolStats {
-            in_use: self.inner.cfg.slots - self.inner.free.len() as u32,
+            in_use: self.inner.cfg.slots - self.free_slots() as u32,
             exhausted: self.inner.exhausted.load(Ordering::Relaxed),
             cow_copies: self.inner.cow.load(Ordering::Relaxed),
         }

@@ -26,6 +26,8 @@ pub enum MsgError {
     Short,
     /// The slot has no room left behind the payload.
     NoRoom,
+    /// The bytes belong to another process and are mapped read-only.
+    ReadOnly,
 }
 
 impl fmt::Display for MsgError {
@@ -36,6 +38,7 @@ impl fmt::Display for MsgError {
             MsgError::Shared => "buffer is shared; this write needs the only handle",
             MsgError::Short => "message shorter than requested",
             MsgError::NoRoom => "no room left in slot",
+            MsgError::ReadOnly => "buffer is another process's, read-only",
         })
     }
 }
@@ -202,6 +205,9 @@ impl Msg {
         if n > self.head as usize {
             return Err(MsgError::NoHeadroom);
         }
+        if !self.pool.writable {
+            return Err(MsgError::ReadOnly);
+        }
         let new_head = self.head - n as u32;
         let meta = self.pool.meta(self.first);
         if meta.refs.load(Ordering::Acquire) == 1 {
@@ -286,6 +292,9 @@ impl Msg {
     /// Extends the last segment by `n` bytes and returns them to be written
     /// (zero-copy send: the application writes its payload in place).
     pub fn reserve(&mut self, n: usize) -> Result<&mut [u8], MsgError> {
+        if !self.pool.writable {
+            return Err(MsgError::ReadOnly);
+        }
         if self.pool.meta(self.last).refs.load(Ordering::Acquire) != 1 {
             return Err(MsgError::Shared);
         }

@@ -1,0 +1,205 @@
+//! One conformance suite, written against the [`Driver`] trait and run for
+//! every driver: what any transport under a tutti stack must do.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::driver::{Driver, To, Tx};
+use crate::pool::Msg;
+
+/// Makes `n` endpoints of one driver kind that can reach each other, each
+/// with every other added as a peer in index order (peer ids skip self).
+pub trait Factory {
+    /// The driver type.
+    type D: Driver + 'static;
+    /// Fresh endpoints.
+    fn make(&self, n: usize) -> Vec<Self::D>;
+}
+
+fn frame(d: &impl Driver, tag: u32, len: usize) -> Msg {
+    let mut m = d.pool().alloc().expect("buffer");
+    let b = m.reserve(len.max(8)).unwrap();
+    b[..4].copy_from_slice(&tag.to_be_bytes());
+    for (i, x) in b[4..].iter_mut().enumerate() {
+        *x = (tag as usize + i) as u8;
+    }
+    m
+}
+
+fn check(m: &Msg) -> u32 {
+    let b = m.contiguous().expect("one segment");
+    let tag = u32::from_be_bytes(b[..4].try_into().unwrap());
+    for (i, x) in b[4..].iter().enumerate() {
+        assert_eq!(*x, (tag as usize + i) as u8, "frame {tag} corrupt at {i}");
+    }
+    tag
+}
+
+/// Receives until `want` frames arrived or 5 s passed.
+fn gather(d: &mut impl Driver, want: usize) -> Vec<Msg> {
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    while out.len() < want && t0.elapsed() < Duration::from_secs(5) {
+        d.recv(&mut out, 64).unwrap();
+        d.maintain().unwrap();
+        if out.len() < want {
+            d.park(Duration::from_millis(1)).unwrap();
+        }
+    }
+    out
+}
+
+fn settle(ds: &mut [impl Driver]) {
+    for _ in 0..20 {
+        for d in ds.iter_mut() {
+            let mut sink = Vec::new();
+            d.recv(&mut sink, 64).unwrap();
+            d.maintain().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Frames to one peer arrive intact and in order; buffers come back.
+pub fn unicast_in_order(f: &impl Factory) {
+    let mut ds = f.make(2);
+    let base = ds[0].pool().stats().in_use;
+    let mut q: VecDeque<Tx> = (0..200u32)
+        .map(|i| Tx {
+            to: To::Peer(0),
+            frame: frame(&ds[0], i, 8 + (i as usize * 7) % 900),
+        })
+        .collect();
+    assert_eq!(ds[0].send(&mut q).unwrap(), 200);
+    let got = gather(&mut ds[1], 200);
+    let tags: Vec<u32> = got.iter().map(check).collect();
+    assert_eq!(tags, (0..200).collect::<Vec<_>>());
+    drop(got);
+    settle(&mut ds);
+    assert_eq!(ds[0].pool().stats().in_use, base, "sent buffers came back");
+    let s = ds[0].stats();
+    assert_eq!(s.tx_frames, 200);
+    assert_eq!(ds[1].stats().rx_frames, 200);
+}
+
+/// `To::All` reaches every peer once.
+pub fn multicast_reaches_all(f: &impl Factory) {
+    let mut ds = f.make(3);
+    let mut q: VecDeque<Tx> = (0..50u32)
+        .map(|i| Tx {
+            to: To::All,
+            frame: frame(&ds[0], i, 64),
+        })
+        .collect();
+    ds[0].send(&mut q).unwrap();
+    for r in 1..3 {
+        let got = gather(&mut ds[r], 50);
+        let tags: Vec<u32> = got.iter().map(check).collect();
+        assert_eq!(tags, (0..50).collect::<Vec<_>>(), "receiver {r}");
+    }
+}
+
+/// A parked driver wakes for a frame and for its waker, and otherwise
+/// sleeps about its timeout.
+pub fn park_and_wake(f: &impl Factory) {
+    let mut ds = f.make(2);
+    let t0 = Instant::now();
+    ds[1].park(Duration::from_millis(30)).unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(20),
+        "slept its timeout"
+    );
+
+    let waker = ds[1].waker();
+    let done = Arc::new(AtomicBool::new(false));
+    let d2 = done.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        d2.store(true, Ordering::SeqCst);
+        waker.wake();
+    });
+    let t0 = Instant::now();
+    while !done.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(5) {
+        ds[1].park(Duration::from_secs(5)).unwrap();
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "waker woke the parked driver"
+    );
+    t.join().unwrap();
+
+    let mut d1 = ds.pop().unwrap();
+    let mut d0 = ds.pop().unwrap();
+    let t = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        while out.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+            d1.park(Duration::from_secs(5)).unwrap();
+            d1.recv(&mut out, 8).unwrap();
+        }
+        (t0.elapsed(), out.len())
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let mut q = VecDeque::from([Tx {
+        to: To::Peer(0),
+        frame: frame(&d0, 1, 32),
+    }]);
+    d0.send(&mut q).unwrap();
+    let (took, n) = t.join().unwrap();
+    assert_eq!(n, 1);
+    assert!(
+        took < Duration::from_secs(4),
+        "a frame woke the parked receiver"
+    );
+}
+
+/// Sending far more than a receiver can hold drops (counted) instead of
+/// blocking or failing, and loses no buffer once the receiver drains.
+pub fn overload_is_counted_not_fatal(f: &impl Factory) {
+    let mut ds = f.make(2);
+    let base = ds[0].pool().stats().in_use;
+    let total = 20_000u32;
+    let mut sent = 0u32;
+    while sent < total {
+        let mut q: VecDeque<Tx> = (sent..(sent + 500).min(total))
+            .filter_map(|i| {
+                ds[0].pool().alloc().map(|mut m| {
+                    m.reserve(200).unwrap()[..4].copy_from_slice(&i.to_be_bytes());
+                    Tx {
+                        to: To::Peer(0),
+                        frame: m,
+                    }
+                })
+            })
+            .collect();
+        let n = q.len() as u32;
+        if n == 0 {
+            settle(&mut ds);
+            continue;
+        }
+        ds[0].send(&mut q).unwrap();
+        ds[0].maintain().unwrap();
+        sent += n;
+    }
+    let s = ds[0].stats();
+    let got = gather(&mut ds[1], s.tx_frames as usize);
+    assert_eq!(got.len() as u64, s.tx_frames, "every posted frame arrives");
+    assert!(s.tx_frames + s.tx_full >= total as u64);
+    drop(got);
+    settle(&mut ds);
+    assert_eq!(
+        ds[0].pool().stats().in_use,
+        base,
+        "no buffer lost under overload"
+    );
+}
+
+/// Runs the whole suite.
+pub fn run_all(f: &impl Factory) {
+    unicast_in_order(f);
+    multicast_reaches_all(f);
+    park_and_wake(f);
+    overload_is_counted_not_fatal(f);
+}
