@@ -36,11 +36,9 @@ impl Factory for Shm {
         let mut ds: Vec<ShmDriver> = (0..n)
             .map(|i| ShmDriver::open(small(&dir, &format!("m{i}"))).unwrap())
             .collect();
-        for i in 0..n {
-            for j in 0..n {
-                if i != j {
-                    ds[i].add_peer(&format!("m{j}")).unwrap();
-                }
+        for (i, d) in ds.iter_mut().enumerate() {
+            for j in (0..n).filter(|j| *j != i) {
+                d.add_peer(&format!("m{j}")).unwrap();
             }
         }
         ds
