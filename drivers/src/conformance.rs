@@ -14,6 +14,9 @@ use crate::pool::Msg;
 pub trait Factory {
     /// The driver type.
     type D: Driver + 'static;
+    /// Whether a frame the driver posted always arrives (shm), or the
+    /// network may still lose it (UDP: the receiver's socket buffer).
+    const LOSSLESS: bool;
     /// Fresh endpoints.
     fn make(&self, n: usize) -> Vec<Self::D>;
 }
@@ -157,7 +160,7 @@ pub fn park_and_wake(f: &impl Factory) {
 
 /// Sending far more than a receiver can hold drops (counted) instead of
 /// blocking or failing, and loses no buffer once the receiver drains.
-pub fn overload_is_counted_not_fatal(f: &impl Factory) {
+pub fn overload_is_counted_not_fatal<F: Factory>(f: &F) {
     let mut ds = f.make(2);
     let base = ds[0].pool().stats().in_use;
     let total = 20_000u32;
@@ -184,16 +187,34 @@ pub fn overload_is_counted_not_fatal(f: &impl Factory) {
         sent += n;
     }
     let s = ds[0].stats();
-    let got = gather(&mut ds[1], s.tx_frames as usize);
-    assert_eq!(got.len() as u64, s.tx_frames, "every posted frame arrives");
     assert!(s.tx_frames + s.tx_full >= total as u64);
-    drop(got);
+    // Drain, dropping frames as they come so the receive pool never runs dry.
+    let mut got = 0u64;
+    let t0 = Instant::now();
+    let mut idle = 0;
+    while got < s.tx_frames && t0.elapsed() < Duration::from_secs(5) && idle < 200 {
+        let mut out = Vec::new();
+        ds[1].recv(&mut out, 64).unwrap();
+        ds[1].maintain().unwrap();
+        idle = if out.is_empty() { idle + 1 } else { 0 };
+        got += out.len() as u64;
+        if out.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert!(got > 0);
+    if F::LOSSLESS {
+        assert_eq!(got, s.tx_frames, "every posted frame arrives");
+    } else {
+        assert!(got <= s.tx_frames, "nothing invented");
+    }
     settle(&mut ds);
     assert_eq!(
         ds[0].pool().stats().in_use,
         base,
         "no buffer lost under overload"
     );
+    assert_eq!(ds[1].pool().stats().in_use, 0);
 }
 
 /// Runs the whole suite.

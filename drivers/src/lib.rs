@@ -12,6 +12,7 @@ mod conformance;
 pub mod driver;
 pub mod pool;
 pub mod shm;
+pub mod udp;
 
 pub use driver::{Driver, DriverError, DriverStats, PeerId, To, Tx, Waker};
 pub use pool::{Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats, SlotSink};

@@ -604,6 +604,38 @@ impl Drop for IntoSegments {
 }
 
 impl Msg {
+    /// The whole slot, from offset 0, for a device to write a received
+    /// frame into (then [`Msg::set_frame`]). Needs the only handle on a
+    /// single-segment message in writable memory.
+    pub fn slot_mut(&mut self) -> Result<&mut [u8], MsgError> {
+        if !self.pool.writable {
+            return Err(MsgError::ReadOnly);
+        }
+        if self.nsegs != 1 || !self.is_unique() {
+            return Err(MsgError::Shared);
+        }
+        let p = self.pool.slot_ptr(self.first);
+        // SAFETY: we are the slot's only handle (checked), the memory is
+        // writable, and the slice covers exactly the slot.
+        Ok(unsafe { std::slice::from_raw_parts_mut(p, self.pool.cfg.slot_size as usize) })
+    }
+
+    /// Sets the window to the first `len` bytes of the slot (a frame a
+    /// device wrote at offset 0). Same conditions as [`Msg::slot_mut`].
+    pub fn set_frame(&mut self, len: usize) -> Result<(), MsgError> {
+        if self.nsegs != 1 || !self.is_unique() {
+            return Err(MsgError::Shared);
+        }
+        if len > self.pool.cfg.slot_size as usize {
+            return Err(MsgError::NoRoom);
+        }
+        self.head = 0;
+        self.tail = len as u32;
+        self.len = len;
+        self.pool.meta(self.first).claim.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Shortens the message to its first `len` bytes (single segment only).
     pub fn truncate(&mut self, len: usize) -> Result<(), MsgError> {
         if self.nsegs != 1 {

@@ -31,6 +31,7 @@ struct Shm;
 
 impl Factory for Shm {
     type D = ShmDriver;
+    const LOSSLESS: bool = true;
     fn make(&self, n: usize) -> Vec<ShmDriver> {
         let dir = tmpdir("conf");
         let mut ds: Vec<ShmDriver> = (0..n)
