@@ -133,29 +133,34 @@ pub fn park_and_wake(f: &impl Factory) {
     );
     t.join().unwrap();
 
+    // A frame from another thread wakes the parked receiver. (The sender
+    // moves to that thread before it is first used: a driver may bind
+    // itself to the thread that first drives it, as io_uring's single
+    // issuer does.)
     let mut d1 = ds.pop().unwrap();
     let mut d0 = ds.pop().unwrap();
     let t = std::thread::spawn(move || {
-        let t0 = Instant::now();
-        let mut out = Vec::new();
-        while out.is_empty() && t0.elapsed() < Duration::from_secs(5) {
-            d1.park(Duration::from_secs(5)).unwrap();
-            d1.recv(&mut out, 8).unwrap();
-        }
-        (t0.elapsed(), out.len())
+        std::thread::sleep(Duration::from_millis(20));
+        let mut q = VecDeque::from([Tx {
+            to: To::Peer(0),
+            frame: frame(&d0, 1, 32),
+        }]);
+        d0.send(&mut q).unwrap();
+        // Keep the sender alive until the frame is surely out.
+        std::thread::sleep(Duration::from_millis(200));
     });
-    std::thread::sleep(Duration::from_millis(20));
-    let mut q = VecDeque::from([Tx {
-        to: To::Peer(0),
-        frame: frame(&d0, 1, 32),
-    }]);
-    d0.send(&mut q).unwrap();
-    let (took, n) = t.join().unwrap();
-    assert_eq!(n, 1);
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    while out.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        d1.park(Duration::from_secs(5)).unwrap();
+        d1.recv(&mut out, 8).unwrap();
+    }
+    assert_eq!(out.len(), 1);
     assert!(
-        took < Duration::from_secs(4),
+        t0.elapsed() < Duration::from_secs(4),
         "a frame woke the parked receiver"
     );
+    t.join().unwrap();
 }
 
 /// Sending far more than a receiver can hold drops (counted) instead of

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod pool;
 pub mod shm;
 pub mod udp;
+pub mod uring;
 
 pub use driver::{Driver, DriverError, DriverStats, PeerId, To, Tx, Waker};
 pub use pool::{Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats, SlotSink};

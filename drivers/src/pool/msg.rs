@@ -636,6 +636,25 @@ impl Msg {
         Ok(())
     }
 
+    /// Sets the window to `[head, tail)` of the slot (a frame a device wrote
+    /// at offset `head`). Same conditions as [`Msg::slot_mut`].
+    pub fn set_window(&mut self, head: usize, tail: usize) -> Result<(), MsgError> {
+        if self.nsegs != 1 || !self.is_unique() {
+            return Err(MsgError::Shared);
+        }
+        if head > tail || tail > self.pool.cfg.slot_size as usize {
+            return Err(MsgError::NoRoom);
+        }
+        self.head = head as u32;
+        self.tail = tail as u32;
+        self.len = tail - head;
+        self.pool
+            .meta(self.first)
+            .claim
+            .store(head as u32, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Shortens the message to its first `len` bytes (single segment only).
     pub fn truncate(&mut self, len: usize) -> Result<(), MsgError> {
         if self.nsegs != 1 {
