@@ -1,0 +1,502 @@
+//! The engine core: one driver, the groups joined on it, a timer wheel.
+//! `poll()` does one round of work (receive, timers, transmit) and says
+//! how much it did; it never blocks. The threaded endpoint runs it in a
+//! pinned polling thread; an application that wants no thread hop at all
+//! drives it inline from its own thread (U-Net style).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tutti_drivers::{Driver, DriverError, DriverStats, Msg, PeerId, Pool, To, Tx};
+
+use crate::event::{Dest, Down, EndpointId, Rank, StableVec, Time, Up, View, ViewId};
+use crate::layer::{Drops, Stats};
+use crate::stack::{build, GroupStack, SendError, SendErrorKind, StackConfig};
+use crate::wire::com;
+
+use super::wheel::TimerWheel;
+
+/// What the application gets from a group.
+#[derive(Debug)]
+pub enum Event {
+    /// A multicast, in FIFO order per sender.
+    Cast {
+        /// Sender's rank.
+        src: Rank,
+        /// Sender's sequence number.
+        seq: u64,
+        /// Payload (zero-copy: a handle on the receive buffer).
+        msg: Msg,
+    },
+    /// A point-to-point message.
+    Send {
+        /// Sender's rank.
+        src: Rank,
+        /// Sequence number on that channel.
+        seq: u64,
+        /// Payload.
+        msg: Msg,
+    },
+    /// A view was installed.
+    View(Arc<View>),
+    /// Stop sending until `block_ok` (view change under way).
+    Block,
+    /// Stability vector: per sender, how many casts everyone holds.
+    Stable(StableVec),
+    /// Members suspected to have failed.
+    Suspect(Arc<[Rank]>),
+    /// This member left the group.
+    Exit,
+    /// Messages of `src` in `from..to` could not be recovered.
+    Lost {
+        /// Sender.
+        src: Rank,
+        /// First lost.
+        from: u64,
+        /// One past the last lost.
+        to: u64,
+    },
+}
+
+impl Event {
+    /// The application-visible form of an up event, if it has one.
+    pub fn from_up(ev: Up) -> Option<Event> {
+        Some(match ev {
+            Up::Cast { src, seq, msg } => Event::Cast { src, seq, msg },
+            Up::Send { src, seq, msg } => Event::Send { src, seq, msg },
+            Up::View(v) => Event::View(v),
+            Up::Block => Event::Block,
+            Up::Stable(s) => Event::Stable(s),
+            Up::Suspect(s) => Event::Suspect(s),
+            Up::Exit => Event::Exit,
+            Up::Lost { src, from, to } => Event::Lost { src, from, to },
+            Up::CastRaw { .. } | Up::SendRaw { .. } | Up::Recv(_) | Up::Progress { .. } => {
+                return None
+            }
+        })
+    }
+}
+
+/// A group to join with a static view (membership from configuration).
+#[derive(Clone, Debug)]
+pub struct GroupSpec {
+    /// Group name (frames carry a hash of it).
+    pub name: String,
+    /// Stack spec or preset.
+    pub stack: String,
+    /// Driver addresses of the members, in rank order; this endpoint's
+    /// own address must be among them.
+    pub members: Vec<String>,
+    /// Layer parameters (the group id is derived from `name`).
+    pub config: StackConfig,
+    /// Use the compiled (static) composition when one exists for `stack`.
+    pub prefer_static: bool,
+}
+
+impl GroupSpec {
+    /// A spec with default layer parameters.
+    pub fn new(name: &str, stack: &str, members: Vec<String>) -> GroupSpec {
+        GroupSpec {
+            name: name.into(),
+            stack: stack.into(),
+            members,
+            config: StackConfig::default(),
+            prefer_static: true,
+        }
+    }
+}
+
+/// Why joining failed.
+#[derive(Debug)]
+pub enum JoinError {
+    /// Bad stack spec.
+    Spec(crate::stack::SpecError),
+    /// The member list is unusable; the text says why.
+    Members(String),
+    /// The driver refused a peer address.
+    Driver(DriverError),
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::Spec(e) => write!(f, "{e}"),
+            JoinError::Members(s) => write!(f, "bad member list: {s}"),
+            JoinError::Driver(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// FNV-1a, for group ids and endpoint ids derived from names.
+pub fn fnv64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A request the application made of a group.
+#[derive(Debug)]
+pub enum Request {
+    /// Multicast.
+    Cast(Msg),
+    /// Point-to-point.
+    Send(Rank, Msg),
+    /// Any other down event.
+    Down(Down),
+}
+
+struct Slot {
+    gid: u32,
+    stack: Box<dyn GroupStack>,
+    /// Driver peer of each rank (None for own rank).
+    peers: Vec<Option<PeerId>>,
+    /// The group's peers are exactly the driver's peers (a multicast can
+    /// go to `To::All`).
+    all_peers: bool,
+    events: VecDeque<Event>,
+    backlog: VecDeque<Request>,
+}
+
+/// Frames the engine itself refused before any stack saw them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineDrops {
+    /// Not a tutti frame or too short to name a group.
+    pub bad_frame: u64,
+    /// For a group this endpoint has not joined.
+    pub unknown_group: u64,
+}
+
+/// The engine core. See the module docs.
+pub struct Core {
+    driver: Box<dyn Driver>,
+    epoch: Instant,
+    groups: Vec<Slot>,
+    wheel: TimerWheel,
+    rx: Vec<Msg>,
+    txq: VecDeque<Tx>,
+    expired: Vec<u32>,
+    drops: EngineDrops,
+    last_maintain: Instant,
+}
+
+/// Identifies a joined group inside one `Core`.
+pub type GroupIx = usize;
+
+impl Core {
+    /// A core over `driver`.
+    pub fn new(driver: Box<dyn Driver>) -> Core {
+        Core {
+            driver,
+            epoch: Instant::now(),
+            groups: Vec::new(),
+            wheel: TimerWheel::new(100_000, 1024),
+            rx: Vec::with_capacity(64),
+            txq: VecDeque::with_capacity(256),
+            expired: Vec::new(),
+            drops: EngineDrops::default(),
+            last_maintain: Instant::now(),
+        }
+    }
+
+    /// Time since this core started.
+    #[inline]
+    pub fn now(&self) -> Time {
+        Time(self.epoch.elapsed().as_nanos() as u64)
+    }
+
+    /// The driver.
+    pub fn driver(&self) -> &dyn Driver {
+        self.driver.as_ref()
+    }
+
+    /// Buffers for frames this endpoint sends.
+    pub fn pool(&self) -> &Pool {
+        self.driver.pool()
+    }
+
+    /// Joins a group with a static view.
+    pub fn join(&mut self, spec: &GroupSpec) -> Result<GroupIx, JoinError> {
+        let me = self.driver.local_addr();
+        let n = spec.members.len();
+        if n == 0 || n > crate::event::MAX_MEMBERS {
+            return Err(JoinError::Members(format!("{n} members")));
+        }
+        let rank = spec.members.iter().position(|m| *m == me).ok_or_else(|| {
+            JoinError::Members(format!("this endpoint ({me}) is not in {:?}", spec.members))
+        })?;
+        let mut peers = Vec::with_capacity(n);
+        for (i, m) in spec.members.iter().enumerate() {
+            peers.push(if i == rank {
+                None
+            } else {
+                Some(self.driver.add_peer(m).map_err(JoinError::Driver)?)
+            });
+        }
+        let mut cfg = spec.config;
+        cfg.group = fnv64(&spec.name) as u32;
+        let mut stack = build(
+            &spec.stack,
+            &cfg,
+            self.driver.ctl_pool().clone(),
+            spec.prefer_static,
+        )
+        .map_err(JoinError::Spec)?;
+        let ids: Vec<EndpointId> = spec.members.iter().map(|m| fnv64(m)).collect();
+        let view = View::new(
+            ViewId {
+                ltime: 1,
+                coord: ids[0],
+            },
+            ids,
+            rank as Rank,
+        )
+        .map_err(|e| JoinError::Members(e.into()))?;
+        stack.install_view(self.now(), view);
+        self.groups.push(Slot {
+            gid: cfg.group,
+            stack,
+            peers,
+            all_peers: false,
+            events: VecDeque::new(),
+            backlog: VecDeque::new(),
+        });
+        self.recount_peers();
+        let g = self.groups.len() - 1;
+        self.flush(g);
+        Ok(g)
+    }
+
+    fn recount_peers(&mut self) {
+        let driver_peers: usize = self
+            .groups
+            .iter()
+            .flat_map(|s| s.peers.iter().flatten())
+            .max()
+            .map(|m| *m as usize + 1)
+            .unwrap_or(0);
+        for s in &mut self.groups {
+            let mut mine: Vec<PeerId> = s.peers.iter().flatten().copied().collect();
+            mine.sort_unstable();
+            mine.dedup();
+            s.all_peers = mine.len() == driver_peers
+                && mine.iter().enumerate().all(|(i, p)| *p as usize == i);
+        }
+    }
+
+    /// Multicasts in group `g` (inline use).
+    pub fn cast(&mut self, g: GroupIx, msg: Msg) -> Result<(), SendError> {
+        let now = self.now();
+        let Some(s) = self.groups.get_mut(g) else {
+            return Err(SendError {
+                kind: SendErrorKind::NoView,
+                msg,
+            });
+        };
+        s.stack.cast(now, msg)?;
+        self.flush(g);
+        Ok(())
+    }
+
+    /// Sends to `dst` in group `g` (inline use).
+    pub fn send(&mut self, g: GroupIx, dst: Rank, msg: Msg) -> Result<(), SendError> {
+        let now = self.now();
+        let Some(s) = self.groups.get_mut(g) else {
+            return Err(SendError {
+                kind: SendErrorKind::NoView,
+                msg,
+            });
+        };
+        s.stack.send(now, dst, msg)?;
+        self.flush(g);
+        Ok(())
+    }
+
+    /// Queues a request; it is carried out when the stack takes it (the
+    /// threaded endpoint's path: back-pressure waits here).
+    pub fn submit(&mut self, g: GroupIx, r: Request) {
+        if let Some(s) = self.groups.get_mut(g) {
+            s.backlog.push_back(r);
+        }
+    }
+
+    /// Next event of group `g`.
+    pub fn next_event(&mut self, g: GroupIx) -> Option<Event> {
+        self.groups.get_mut(g)?.events.pop_front()
+    }
+
+    /// Requests not yet taken by group `g`'s stack.
+    pub fn backlog(&self, g: GroupIx) -> usize {
+        self.groups.get(g).map_or(0, |s| s.backlog.len())
+    }
+
+    /// Drops and activity of group `g`'s stack.
+    pub fn group_stats(&self, g: GroupIx) -> Option<(Drops, Stats)> {
+        self.groups
+            .get(g)
+            .map(|s| (s.stack.drops().clone(), *s.stack.stats()))
+    }
+
+    /// Frames refused before any stack.
+    pub fn drops(&self) -> EngineDrops {
+        self.drops
+    }
+
+    /// Driver counters.
+    pub fn driver_stats(&self) -> DriverStats {
+        self.driver.stats()
+    }
+
+    /// Earliest timer of any group.
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.wheel.next()
+    }
+
+    /// Blocks until something may have arrived, the waker was rung, the
+    /// next timer is due, or `max` passed.
+    pub fn park(&mut self, max: Duration) -> Result<(), DriverError> {
+        let mut t = max;
+        if let Some(d) = self.wheel.next() {
+            t = t.min(Duration::from_nanos(d.since(self.now())));
+        }
+        if t.is_zero() {
+            return Ok(());
+        }
+        self.driver.park(t)
+    }
+
+    /// Wakes a parked `park` from another thread.
+    pub fn waker(&self) -> Arc<dyn tutti_drivers::Waker> {
+        self.driver.waker()
+    }
+
+    fn demux(&self, frame: &Msg) -> Option<usize> {
+        if self.groups.len() == 1 {
+            return Some(0);
+        }
+        let b = frame.front();
+        if b.len() < com::LEN {
+            return None;
+        }
+        let gid = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+        self.groups.iter().position(|s| s.gid == gid)
+    }
+
+    /// Moves group `g`'s output to the transmit queue and its events to
+    /// its event queue; re-arms its timer.
+    fn flush(&mut self, g: GroupIx) {
+        let s = &mut self.groups[g];
+        while let Some((dst, frame)) = s.stack.poll_transmit() {
+            match dst {
+                Dest::All if s.all_peers => self.txq.push_back(Tx { to: To::All, frame }),
+                Dest::All => {
+                    for p in s.peers.iter().flatten() {
+                        self.txq.push_back(Tx {
+                            to: To::Peer(*p),
+                            frame: frame.share(),
+                        });
+                    }
+                }
+                Dest::Rank(r) => {
+                    if let Some(Some(p)) = s.peers.get(r as usize) {
+                        self.txq.push_back(Tx {
+                            to: To::Peer(*p),
+                            frame,
+                        });
+                    }
+                }
+            }
+        }
+        while let Some(ev) = s.stack.poll_event() {
+            if let Some(e) = Event::from_up(ev) {
+                s.events.push_back(e);
+            }
+        }
+        match s.stack.poll_timeout() {
+            Some(t) => self.wheel.schedule(g as u32, t),
+            None => self.wheel.cancel(g as u32),
+        }
+    }
+
+    /// One round of work; returns how much was done (0: idle).
+    pub fn poll(&mut self) -> Result<usize, DriverError> {
+        let mut work = 0;
+        let now = self.now();
+        // Requests that wait for their stack's window.
+        for g in 0..self.groups.len() {
+            let s = &mut self.groups[g];
+            let mut moved = false;
+            while let Some(r) = s.backlog.pop_front() {
+                let res = match r {
+                    Request::Cast(m) => s.stack.cast(now, m).map_err(|e| Request::Cast(e.msg)),
+                    Request::Send(d, m) => {
+                        s.stack.send(now, d, m).map_err(|e| Request::Send(d, e.msg))
+                    }
+                    Request::Down(d) => {
+                        s.stack.handle_down(now, d);
+                        Ok(())
+                    }
+                };
+                match res {
+                    Ok(()) => moved = true,
+                    Err(r) if !s.stack.ready() => {
+                        s.backlog.push_front(r);
+                        break;
+                    }
+                    // Refused for good (bad rank, too large): dropped.
+                    Err(_) => moved = true,
+                }
+            }
+            if moved {
+                work += 1;
+                self.flush(g);
+            }
+        }
+        // Frames from the network.
+        let mut rx = std::mem::take(&mut self.rx);
+        let n = self.driver.recv(&mut rx, 64)?;
+        for frame in rx.drain(..) {
+            match self.demux(&frame) {
+                Some(g) => {
+                    self.groups[g].stack.receive(now, frame);
+                    self.flush(g);
+                }
+                None => {
+                    if frame.front().len() < com::LEN {
+                        self.drops.bad_frame += 1;
+                    } else {
+                        self.drops.unknown_group += 1;
+                    }
+                }
+            }
+        }
+        self.rx = rx;
+        work += n;
+        // Timers.
+        self.expired.clear();
+        let mut expired = std::mem::take(&mut self.expired);
+        self.wheel.expire(now, &mut expired);
+        for &g in &expired {
+            if let Some(s) = self.groups.get_mut(g as usize) {
+                s.stack.handle_timeout(now);
+                self.flush(g as usize);
+                work += 1;
+            }
+        }
+        self.expired = expired;
+        // Out to the network.
+        if !self.txq.is_empty() {
+            work += self.driver.send(&mut self.txq)?;
+        }
+        if self.last_maintain.elapsed() >= Duration::from_millis(1) {
+            self.last_maintain = Instant::now();
+            self.driver.maintain()?;
+        }
+        Ok(work)
+    }
+}

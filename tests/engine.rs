@@ -1,0 +1,180 @@
+//! The engine and the Rust API in one process: threaded endpoints over
+//! shm and UDP, and inline cores.
+
+use std::time::{Duration, Instant};
+
+use tutti::engine::{Core, DriverConfig, Endpoint, Event, GroupSpec, Idle};
+use tutti_drivers::shm::ShmConfig;
+use tutti_drivers::udp::UdpConfig;
+use tutti_drivers::PoolConfig;
+
+fn shm(dir: &std::path::Path, name: &str) -> DriverConfig {
+    let slot = PoolConfig {
+        slots: 4096,
+        slot_size: 2048,
+        headroom: 128,
+        tailroom: 32,
+    };
+    DriverConfig::Shm(ShmConfig {
+        dir: dir.to_path_buf(),
+        name: name.into(),
+        data: slot,
+        ctl: PoolConfig { slots: 512, ..slot },
+        rx_ring: 4096,
+    })
+}
+
+fn tmp(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("tutti-engine-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Three endpoints (three polling threads on a 2-core machine) multicast
+/// to each other; everybody gets everything in order.
+fn three_members(cfgs: Vec<DriverConfig>, per: u32) {
+    let eps: Vec<Endpoint> = cfgs
+        .into_iter()
+        .map(|c| {
+            Endpoint::builder()
+                .driver(c)
+                .idle(Idle::default())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let members: Vec<String> = eps.iter().map(|e| e.addr().to_string()).collect();
+    let groups: Vec<_> = eps
+        .iter()
+        .map(|e| {
+            e.join(GroupSpec::new("t", "fifo", members.clone()))
+                .unwrap()
+        })
+        .collect();
+    for g in &groups {
+        assert!(matches!(
+            g.recv(Duration::from_secs(5)),
+            Some(Event::View(_))
+        ));
+    }
+    let senders: Vec<_> = groups
+        .iter()
+        .enumerate()
+        .map(|(r, g)| {
+            let mut sent = 0u32;
+            let t0 = Instant::now();
+            while sent < per && t0.elapsed() < Duration::from_secs(20) {
+                let mut m = g.alloc().expect("buffer");
+                m.reserve(8)
+                    .unwrap()
+                    .copy_from_slice(&[r as u8, 0, 0, 0, 0, 0, 0, 0]);
+                m.append(&sent.to_be_bytes()).unwrap();
+                match g.cast(m) {
+                    Ok(()) => sent += 1,
+                    Err(_) => std::thread::sleep(Duration::from_micros(100)),
+                }
+            }
+            sent
+        })
+        .collect();
+    assert!(senders.iter().all(|s| *s == per));
+    for (r, g) in groups.iter().enumerate() {
+        let mut next = [0u32; 3];
+        let t0 = Instant::now();
+        while next.iter().sum::<u32>() < 3 * per && t0.elapsed() < Duration::from_secs(30) {
+            if let Some(Event::Cast { src, msg, .. }) = g.recv(Duration::from_millis(100)) {
+                let b = msg.to_vec();
+                assert_eq!(b[0] as u16, src);
+                let i = u32::from_be_bytes(b[8..12].try_into().unwrap());
+                assert_eq!(i, next[src as usize], "FIFO from {src} at member {r}");
+                next[src as usize] += 1;
+            }
+        }
+        assert_eq!(next, [per; 3], "member {r} got everything");
+    }
+}
+
+#[test]
+fn three_threaded_members_over_shm() {
+    let d = tmp("shm3");
+    three_members((0..3).map(|i| shm(&d, &format!("e{i}"))).collect(), 3000);
+}
+
+#[test]
+fn three_threaded_members_over_udp() {
+    let cfgs = (0..3)
+        .map(|_| {
+            // Bind now to learn a free port, then hand the address over.
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let a = s.local_addr().unwrap();
+            drop(s);
+            let mut c = UdpConfig::new(a);
+            c.data.slots = 4096;
+            c.rx.slots = 4096;
+            DriverConfig::Udp(c)
+        })
+        .collect();
+    three_members(cfgs, 1000);
+}
+
+#[test]
+fn inline_cores_ping_pong() {
+    let d = tmp("inline");
+    let mut a = Core::new(shm(&d, "a").open().unwrap());
+    let mut b = Core::new(shm(&d, "b").open().unwrap());
+    let members = vec!["a".to_string(), "b".to_string()];
+    let ga = a
+        .join(&GroupSpec::new("p", "reliable", members.clone()))
+        .unwrap();
+    let gb = b.join(&GroupSpec::new("p", "reliable", members)).unwrap();
+    for i in 0..1000u32 {
+        let m = a.pool().alloc_copy(&i.to_be_bytes()).unwrap();
+        a.cast(ga, m).unwrap();
+        // b answers each ping.
+        let got = loop {
+            a.poll().unwrap();
+            b.poll().unwrap();
+            match b.next_event(gb) {
+                Some(Event::Cast { src: 0, msg, .. }) => break msg.to_vec(),
+                _ => continue,
+            }
+        };
+        assert_eq!(got, i.to_be_bytes());
+        let m = b.pool().alloc_copy(&got).unwrap();
+        b.cast(gb, m).unwrap();
+        loop {
+            a.poll().unwrap();
+            b.poll().unwrap();
+            if let Some(Event::Cast { src: 1, msg, .. }) = a.next_event(ga) {
+                assert_eq!(msg.to_vec(), i.to_be_bytes());
+                break;
+            }
+        }
+    }
+    let (drops, _) = a.group_stats(ga).unwrap();
+    assert_eq!(drops.malformed(), 0);
+}
+
+#[test]
+fn joining_with_a_bad_spec_or_member_list_fails_clearly() {
+    let d = tmp("bad");
+    let ep = Endpoint::builder().driver(shm(&d, "x")).build().unwrap();
+    let e = ep
+        .join(GroupSpec::new(
+            "g",
+            "com:stable",
+            vec!["x".into(), "y".into()],
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("needs `reliable`"), "{e}");
+    let e = ep
+        .join(GroupSpec::new("g", "fifo", vec!["y".into(), "z".into()]))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not in"), "{e}");
+    let e = Endpoint::builder().build().err().unwrap().to_string();
+    assert!(e.contains("no driver"), "{e}");
+}
