@@ -1,11 +1,14 @@
 //! The `tutti` command.
 
+mod cli;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-use tutti::sim::{self, SimConfig};
+use cli::bench::{BenchOpts, Mode};
+use cli::demo::DemoOpts;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +23,83 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Runs a group of processes on this host over shared memory: they
+    /// multicast for a few seconds; prints per-member deliveries, the FIFO
+    /// and completeness checks and latency percentiles. Exits 0 when every
+    /// check holds.
+    Demo {
+        /// Member processes.
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        /// Seconds of multicasting.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Multicasts per second per member.
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// Payload bytes (at least 17).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Stack spec or preset.
+        #[arg(long, default_value = "fifo")]
+        stack: String,
+    },
+    /// One demo member (started by `tutti demo`).
+    #[command(hide = true)]
+    DemoMember {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        stack: String,
+    },
+    /// Measures latency (pingpong) or throughput between processes,
+    /// through a stack or through the bare driver (--raw).
+    Bench {
+        /// pingpong or throughput.
+        #[arg(value_enum)]
+        mode: Mode,
+        /// shm, uring or udp.
+        #[arg(long, default_value = "shm")]
+        driver: String,
+        /// Stack spec or preset.
+        #[arg(long, default_value = "com:nak:stable")]
+        stack: String,
+        /// Payload bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Messages (round trips for pingpong).
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        /// Measure the bare driver, no stack.
+        #[arg(long)]
+        raw: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Receivers (throughput).
+        #[arg(long, default_value_t = 2)]
+        receivers: usize,
+        /// All members' addresses in rank order (run on each host; rank 0
+        /// measures). Without it, the peers are started here.
+        #[arg(long, value_delimiter = ',')]
+        members: Option<Vec<String>>,
+        /// This member's address (with --members).
+        #[arg(long)]
+        me: Option<String>,
+        /// Directory for shm endpoint files.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Runs groups in the deterministic simulator over a lossy, reordering,
     /// partitioning network and checks every delivery.
     Sim {
@@ -42,92 +122,79 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Demo {
+            members,
+            seconds,
+            rate,
+            size,
+            stack,
+        } => {
+            if !(2..=32).contains(&members)
+                || !(0.1..=3600.0).contains(&seconds)
+                || size < 17
+                || rate == 0
+            {
+                eprintln!("error: need 2..=32 members, 0.1..=3600 s, size >= 17, rate > 0");
+                return ExitCode::from(2);
+            }
+            cli::demo::parent(&DemoOpts {
+                members,
+                seconds,
+                rate,
+                size,
+                stack,
+            })
+        }
+        Cmd::DemoMember {
+            dir,
+            name,
+            members,
+            seconds,
+            rate,
+            size,
+            stack,
+        } => cli::demo::member(
+            &dir,
+            &name,
+            &members,
+            &DemoOpts {
+                members: members.len(),
+                seconds,
+                rate,
+                size,
+                stack,
+            },
+        ),
+        Cmd::Bench {
+            mode,
+            driver,
+            stack,
+            size,
+            count,
+            raw,
+            json,
+            receivers,
+            members,
+            me,
+            dir,
+        } => cli::bench::run(&BenchOpts {
+            mode,
+            driver,
+            stack,
+            size,
+            count,
+            raw,
+            json,
+            receivers,
+            members,
+            me,
+            dir,
+        }),
         Cmd::Sim {
             seeds,
             seed,
             loss,
             trace,
-        } => run_sim(seeds, seed, loss, trace),
-    }
-}
-
-fn run_sim(seeds: u64, seed: Option<u64>, loss: f64, trace: bool) -> ExitCode {
-    if !(0.0..1.0).contains(&loss) {
-        eprintln!("error: --loss must be in [0, 1)");
-        return ExitCode::from(2);
-    }
-    if let Some(s) = sim::seed_from_env() {
-        let mut cfg = SimConfig::random(s, loss);
-        cfg.trace = true;
-        println!("replaying {cfg}");
-        let r = sim::run(&cfg);
-        print!("{}", r.trace);
-        print_report(&r);
-        return if r.ok() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
-    }
-    let first = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
-    println!(
-        "tutti sim: {seeds} seeds from {first}, loss up to {:.0}%",
-        loss * 100.0
-    );
-    let t0 = Instant::now();
-    let mut failed = 0u64;
-    let mut delivered = 0u64;
-    let mut frames = 0u64;
-    let mut retrans = 0u64;
-    let mut garbage = 0u64;
-    let mut malformed = 0u64;
-    for s in first..first + seeds {
-        let mut cfg = SimConfig::random(s, loss);
-        cfg.trace = trace;
-        let r = sim::run(&cfg);
-        delivered += r.delivered;
-        frames += r.frames;
-        retrans += r.retransmits;
-        garbage += r.garbage;
-        malformed += r.drops.malformed();
-        if !r.ok() {
-            failed += 1;
-            print_report(&r);
-            if trace {
-                print!("{}", r.trace);
-            }
-        }
-    }
-    println!(
-        "checked: FIFO per sender, no duplicates, nothing invented, every message delivered \
-         everywhere after heal, buffers drained, group quiet"
-    );
-    println!(
-        "{seeds} runs, {failed} failed; {delivered} deliveries, {frames} frames, {retrans} \
-         retransmissions, {garbage} garbage frames injected ({malformed} malformed drops); {:.1}s",
-        t0.elapsed().as_secs_f64()
-    );
-    if failed > 0 {
-        println!("replay a failure with TUTTI_SEED=<seed> cargo run --release -- sim");
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-fn print_report(r: &sim::Report) {
-    let status = if r.ok() { "ok" } else { "FAILED" };
-    println!("seed {} {status}: {}", r.seed, r.config);
-    println!(
-        "  delivered={} frames={} lost={} retransmits={} naks={} end={} drops: {}",
-        r.delivered, r.frames, r.lost, r.retransmits, r.naks, r.end, r.drops
-    );
-    for v in r.violations.iter().take(20) {
-        println!("  violation: {v}");
+        } => cli::sim::run_sim(seeds, seed, loss, trace),
     }
 }

@@ -18,6 +18,7 @@ use tutti_drivers::{Driver, DriverError, DriverStats, Msg, Pool, Waker};
 
 use super::core::{Core, Event, GroupIx, GroupSpec, JoinError, Request};
 use crate::event::{Down, Rank};
+use crate::layer::{Drops, Stats};
 use crate::stack::{SendError, SendErrorKind};
 
 /// Which transport, and how to set it up. The driver is opened in the
@@ -147,6 +148,7 @@ impl EndpointBuilder {
 const QUEUE: usize = 8192;
 
 struct GroupShared {
+    stats: Mutex<(Drops, Stats)>,
     submit: ArrayQueue<Request>,
     events: ArrayQueue<Event>,
     app_waiting: AtomicBool,
@@ -299,6 +301,7 @@ impl Endpoint {
     /// Joins a group with a static view.
     pub fn join(&self, spec: GroupSpec) -> Result<Group, EndpointError> {
         let gs = Arc::new(GroupShared {
+            stats: Mutex::new((Drops::default(), Stats::default())),
             submit: ArrayQueue::new(QUEUE),
             events: ArrayQueue::new(QUEUE),
             app_waiting: AtomicBool::new(false),
@@ -421,6 +424,16 @@ impl Group {
         }
     }
 
+    /// The stack's drop counters and activity (refreshed by the polling
+    /// thread every 50 ms).
+    pub fn stats(&self) -> (Drops, Stats) {
+        self.shared
+            .stats
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
     /// Leaves the group (static membership: this endpoint stops taking
     /// part; the others keep the old view).
     pub fn leave(self) {}
@@ -514,6 +527,7 @@ fn run(mut core: Core, shared: Arc<EpShared>, idle: Idle) {
             if let Ok(mut s) = shared.driver_stats.lock() {
                 *s = core.driver_stats();
             }
+            publish_stats(&core, &groups);
         }
         if work > 0 {
             empty_rounds = 0;
@@ -551,5 +565,14 @@ fn run(mut core: Core, shared: Arc<EpShared>, idle: Idle) {
     }
     if let Ok(mut s) = shared.driver_stats.lock() {
         *s = core.driver_stats();
+    }
+    publish_stats(&core, &groups);
+}
+
+fn publish_stats(core: &Core, groups: &[Joined]) {
+    for j in groups {
+        if let (Some(st), Ok(mut s)) = (core.group_stats(j.ix), j.shared.stats.lock()) {
+            *s = st;
+        }
     }
 }

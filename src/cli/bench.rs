@@ -1,0 +1,628 @@
+//! `tutti bench pingpong|throughput`: multi-process measurements through a
+//! stack, or through the bare driver (`--raw`) for the limit beside it.
+//!
+//! Locally the command starts its peers itself (same command, with
+//! `--members` and `--me`); across hosts or namespaces run it on each
+//! side with the same `--members` and that side's `--me`. Rank 0
+//! measures. Everything runs inline (no thread hop): each process polls
+//! its own core.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tutti::engine::{Core, Event, GroupSpec};
+use tutti_drivers::{Driver, Msg, To, Tx};
+
+use super::common::{
+    driver_config, fmt_ns, free_udp_addrs, histogram, mono_ns, percentiles, shm_dir, Idler,
+};
+
+/// What to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Round trips between two processes.
+    Pingpong,
+    /// One sender, N receivers, as fast as possible.
+    Throughput,
+}
+
+/// Options of `tutti bench`.
+#[derive(Clone, Debug)]
+pub struct BenchOpts {
+    pub mode: Mode,
+    pub driver: String,
+    pub stack: String,
+    pub size: usize,
+    pub count: u64,
+    pub raw: bool,
+    pub json: bool,
+    pub receivers: usize,
+    pub members: Option<Vec<String>>,
+    pub me: Option<String>,
+    pub dir: Option<PathBuf>,
+}
+
+/// The result line (`--json` prints exactly this).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub mode: String,
+    pub driver: String,
+    pub stack: String,
+    pub size: usize,
+    pub count: u64,
+    /// "rtt" (pingpong) or "one-way" (throughput).
+    pub metric: String,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub max_ns: u64,
+    pub msgs_per_s: f64,
+    pub received: u64,
+    pub receivers: usize,
+}
+
+const PING: u8 = 0;
+const HELLO: u8 = 1;
+const STOP: u8 = 0xFF;
+const MIN: usize = 17;
+
+pub fn run(o: &BenchOpts) -> ExitCode {
+    if o.size == 0 || o.count == 0 {
+        eprintln!("error: --size and --count must be positive");
+        return ExitCode::from(2);
+    }
+    match (&o.members, &o.me) {
+        (Some(m), Some(me)) => {
+            let dir = o.dir.clone().unwrap_or_else(|| shm_dir("bench"));
+            match role(o, m, me, &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        (None, None) => local(o),
+        _ => {
+            eprintln!("error: give both --members and --me, or neither (to start the peers here)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Starts the peers as child processes and measures as rank 0.
+fn local(o: &BenchOpts) -> ExitCode {
+    let n = match o.mode {
+        Mode::Pingpong => 2,
+        Mode::Throughput => 1 + o.receivers.max(1),
+    };
+    let members: Vec<String> = match o.driver.as_str() {
+        "shm" => (0..n).map(|i| format!("b{i}")).collect(),
+        _ => free_udp_addrs(n),
+    };
+    if members.len() != n {
+        eprintln!("error: could not find free ports");
+        return ExitCode::FAILURE;
+    }
+    let dir = o.dir.clone().unwrap_or_else(|| shm_dir("bench"));
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mode = match o.mode {
+        Mode::Pingpong => "pingpong",
+        Mode::Throughput => "throughput",
+    };
+    let mut kids = Vec::new();
+    for me in &members[1..] {
+        let mut c = Command::new(&exe);
+        c.args(["bench", mode, "--driver", &o.driver, "--stack", &o.stack])
+            .args([
+                "--size",
+                &o.size.to_string(),
+                "--count",
+                &o.count.to_string(),
+            ])
+            .args(["--members", &members.join(","), "--me", me, "--dir"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if o.raw {
+            c.arg("--raw");
+        }
+        match c.spawn() {
+            Ok(k) => kids.push(k),
+            Err(e) => {
+                eprintln!("error: cannot start a peer: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let res = measure(o, &members, &dir, kids);
+    let _ = std::fs::remove_dir_all(&dir);
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn measure(
+    o: &BenchOpts,
+    members: &[String],
+    dir: &std::path::Path,
+    kids: Vec<std::process::Child>,
+) -> Result<(), String> {
+    let out = role_rank0(o, members, &members[0], dir);
+    // Collect the receivers' reports (throughput) and reap everybody.
+    let mut reports = Vec::new();
+    for mut k in kids {
+        if let Some(so) = k.stdout.take() {
+            for line in BufReader::new(so).lines().map_while(Result::ok) {
+                if let Ok(r) = serde_json::from_str::<BenchResult>(&line) {
+                    reports.push(r);
+                }
+            }
+        }
+        let t0 = Instant::now();
+        loop {
+            match k.try_wait() {
+                Ok(Some(_)) => break,
+                _ if t0.elapsed() > Duration::from_secs(10) => {
+                    let _ = k.kill();
+                    let _ = k.wait();
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+    let mut r = out?;
+    if o.mode == Mode::Throughput {
+        if reports.is_empty() {
+            return Err("no receiver reported".into());
+        }
+        r.msgs_per_s = reports
+            .iter()
+            .map(|x| x.msgs_per_s)
+            .fold(f64::INFINITY, f64::min);
+        r.received = reports.iter().map(|x| x.received).min().unwrap_or(0);
+        // The slowest receiver's latency tail.
+        if let Some(w) = reports.iter().max_by_key(|x| x.p99_ns) {
+            (r.p50_ns, r.p90_ns, r.p99_ns, r.p999_ns, r.max_ns) =
+                (w.p50_ns, w.p90_ns, w.p99_ns, w.p999_ns, w.max_ns);
+        }
+        r.receivers = reports.len();
+    }
+    print_result(o, &r);
+    Ok(())
+}
+
+fn print_result(o: &BenchOpts, r: &BenchResult) {
+    if o.json {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{} over {} through {}: {} messages of {} B",
+        r.mode, r.driver, r.stack, r.count, r.size
+    );
+    println!(
+        "  {:<8} p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        r.metric,
+        fmt_ns(r.p50_ns),
+        fmt_ns(r.p90_ns),
+        fmt_ns(r.p99_ns),
+        fmt_ns(r.p999_ns),
+        fmt_ns(r.max_ns)
+    );
+    if r.mode == "throughput" {
+        println!(
+            "  {:.0} messages/s at the slowest of {} receivers ({} of {} received)",
+            r.msgs_per_s, r.receivers, r.received, r.count
+        );
+    } else {
+        println!("  {:.0} round trips/s", r.msgs_per_s);
+    }
+}
+
+fn progress(count: u64) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(count), ProgressDrawTarget::hidden());
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}") {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// Shows the bar only once a run has taken 2 s.
+fn tick(pb: &ProgressBar, started: Instant, shown: &mut bool, pos: u64) {
+    if !*shown && started.elapsed() > Duration::from_secs(2) {
+        pb.set_draw_target(ProgressDrawTarget::stderr());
+        *shown = true;
+    }
+    pb.set_position(pos);
+}
+
+/// Either a stack group over a core, or the bare driver.
+enum Link {
+    Stack(Core, usize),
+    Raw(Box<dyn Driver>),
+}
+
+fn open(
+    o: &BenchOpts,
+    members: &[String],
+    me: &str,
+    dir: &std::path::Path,
+) -> Result<Link, String> {
+    let cfg = driver_config(&o.driver, me, dir)?;
+    let mut d = cfg.open().map_err(|e| e.to_string())?;
+    if o.raw {
+        for m in members.iter().filter(|m| *m != me) {
+            d.add_peer(m).map_err(|e| e.to_string())?;
+        }
+        return Ok(Link::Raw(d));
+    }
+    let mut core = Core::new(d);
+    let g = core
+        .join(&GroupSpec::new("bench", &o.stack, members.to_vec()))
+        .map_err(|e| e.to_string())?;
+    Ok(Link::Stack(core, g))
+}
+
+fn payload(pool: &tutti_drivers::Pool, kind: u8, idx: u64, size: usize) -> Result<Msg, String> {
+    let mut m = pool.alloc().ok_or("buffer pool empty")?;
+    let b = m.reserve(size.max(MIN)).map_err(|e| e.to_string())?;
+    b[0] = kind;
+    b[1..9].copy_from_slice(&idx.to_be_bytes());
+    b[9..17].copy_from_slice(&mono_ns().to_be_bytes());
+    Ok(m)
+}
+
+impl Link {
+    fn pool(&self) -> &tutti_drivers::Pool {
+        match self {
+            Link::Stack(c, _) => c.pool(),
+            Link::Raw(d) => d.pool(),
+        }
+    }
+
+    /// Sends to everybody else; retries while back-pressured.
+    fn send(&mut self, m: Msg) -> Result<(), String> {
+        match self {
+            Link::Stack(c, g) => {
+                let mut m = m;
+                loop {
+                    match c.cast(*g, m) {
+                        Ok(()) => return Ok(()),
+                        Err(e) if e.kind == tutti::SendErrorKind::WouldBlock => {
+                            m = e.msg;
+                            c.poll().map_err(|e| e.to_string())?;
+                        }
+                        Err(e) => return Err(e.kind.to_string()),
+                    }
+                }
+            }
+            Link::Raw(d) => {
+                let mut q = VecDeque::from([Tx {
+                    to: To::All,
+                    frame: m,
+                }]);
+                while !q.is_empty() {
+                    d.send(&mut q).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Polls once; hands received messages (sender rank, bytes) to `f`.
+    fn poll(
+        &mut self,
+        out: &mut Vec<Msg>,
+        f: &mut impl FnMut(usize, &[u8]),
+    ) -> Result<usize, String> {
+        match self {
+            Link::Stack(c, g) => {
+                let w = c.poll().map_err(|e| e.to_string())?;
+                while let Some(ev) = c.next_event(*g) {
+                    if let Event::Cast { src, msg, .. } = ev {
+                        f(src as usize, msg.front());
+                    }
+                }
+                Ok(w)
+            }
+            Link::Raw(d) => {
+                let n = d.recv(out, 64).map_err(|e| e.to_string())?;
+                for m in out.drain(..) {
+                    f(usize::MAX, m.front());
+                }
+                d.maintain().map_err(|e| e.to_string())?;
+                Ok(n)
+            }
+        }
+    }
+
+    fn idle(&mut self, idler: &mut Idler, work: usize) {
+        match self {
+            Link::Stack(c, _) => idler.step(work, c),
+            Link::Raw(d) => {
+                if work == 0 {
+                    std::hint::spin_loop();
+                    let _ = d.maintain();
+                }
+            }
+        }
+    }
+}
+
+fn pin(rank: usize) {
+    if let Some(cores) = core_affinity::get_core_ids() {
+        if cores.len() >= 2 {
+            core_affinity::set_for_current(cores[rank % cores.len()]);
+        }
+    }
+}
+
+/// Waits until every other member answered a HELLO (raw frames to a peer
+/// that is not up yet are lost, so HELLO repeats).
+fn handshake(e: &mut Link, n: usize, me: usize) -> Result<(), String> {
+    let mut heard = vec![false; n];
+    heard[me] = true;
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    let mut last = Instant::now() - Duration::from_secs(1);
+    while heard.iter().any(|h| !h) {
+        if t0.elapsed() > Duration::from_secs(30) {
+            return Err("peers did not answer within 30 s".into());
+        }
+        if last.elapsed() > Duration::from_millis(100) {
+            last = Instant::now();
+            let m = payload(e.pool(), HELLO, me as u64, MIN)?;
+            e.send(m)?;
+        }
+        e.poll(&mut out, &mut |_, b| {
+            if b.len() >= MIN && b[0] == HELLO {
+                let who = u64::from_be_bytes(b[1..9].try_into().unwrap_or_default()) as usize;
+                if who < n {
+                    heard[who] = true;
+                }
+            }
+        })?;
+    }
+    // Let late HELLOs pass so nobody mistakes them for data.
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_millis(200) {
+        let m = payload(e.pool(), HELLO, me as u64, MIN)?;
+        e.send(m)?;
+        e.poll(&mut out, &mut |_, _| {})?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> Result<(), String> {
+    let rank = members
+        .iter()
+        .position(|m| m == me)
+        .ok_or("--me is not in --members")?;
+    if rank == 0 {
+        let r = role_rank0(o, members, me, dir)?;
+        print_result(o, &r);
+        return Ok(());
+    }
+    let n = members.len();
+    let mut e = open(o, members, me, dir)?;
+    if o.mode == Mode::Pingpong {
+        pin(rank);
+    }
+    handshake(&mut e, n, rank)?;
+    let mut out = Vec::new();
+    let mut idler = Idler::new();
+    match o.mode {
+        Mode::Pingpong => {
+            let mut stop = false;
+            while !stop {
+                let mut pings = 0u32;
+                let w = e.poll(&mut out, &mut |src, b| {
+                    if src == rank || b.is_empty() {
+                        return;
+                    }
+                    match b[0] {
+                        PING => pings += 1,
+                        STOP => stop = true,
+                        _ => {}
+                    }
+                })?;
+                for _ in 0..pings {
+                    let m = payload(e.pool(), PING, 0, o.size)?;
+                    e.send(m)?;
+                }
+                e.idle(&mut idler, w + pings as usize);
+            }
+            linger(&mut e, &mut out)?;
+        }
+        Mode::Throughput => {
+            let mut got = 0u64;
+            let mut first = None;
+            let mut last = Instant::now();
+            let mut h = histogram();
+            let mut done = false;
+            let t0 = Instant::now();
+            while !done {
+                let w = e.poll(&mut out, &mut |src, b| {
+                    if src == rank || b.len() < MIN {
+                        return;
+                    }
+                    match b[0] {
+                        PING => {
+                            got += 1;
+                            let now = Instant::now();
+                            first.get_or_insert(now);
+                            last = now;
+                            let ts = u64::from_be_bytes(b[9..17].try_into().unwrap_or_default());
+                            let _ = h.record(mono_ns().saturating_sub(ts).max(1));
+                        }
+                        STOP => done = true,
+                        _ => {}
+                    }
+                })?;
+                if got >= o.count {
+                    done = true;
+                }
+                // Raw frames can be lost: stop after a second of silence.
+                if first.is_some() && last.elapsed() > Duration::from_secs(1) {
+                    done = true;
+                }
+                if first.is_none() && t0.elapsed() > Duration::from_secs(60) {
+                    return Err("no data within 60 s".into());
+                }
+                e.idle(&mut idler, w);
+            }
+            let secs = first
+                .map(|f| last.duration_since(f).as_secs_f64())
+                .unwrap_or(0.0);
+            let p = percentiles(&h);
+            let r = BenchResult {
+                received: got,
+                msgs_per_s: if secs > 0.0 { got as f64 / secs } else { 0.0 },
+                p50_ns: p.p50_ns,
+                p90_ns: p.p90_ns,
+                p99_ns: p.p99_ns,
+                p999_ns: p.p999_ns,
+                max_ns: p.max_ns,
+                ..BenchResult::default()
+            };
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            linger(&mut e, &mut out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps answering repair requests for a moment before leaving.
+fn linger(e: &mut Link, out: &mut Vec<Msg>) -> Result<(), String> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(300) {
+        e.poll(out, &mut |_, _| {})?;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
+fn role_rank0(
+    o: &BenchOpts,
+    members: &[String],
+    me: &str,
+    dir: &std::path::Path,
+) -> Result<BenchResult, String> {
+    let n = members.len();
+    let mut e = open(o, members, me, dir)?;
+    if o.mode == Mode::Pingpong {
+        pin(0);
+    }
+    handshake(&mut e, n, 0)?;
+    let mut out = Vec::new();
+    let mut idler = Idler::new();
+    let mut r = BenchResult {
+        mode: match o.mode {
+            Mode::Pingpong => "pingpong".into(),
+            Mode::Throughput => "throughput".into(),
+        },
+        driver: o.driver.clone(),
+        stack: if o.raw { "raw".into() } else { o.stack.clone() },
+        size: o.size.max(MIN),
+        count: o.count,
+        receivers: n - 1,
+        ..BenchResult::default()
+    };
+    let pb = progress(o.count);
+    let mut shown = false;
+    match o.mode {
+        Mode::Pingpong => {
+            r.metric = "rtt".into();
+            let warm = (o.count / 10).clamp(100, 10_000);
+            let mut h = histogram();
+            let started = Instant::now();
+            for i in 0..warm + o.count {
+                let m = payload(e.pool(), PING, i, o.size)?;
+                let t0 = Instant::now();
+                e.send(m)?;
+                let mut back = false;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !back {
+                    let w = e.poll(&mut out, &mut |src, b| {
+                        if src != 0 && !b.is_empty() && b[0] == PING {
+                            back = true;
+                        }
+                    })?;
+                    if !back {
+                        if Instant::now() > deadline {
+                            return Err(format!("no answer to ping {i} within 10 s"));
+                        }
+                        e.idle(&mut idler, w);
+                    }
+                }
+                let rtt = t0.elapsed().as_nanos() as u64;
+                if i >= warm {
+                    let _ = h.record(rtt.max(1));
+                }
+                if i % 1024 == 0 {
+                    tick(&pb, started, &mut shown, i.saturating_sub(warm));
+                }
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let p = percentiles(&h);
+            (r.p50_ns, r.p90_ns, r.p99_ns, r.p999_ns, r.max_ns) =
+                (p.p50_ns, p.p90_ns, p.p99_ns, p.p999_ns, p.max_ns);
+            r.msgs_per_s = (warm + o.count) as f64 / secs;
+            r.received = o.count;
+        }
+        Mode::Throughput => {
+            r.metric = "one-way".into();
+            let started = Instant::now();
+            for i in 0..o.count {
+                // Buffers come back as receivers finish with them.
+                let m = loop {
+                    match payload(e.pool(), PING, i, o.size) {
+                        Ok(m) => break m,
+                        Err(_) => {
+                            e.poll(&mut out, &mut |_, _| {})?;
+                        }
+                    }
+                };
+                e.send(m)?;
+                if i % 64 == 0 {
+                    e.poll(&mut out, &mut |_, _| {})?;
+                }
+                if i % 4096 == 0 {
+                    tick(&pb, started, &mut shown, i);
+                }
+            }
+        }
+    }
+    pb.finish_and_clear();
+    // Tell the peers to stop; repeat (raw frames may be lost), then stay
+    // a moment to repair what the stack still owes them.
+    for _ in 0..5 {
+        let m = payload(e.pool(), STOP, 0, MIN)?;
+        e.send(m)?;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(20) {
+            e.poll(&mut out, &mut |_, _| {})?;
+        }
+    }
+    linger(&mut e, &mut out)?;
+    Ok(r)
+}

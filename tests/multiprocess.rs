@@ -1,0 +1,168 @@
+//! Multi-process tests: the `tutti` binary itself, several processes at a
+//! time, over shm, UDP and io_uring on loopback, and UDP between two
+//! network namespaces (scripts/netns.sh; skipped, with the reason, when
+//! not root or without iproute2).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn tutti() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tutti"))
+}
+
+#[test]
+fn demo_runs_a_group_of_three_and_its_checks_hold() {
+    let out = tutti()
+        .args(["demo", "--seconds", "1", "--rate", "2000"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("all checks hold"), "{text}");
+    // Three member rows with complete deliveries from all three senders.
+    let rows = text
+        .lines()
+        .filter(|l| l.starts_with('m') && l.contains(" ok "))
+        .count();
+    assert_eq!(rows, 3, "{text}");
+}
+
+fn bench(args: &[&str]) -> Option<Value> {
+    let out = tutti()
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("unsupported here") {
+        println!("skipping {args:?}: {stderr}");
+        return None;
+    }
+    assert!(out.status.success(), "bench {args:?} failed: {stderr}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    Some(serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}")))
+}
+
+fn check_result(v: &Value, driver: &str) {
+    for k in [
+        "driver",
+        "stack",
+        "size",
+        "count",
+        "p50_ns",
+        "p90_ns",
+        "p99_ns",
+        "p999_ns",
+        "max_ns",
+        "msgs_per_s",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k} in {v}");
+    }
+    assert_eq!(v["driver"], driver);
+    assert!(v["p50_ns"].as_u64().unwrap() > 0);
+    assert!(v["p50_ns"].as_u64() <= v["p99_ns"].as_u64());
+    assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn pingpong_through_the_stack_and_raw_on_every_driver() {
+    for d in ["shm", "udp", "uring"] {
+        for raw in [false, true] {
+            let mut args = vec!["pingpong", "--driver", d, "--count", "2000"];
+            if raw {
+                args.push("--raw");
+            }
+            if let Some(v) = bench(&args) {
+                check_result(&v, d);
+                assert_eq!(v["stack"], if raw { "raw" } else { "com:nak:stable" });
+            }
+        }
+    }
+}
+
+#[test]
+fn throughput_one_sender_two_receivers_over_shm() {
+    let v = bench(&[
+        "throughput",
+        "--driver",
+        "shm",
+        "--count",
+        "50000",
+        "--size",
+        "64",
+    ])
+    .unwrap();
+    check_result(&v, "shm");
+    assert_eq!(
+        v["received"], 50_000,
+        "every message reached both receivers: {v}"
+    );
+    assert_eq!(v["receivers"], 2);
+}
+
+#[test]
+fn udp_between_two_network_namespaces() {
+    let root = effective_uid() == 0;
+    if !root {
+        println!("skipping: creating network namespaces needs root");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/netns.sh");
+    let up = Command::new(script).arg("up").output().unwrap();
+    if !up.status.success() {
+        println!(
+            "skipping: scripts/netns.sh up failed: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        return;
+    }
+    let members = "10.77.0.1:7711,10.77.0.2:7711";
+    let exe = env!("CARGO_BIN_EXE_tutti");
+    let peer = Command::new("ip")
+        .args([
+            "netns", "exec", "tutti-b", exe, "bench", "pingpong", "--driver", "udp", "--count",
+            "2000",
+        ])
+        .args(["--members", members, "--me", "10.77.0.2:7711"])
+        .spawn()
+        .unwrap();
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", "tutti-a", exe, "bench", "pingpong", "--driver", "udp", "--count",
+            "2000",
+        ])
+        .args(["--members", members, "--me", "10.77.0.1:7711", "--json"])
+        .output()
+        .unwrap();
+    let mut peer = peer;
+    let _ = peer.wait();
+    let _ = Command::new(script).arg("down").output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap();
+    check_result(&v, "udp");
+}
+
+/// Effective user id, from /proc (no unsafe needed).
+fn effective_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|x| x.to_string()))
+        })
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(u32::MAX)
+}
