@@ -256,7 +256,7 @@ fn tick(pb: &ProgressBar, started: Instant, shown: &mut bool, pos: u64) {
 
 /// Either a stack group over a core, or the bare driver.
 enum Link {
-    Stack(Core, usize),
+    Stack(Box<Core>, usize),
     Raw(Box<dyn Driver>),
 }
 
@@ -278,7 +278,7 @@ fn open(
     let g = core
         .join(&GroupSpec::new("bench", &o.stack, members.to_vec()))
         .map_err(|e| e.to_string())?;
-    Ok(Link::Stack(core, g))
+    Ok(Link::Stack(Box::new(core), g))
 }
 
 fn payload(pool: &tutti_drivers::Pool, kind: u8, idx: u64, size: usize) -> Result<Msg, String> {
