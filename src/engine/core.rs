@@ -380,7 +380,7 @@ impl Core {
             return Some(0);
         }
         let b = frame.front();
-        if b.len() < com::LEN {
+        if b.len() < com::LEN || b[..2] != com::MAGIC.to_be_bytes() {
             return None;
         }
         let gid = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
@@ -467,7 +467,8 @@ impl Core {
                     self.flush(g);
                 }
                 None => {
-                    if frame.front().len() < com::LEN {
+                    let b = frame.front();
+                    if b.len() < com::LEN || b[..2] != com::MAGIC.to_be_bytes() {
                         self.drops.bad_frame += 1;
                     } else {
                         self.drops.unknown_group += 1;
