@@ -161,6 +161,8 @@ struct Slot {
     all_peers: bool,
     events: VecDeque<Event>,
     backlog: VecDeque<Request>,
+    /// Casts the stack accepted.
+    casts: u64,
 }
 
 /// Frames the engine itself refused before any stack saw them.
@@ -265,6 +267,7 @@ impl Core {
             all_peers: false,
             events: VecDeque::new(),
             backlog: VecDeque::new(),
+            casts: 0,
         });
         self.recount_peers();
         let g = self.groups.len() - 1;
@@ -299,6 +302,7 @@ impl Core {
             });
         };
         s.stack.cast(now, msg)?;
+        s.casts += 1;
         self.flush(g);
         Ok(())
     }
@@ -328,6 +332,12 @@ impl Core {
     /// Next event of group `g`.
     pub fn next_event(&mut self, g: GroupIx) -> Option<Event> {
         self.groups.get_mut(g)?.events.pop_front()
+    }
+
+    /// How many casts this member has made in group `g` (its next
+    /// sequence number), from the stack's own view of its send window.
+    pub fn casts_sent(&self, g: GroupIx) -> Option<u64> {
+        self.groups.get(g).map(|s| s.casts)
     }
 
     /// Requests not yet taken by group `g`'s stack.
@@ -433,7 +443,13 @@ impl Core {
             let mut moved = false;
             while let Some(r) = s.backlog.pop_front() {
                 let res = match r {
-                    Request::Cast(m) => s.stack.cast(now, m).map_err(|e| Request::Cast(e.msg)),
+                    Request::Cast(m) => {
+                        let r = s.stack.cast(now, m).map_err(|e| Request::Cast(e.msg));
+                        if r.is_ok() {
+                            s.casts += 1;
+                        }
+                        r
+                    }
                     Request::Send(d, m) => {
                         s.stack.send(now, d, m).map_err(|e| Request::Send(d, e.msg))
                     }
