@@ -4,8 +4,13 @@
 //! not root or without iproute2).
 
 use std::process::Command;
+use std::sync::Mutex;
 
 use serde_json::Value;
+
+/// These tests each start several busy processes; on 2 cores they must
+/// not run at the same time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn tutti() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tutti"))
@@ -13,6 +18,7 @@ fn tutti() -> Command {
 
 #[test]
 fn demo_runs_a_group_of_three_and_its_checks_hold() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = tutti()
         .args(["demo", "--seconds", "1", "--rate", "2000"])
         .output()
@@ -73,6 +79,7 @@ fn check_result(v: &Value, driver: &str) {
 
 #[test]
 fn pingpong_through_the_stack_and_raw_on_every_driver() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     for d in ["shm", "udp", "uring"] {
         for raw in [false, true] {
             let mut args = vec!["pingpong", "--driver", d, "--count", "2000"];
@@ -89,6 +96,7 @@ fn pingpong_through_the_stack_and_raw_on_every_driver() {
 
 #[test]
 fn throughput_one_sender_two_receivers_over_shm() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let v = bench(&[
         "throughput",
         "--driver",
@@ -109,6 +117,7 @@ fn throughput_one_sender_two_receivers_over_shm() {
 
 #[test]
 fn udp_between_two_network_namespaces() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let root = effective_uid() == 0;
     if !root {
         println!("skipping: creating network namespaces needs root");

@@ -256,8 +256,7 @@ fn tick(pb: &ProgressBar, started: Instant, shown: &mut bool, pos: u64) {
 
 /// Either a stack group over a core, or the bare driver.
 enum Link {
-    /// A core, the group, and the highest stability vector seen.
-    Stack(Box<Core>, usize, Vec<u64>),
+    Stack(Box<Core>, usize),
     Raw(Box<dyn Driver>),
 }
 
@@ -279,7 +278,7 @@ fn open(
     let g = core
         .join(&GroupSpec::new("bench", &o.stack, members.to_vec()))
         .map_err(|e| e.to_string())?;
-    Ok(Link::Stack(Box::new(core), g, vec![0; members.len()]))
+    Ok(Link::Stack(Box::new(core), g))
 }
 
 fn payload(pool: &tutti_drivers::Pool, kind: u8, idx: u64, size: usize) -> Result<Msg, String> {
@@ -294,7 +293,7 @@ fn payload(pool: &tutti_drivers::Pool, kind: u8, idx: u64, size: usize) -> Resul
 impl Link {
     fn pool(&self) -> &tutti_drivers::Pool {
         match self {
-            Link::Stack(c, _, _) => c.pool(),
+            Link::Stack(c, _) => c.pool(),
             Link::Raw(d) => d.pool(),
         }
     }
@@ -302,7 +301,7 @@ impl Link {
     /// Sends to everybody else; retries while back-pressured.
     fn send(&mut self, m: Msg) -> Result<(), String> {
         match self {
-            Link::Stack(c, g, _) => {
+            Link::Stack(c, g) => {
                 let mut m = m;
                 loop {
                     match c.cast(*g, m) {
@@ -335,17 +334,11 @@ impl Link {
         f: &mut impl FnMut(usize, &[u8]),
     ) -> Result<usize, String> {
         match self {
-            Link::Stack(c, g, stable) => {
+            Link::Stack(c, g) => {
                 let w = c.poll().map_err(|e| e.to_string())?;
                 while let Some(ev) = c.next_event(*g) {
-                    match ev {
-                        Event::Cast { src, msg, .. } => f(src as usize, msg.front()),
-                        Event::Stable(v) => {
-                            for (s, x) in stable.iter_mut().zip(v.iter()) {
-                                *s = (*s).max(*x);
-                            }
-                        }
-                        _ => {}
+                    if let Event::Cast { src, msg, .. } = ev {
+                        f(src as usize, msg.front());
                     }
                 }
                 Ok(w)
@@ -361,25 +354,9 @@ impl Link {
         }
     }
 
-    /// Casts this member made (stack only): its next sequence number.
-    fn casts_sent(&self) -> Option<u64> {
-        match self {
-            Link::Stack(c, g, _) => c.casts_sent(*g),
-            Link::Raw(_) => None,
-        }
-    }
-
-    /// Casts of `rank` that every member holds (stack only).
-    fn stable(&self, rank: usize) -> Option<u64> {
-        match self {
-            Link::Stack(_, _, s) => s.get(rank).copied(),
-            Link::Raw(_) => None,
-        }
-    }
-
     fn idle(&mut self, idler: &mut Idler, work: usize) {
         match self {
-            Link::Stack(c, _, _) => idler.step(work, c),
+            Link::Stack(c, _) => idler.step(work, c),
             Link::Raw(d) => {
                 if work == 0 {
                     std::hint::spin_loop();
@@ -505,7 +482,7 @@ fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> R
                     done = true;
                 }
                 // Raw frames can be lost: stop after a second of silence.
-                if o.raw && first.is_some() && last.elapsed() > Duration::from_secs(1) {
+                if first.is_some() && last.elapsed() > Duration::from_secs(1) {
                     done = true;
                 }
                 if first.is_none() && t0.elapsed() > Duration::from_secs(60) {
@@ -637,21 +614,13 @@ fn role_rank0(
     }
     pb.finish_and_clear();
     // Tell the peers to stop; repeat (raw frames may be lost), then stay
-    // until every member holds all our casts (the stack may still owe a
-    // slow receiver repairs), or a moment for raw frames.
+    // a moment to repair what the stack still owes them.
     for _ in 0..5 {
         let m = payload(e.pool(), STOP, 0, MIN)?;
         e.send(m)?;
         let t = Instant::now();
         while t.elapsed() < Duration::from_millis(20) {
             e.poll(&mut out, &mut |_, _| {})?;
-        }
-    }
-    if let Some(mine) = e.casts_sent() {
-        let t = Instant::now();
-        while e.stable(0).unwrap_or(0) < mine && t.elapsed() < Duration::from_secs(30) {
-            let w = e.poll(&mut out, &mut |_, _| {})?;
-            e.idle(&mut idler, w);
         }
     }
     linger(&mut e, &mut out)?;
