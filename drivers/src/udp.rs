@@ -162,7 +162,7 @@ pub struct UdpDriver {
     cfg: UdpConfig,
     sock: UdpSocket,
     local: SocketAddr,
-    peers: Vec<SocketAddr>,
+    peers: UdpPeers,
     pools: [Pool; 3],
     /// Receive buffers taken from the pool and not yet used.
     spare: Vec<Msg>,
@@ -183,7 +183,7 @@ impl UdpDriver {
             cfg,
             sock,
             local,
-            peers: Vec::new(),
+            peers: UdpPeers::new(local),
             pools,
             spare: Vec::with_capacity(BATCH),
             wake: eventfd()?,
@@ -197,12 +197,62 @@ impl UdpDriver {
     }
 }
 
-pub(crate) fn parse_peer(addr: &str) -> Result<SocketAddr, DriverError> {
-    use std::net::ToSocketAddrs;
-    addr.to_socket_addrs()
-        .map_err(|e| DriverError::BadAddress(format!("{addr}: {e}")))?
-        .next()
-        .ok_or_else(|| DriverError::BadAddress(format!("{addr}: no address")))
+/// The peers of a UDP endpoint (plain or io_uring), with each address
+/// also in the kernel's form, built once and boxed so that its address
+/// stays put while a submitted send may still read it.
+pub(crate) struct UdpPeers {
+    local: SocketAddr,
+    addrs: Vec<SocketAddr>,
+    raw: Vec<Box<(libc::sockaddr_storage, libc::socklen_t)>>,
+}
+
+impl UdpPeers {
+    pub(crate) fn new(local: SocketAddr) -> UdpPeers {
+        UdpPeers {
+            local,
+            addrs: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// Adds a peer ("ip:port"); the same address twice gets the same id.
+    pub(crate) fn add(&mut self, addr: &str) -> Result<PeerId, DriverError> {
+        use std::net::ToSocketAddrs;
+        let a = addr
+            .to_socket_addrs()
+            .map_err(|e| DriverError::BadAddress(format!("{addr}: {e}")))?
+            .next()
+            .ok_or_else(|| DriverError::BadAddress(format!("{addr}: no address")))?;
+        if a == self.local {
+            return Err(DriverError::BadAddress(format!("{addr} is this endpoint")));
+        }
+        if let Some(i) = self.addrs.iter().position(|p| *p == a) {
+            return Ok(i as PeerId);
+        }
+        self.addrs.push(a);
+        self.raw.push(Box::new(sockaddr(&a)));
+        Ok(self.addrs.len() as PeerId - 1)
+    }
+
+    pub(crate) fn contains(&self, a: &SocketAddr) -> bool {
+        self.addrs.contains(a)
+    }
+
+    /// Peer ids a frame for `to` goes to.
+    pub(crate) fn targets(&self, to: To) -> std::ops::Range<usize> {
+        match to {
+            To::All => 0..self.addrs.len(),
+            To::Peer(p) => {
+                let p = p as usize;
+                p.min(self.addrs.len())..(p + 1).min(self.addrs.len())
+            }
+        }
+    }
+
+    /// The kernel form of peer `i`'s address (lives as long as `self`).
+    pub(crate) fn raw(&self, i: usize) -> &(libc::sockaddr_storage, libc::socklen_t) {
+        &self.raw[i]
+    }
 }
 
 impl Driver for UdpDriver {
@@ -215,15 +265,7 @@ impl Driver for UdpDriver {
     }
 
     fn add_peer(&mut self, addr: &str) -> Result<PeerId, DriverError> {
-        let a = parse_peer(addr)?;
-        if a == self.local {
-            return Err(DriverError::BadAddress(format!("{addr} is this endpoint")));
-        }
-        if let Some(i) = self.peers.iter().position(|p| *p == a) {
-            return Ok(i as PeerId);
-        }
-        self.peers.push(a);
-        Ok(self.peers.len() as PeerId - 1)
+        self.peers.add(addr)
     }
 
     fn pool(&self) -> &Pool {
@@ -247,9 +289,6 @@ impl Driver for UdpDriver {
             // SAFETY: zeroed mmsghdr / iovec / sockaddr_storage are valid.
             let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
             let mut iovs: [libc::iovec; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
-            let mut addrs: [libc::sockaddr_storage; BATCH] =
-                unsafe { MaybeUninit::zeroed().assume_init() };
-            // (queue index, destinations of it in this batch)
             let mut n = 0usize;
             let mut qi = 0usize;
             let mut skip = done_dsts;
@@ -259,22 +298,18 @@ impl Driver for UdpDriver {
                     qi += 1;
                     continue;
                 };
-                let dsts: &[SocketAddr] = match tx.to {
-                    To::All => &self.peers,
-                    To::Peer(p) => self.peers.get(p as usize..p as usize + 1).unwrap_or(&[]),
-                };
-                for d in dsts.iter().skip(skip) {
+                for d in self.peers.targets(tx.to).skip(skip) {
                     if n == BATCH {
                         break 'fill;
                     }
-                    let (ss, len) = sockaddr(d);
-                    addrs[n] = ss;
+                    let (ss, len) = self.peers.raw(d);
                     iovs[n] = libc::iovec {
                         iov_base: bytes.as_ptr() as *mut libc::c_void,
                         iov_len: bytes.len(),
                     };
-                    hdrs[n].msg_hdr.msg_name = &mut addrs[n] as *mut _ as *mut libc::c_void;
-                    hdrs[n].msg_hdr.msg_namelen = len;
+                    // The kernel only reads the name on send.
+                    hdrs[n].msg_hdr.msg_name = ss as *const _ as *mut libc::c_void;
+                    hdrs[n].msg_hdr.msg_namelen = *len;
                     hdrs[n].msg_hdr.msg_iov = &mut iovs[n];
                     hdrs[n].msg_hdr.msg_iovlen = 1;
                     n += 1;
@@ -322,10 +357,7 @@ impl Driver for UdpDriver {
             // Retire the frames whose every destination went out.
             let mut left = sent;
             while let Some(tx) = q.front() {
-                let total = match tx.to {
-                    To::All => self.peers.len(),
-                    To::Peer(p) => usize::from((p as usize) < self.peers.len()),
-                };
+                let total = self.peers.targets(tx.to).len();
                 let remaining = total.saturating_sub(done_dsts);
                 if left >= remaining {
                     left -= remaining;

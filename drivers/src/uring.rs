@@ -28,11 +28,9 @@ use std::time::Duration;
 use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
-use crate::driver::{Driver, DriverError, DriverStats, PeerId, To, Tx, Waker};
+use crate::driver::{Driver, DriverError, DriverStats, PeerId, Tx, Waker};
 use crate::pool::{Msg, Pool, PoolConfig};
-use crate::udp::{
-    drain_eventfd, eventfd, from_sockaddr, parse_peer, set_sockbuf, sockaddr, EventFdWaker,
-};
+use crate::udp::{drain_eventfd, eventfd, from_sockaddr, set_sockbuf, EventFdWaker, UdpPeers};
 
 /// Configuration of an io_uring UDP endpoint.
 #[derive(Clone, Debug)]
@@ -156,11 +154,10 @@ impl Drop for BufRing {
     }
 }
 
-/// A send the kernel may still read: the frame and the destination
-/// address stay alive here until its completion.
+/// A send the kernel may still read: the frame stays alive here until its
+/// completion (the destination address lives in the peer table).
 struct InFlight {
     _frame: Msg,
-    _addr: Box<(libc::sockaddr_storage, libc::socklen_t)>,
     zc: bool,
 }
 
@@ -173,7 +170,7 @@ pub struct UringDriver {
     cfg: UringConfig,
     sock: UdpSocket,
     local: SocketAddr,
-    peers: Vec<SocketAddr>,
+    peers: UdpPeers,
     pools: [Pool; 3],
     /// Receive slots lent to the kernel, by buffer id.
     lent: Vec<Option<Msg>>,
@@ -277,7 +274,7 @@ impl UringDriver {
             cfg,
             sock,
             local,
-            peers: Vec::new(),
+            peers: UdpPeers::new(local),
             pools,
             rx_hdr,
             wake: eventfd()?,
@@ -518,15 +515,7 @@ impl Driver for UringDriver {
     }
 
     fn add_peer(&mut self, addr: &str) -> Result<PeerId, DriverError> {
-        let a = parse_peer(addr)?;
-        if a == self.local {
-            return Err(DriverError::BadAddress(format!("{addr} is this endpoint")));
-        }
-        if let Some(i) = self.peers.iter().position(|p| *p == a) {
-            return Ok(i as PeerId);
-        }
-        self.peers.push(a);
-        Ok(self.peers.len() as PeerId - 1)
+        self.peers.add(addr)
     }
 
     fn pool(&self) -> &Pool {
@@ -545,10 +534,7 @@ impl Driver for UringDriver {
         self.enable()?;
         let mut taken = 0;
         while let Some(tx) = q.front() {
-            let dsts: Vec<SocketAddr> = match tx.to {
-                To::All => self.peers.clone(),
-                To::Peer(p) => self.peers.get(p as usize).copied().into_iter().collect(),
-            };
+            let dsts = self.peers.targets(tx.to);
             let room = {
                 let sq = self.ring.submission();
                 sq.capacity() - sq.len()
@@ -575,7 +561,7 @@ impl Driver for UringDriver {
             };
             for d in dsts {
                 let frame = tx.frame.share();
-                let addr = Box::new(sockaddr(&d));
+                let (ss, sslen) = self.peers.raw(d);
                 let bytes = frame.contiguous().unwrap_or(&[]);
                 let (ptr, len) = (bytes.as_ptr(), bytes.len() as u32);
                 let zc = region.is_some() && len as usize >= self.cfg.zc_min;
@@ -586,25 +572,23 @@ impl Driver for UringDriver {
                         self.inflight.len() as u32 - 1
                     }
                 };
-                let sa = &addr.0 as *const libc::sockaddr_storage as *const libc::sockaddr;
+                // The peer table keeps the address (boxed) for the driver's
+                // lifetime, past the send's completion.
+                let sa = ss as *const libc::sockaddr_storage as *const libc::sockaddr;
                 let e = if zc {
                     opcode::SendZc::new(Fd(self.sock.as_raw_fd()), ptr, len)
                         .buf_index(region)
                         .dest_addr(sa)
-                        .dest_addr_len(addr.1)
+                        .dest_addr_len(*sslen)
                         .build()
                 } else {
                     opcode::Send::new(Fd(self.sock.as_raw_fd()), ptr, len)
                         .dest_addr(sa)
-                        .dest_addr_len(addr.1)
+                        .dest_addr_len(*sslen)
                         .build()
                 }
                 .user_data(id as u64);
-                self.inflight[id as usize] = Some(InFlight {
-                    _frame: frame,
-                    _addr: addr,
-                    zc,
-                });
+                self.inflight[id as usize] = Some(InFlight { _frame: frame, zc });
                 if self.push_sqe(e) {
                     self.stats.tx_frames += 1;
                     self.stats.tx_bytes += len as u64;
@@ -657,6 +641,7 @@ impl Driver for UringDriver {
 mod tests {
     use super::*;
     use crate::conformance::{self, Factory};
+    use crate::driver::To;
 
     struct Uring;
 

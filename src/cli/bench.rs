@@ -32,18 +32,41 @@ pub enum Mode {
 }
 
 /// Options of `tutti bench`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct BenchOpts {
+    /// pingpong or throughput.
+    #[arg(value_enum)]
     pub mode: Mode,
+    /// shm, uring or udp.
+    #[arg(long, default_value = "shm")]
     pub driver: String,
+    /// Stack spec or preset.
+    #[arg(long, default_value = "com:nak:stable")]
     pub stack: String,
+    /// Payload bytes.
+    #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Messages (round trips for pingpong).
+    #[arg(long, default_value_t = 100_000)]
     pub count: u64,
+    /// Measure the bare driver, no stack.
+    #[arg(long)]
     pub raw: bool,
+    /// Print one JSON object.
+    #[arg(long)]
     pub json: bool,
+    /// Receivers (throughput).
+    #[arg(long, default_value_t = 2)]
     pub receivers: usize,
+    /// All members' addresses in rank order (run on each host; rank 0
+    /// measures). Without it, the peers are started here.
+    #[arg(long, value_delimiter = ',')]
     pub members: Option<Vec<String>>,
+    /// This member's address (with --members).
+    #[arg(long)]
     pub me: Option<String>,
+    /// Directory for shm endpoint files.
+    #[arg(long)]
     pub dir: Option<PathBuf>,
 }
 

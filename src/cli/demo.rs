@@ -20,13 +20,40 @@ use tutti::engine::{Core, Event, GroupIx, GroupSpec};
 use super::common::{driver_config, fmt_ns, histogram, mono_ns, percentiles, shm_dir, Percentiles};
 
 /// Options shared by the parent and its members.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct DemoOpts {
+    /// Member processes.
+    #[arg(long, default_value_t = 3)]
     pub members: usize,
+    /// Seconds of multicasting.
+    #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// Multicasts per second per member.
+    #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
+    /// Payload bytes (at least 17).
+    #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Stack spec or preset.
+    #[arg(long, default_value = "fifo")]
     pub stack: String,
+}
+
+impl DemoOpts {
+    /// Why these options cannot run, if they cannot.
+    pub fn invalid(&self) -> Option<&'static str> {
+        if !(2..=32).contains(&self.members) {
+            Some("--members must be 2..=32")
+        } else if !(0.1..=3600.0).contains(&self.seconds) {
+            Some("--seconds must be 0.1..=3600")
+        } else if self.size < HDR {
+            Some("--size must be at least 17")
+        } else if self.rate == 0 {
+            Some("--rate must be positive")
+        } else {
+            None
+        }
+    }
 }
 
 const HELLO: u8 = 1;
@@ -78,7 +105,8 @@ pub fn parent(o: &DemoOpts) -> ExitCode {
         let child = Command::new(&exe)
             .args(["demo-member", "--dir"])
             .arg(&dir)
-            .args(["--name", n, "--members", &names.join(",")])
+            .args(["--name", n, "--names", &names.join(",")])
+            .args(["--members", &o.members.to_string()])
             .args([
                 "--seconds",
                 &o.seconds.to_string(),

@@ -10,73 +10,19 @@ use std::time::{Duration, Instant};
 
 use tutti_drivers::{Driver, DriverError, DriverStats, Msg, PeerId, Pool, To, Tx};
 
-use crate::event::{Dest, Down, EndpointId, Rank, StableVec, Time, Up, View, ViewId};
+use crate::event::{Dest, Down, EndpointId, Rank, Time, Up, View, ViewId};
 use crate::layer::{Drops, Stats};
 use crate::stack::{build, GroupStack, SendError, SendErrorKind, StackConfig};
 use crate::wire::com;
 
 use super::wheel::TimerWheel;
 
-/// What the application gets from a group.
-#[derive(Debug)]
-pub enum Event {
-    /// A multicast, in FIFO order per sender.
-    Cast {
-        /// Sender's rank.
-        src: Rank,
-        /// Sender's sequence number.
-        seq: u64,
-        /// Payload (zero-copy: a handle on the receive buffer).
-        msg: Msg,
-    },
-    /// A point-to-point message.
-    Send {
-        /// Sender's rank.
-        src: Rank,
-        /// Sequence number on that channel.
-        seq: u64,
-        /// Payload.
-        msg: Msg,
-    },
-    /// A view was installed.
-    View(Arc<View>),
-    /// Stop sending until `block_ok` (view change under way).
-    Block,
-    /// Stability vector: per sender, how many casts everyone holds.
-    Stable(StableVec),
-    /// Members suspected to have failed.
-    Suspect(Arc<[Rank]>),
-    /// This member left the group.
-    Exit,
-    /// Messages of `src` in `from..to` could not be recovered.
-    Lost {
-        /// Sender.
-        src: Rank,
-        /// First lost.
-        from: u64,
-        /// One past the last lost.
-        to: u64,
-    },
-}
-
-impl Event {
-    /// The application-visible form of an up event, if it has one.
-    pub fn from_up(ev: Up) -> Option<Event> {
-        Some(match ev {
-            Up::Cast { src, seq, msg } => Event::Cast { src, seq, msg },
-            Up::Send { src, seq, msg } => Event::Send { src, seq, msg },
-            Up::View(v) => Event::View(v),
-            Up::Block => Event::Block,
-            Up::Stable(s) => Event::Stable(s),
-            Up::Suspect(s) => Event::Suspect(s),
-            Up::Exit => Event::Exit,
-            Up::Lost { src, from, to } => Event::Lost { src, from, to },
-            Up::CastRaw { .. } | Up::SendRaw { .. } | Up::Recv(_) | Up::Progress { .. } => {
-                return None
-            }
-        })
-    }
-}
+/// What the application gets from a group: the up events of its stack.
+/// `Stack::poll_event` already leaves out the internal ones (`Recv`,
+/// `Progress`, raw layer messages), so only the application's variants
+/// (`Cast`, `Send`, `View`, `Block`, `Stable`, `Suspect`, `Exit`, `Lost`)
+/// ever arrive here.
+pub type Event = Up;
 
 /// A group to join with a static view (membership from configuration).
 #[derive(Clone, Debug)]
@@ -275,20 +221,18 @@ impl Core {
         Ok(g)
     }
 
+    /// A group whose peers are all the driver's peers multicasts with one
+    /// `To::All`. Driver peer ids are dense (0, 1, ...) and a view has no
+    /// duplicate members, so counting is enough.
     fn recount_peers(&mut self) {
-        let driver_peers: usize = self
+        let total = self
             .groups
             .iter()
             .flat_map(|s| s.peers.iter().flatten())
             .max()
-            .map(|m| *m as usize + 1)
-            .unwrap_or(0);
+            .map_or(0, |m| *m as usize + 1);
         for s in &mut self.groups {
-            let mut mine: Vec<PeerId> = s.peers.iter().flatten().copied().collect();
-            mine.sort_unstable();
-            mine.dedup();
-            s.all_peers = mine.len() == driver_peers
-                && mine.iter().enumerate().all(|(i, p)| *p as usize == i);
+            s.all_peers = s.peers.iter().flatten().count() == total;
         }
     }
 
@@ -423,9 +367,7 @@ impl Core {
             }
         }
         while let Some(ev) = s.stack.poll_event() {
-            if let Some(e) = Event::from_up(ev) {
-                s.events.push_back(e);
-            }
+            s.events.push_back(ev);
         }
         match s.stack.poll_timeout() {
             Some(t) => self.wheel.schedule(g as u32, t),

@@ -25,7 +25,6 @@ mod free;
 mod msg;
 
 use std::fmt;
-use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -261,6 +260,20 @@ impl Inner {
     }
 }
 
+/// Length of the region `cfg` describes at `offset` in `file`, checked
+/// against the configuration and the file's real length.
+fn region_len(file: &std::fs::File, offset: u64, cfg: &PoolConfig) -> Result<usize, PoolError> {
+    if let Some(why) = cfg.invalid() {
+        return Err(PoolError::Config(why));
+    }
+    let len = cfg.slots as u64 * cfg.slot_size as u64;
+    let have = file.metadata().map_err(PoolError::Map)?.len();
+    if offset.checked_add(len).is_none_or(|end| end > have) {
+        return Err(PoolError::Config("region extends past the end of its file"));
+    }
+    Ok(len as usize)
+}
+
 /// A registered buffer pool. Cloning is cheap (a reference count) and every
 /// clone is the same pool.
 #[derive(Clone)]
@@ -284,46 +297,8 @@ impl Pool {
             return Err(PoolError::Config(why));
         }
         let len = cfg.slots as usize * cfg.slot_size as usize;
-        let mut map = MmapMut::map_anon(len).map_err(PoolError::Map)?;
-        let base = map.as_mut_ptr();
-        Ok(Self::assemble(
-            Mapping::Rw(map),
-            base,
-            cfg,
-            Home::Local(FreeList::full(cfg.slots)),
-            true,
-        ))
-    }
-
-    /// A pool over a file (for example in /dev/shm), created or truncated to
-    /// the region's size. Other processes may map the same file to read
-    /// frames in place.
-    pub fn with_file(cfg: PoolConfig, path: &Path) -> Result<Pool, PoolError> {
-        if let Some(why) = cfg.invalid() {
-            return Err(PoolError::Config(why));
-        }
-        let len = cfg.slots as u64 * cfg.slot_size as u64;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(PoolError::Map)?;
-        file.set_len(len).map_err(PoolError::Map)?;
-        // SAFETY: the file was just created or truncated by us; other
-        // processes only read it, so our view of it is not changed under us
-        // in ways Rust's aliasing rules would care about (we never form
-        // references into it that outlive a handle's ownership of a slot).
-        let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(PoolError::Map)?;
-        let base = map.as_mut_ptr();
-        Ok(Self::assemble(
-            Mapping::Rw(map),
-            base,
-            cfg,
-            Home::Local(FreeList::full(cfg.slots)),
-            true,
-        ))
+        let map = MmapMut::map_anon(len).map_err(PoolError::Map)?;
+        Ok(Self::local(map, cfg))
     }
 
     /// A pool over the region of `cfg.slots * cfg.slot_size` bytes at
@@ -331,32 +306,24 @@ impl Pool {
     /// Other processes may map the same region read-only to read frames in
     /// place ([`Pool::foreign`]).
     pub fn in_file(file: &std::fs::File, offset: u64, cfg: PoolConfig) -> Result<Pool, PoolError> {
-        if let Some(why) = cfg.invalid() {
-            return Err(PoolError::Config(why));
-        }
-        let len = cfg.slots as usize * cfg.slot_size as usize;
-        let have = file.metadata().map_err(PoolError::Map)?.len();
-        if offset.checked_add(len as u64).is_none_or(|end| end > have) {
-            return Err(PoolError::Config("region extends past the end of its file"));
-        }
+        let len = region_len(file, offset, &cfg)?;
         // SAFETY: a shared mapping of a file this process created and owns;
         // other processes map it read-only, so nothing writes these bytes
         // behind our back.
-        let mut map = unsafe {
+        let map = unsafe {
             memmap2::MmapOptions::new()
                 .offset(offset)
                 .len(len)
                 .map_mut(file)
         }
         .map_err(PoolError::Map)?;
+        Ok(Self::local(map, cfg))
+    }
+
+    fn local(mut map: MmapMut, cfg: PoolConfig) -> Pool {
         let base = map.as_mut_ptr();
-        Ok(Self::assemble(
-            Mapping::Rw(map),
-            base,
-            cfg,
-            Home::Local(FreeList::full(cfg.slots)),
-            true,
-        ))
+        let home = Home::Local(FreeList::full(cfg.slots));
+        Self::assemble(Mapping::Rw(map), base, cfg, home, true)
     }
 
     /// A pool over a region of `cfg.slots * cfg.slot_size` bytes at `offset`
