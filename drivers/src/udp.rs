@@ -203,6 +203,10 @@ impl UdpDriver {
 pub(crate) struct UdpPeers {
     local: SocketAddr,
     addrs: Vec<SocketAddr>,
+    #[allow(
+        clippy::vec_box,
+        reason = "io_uring sends in flight point at these; they must not move when the vector grows"
+    )]
     raw: Vec<Box<(libc::sockaddr_storage, libc::socklen_t)>>,
 }
 

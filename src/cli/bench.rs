@@ -279,7 +279,8 @@ fn tick(pb: &ProgressBar, started: Instant, shown: &mut bool, pos: u64) {
 
 /// Either a stack group over a core, or the bare driver.
 enum Link {
-    Stack(Box<Core>, usize),
+    /// A core, the group, and the highest stability vector seen.
+    Stack(Box<Core>, usize, Vec<u64>),
     Raw(Box<dyn Driver>),
 }
 
@@ -301,7 +302,7 @@ fn open(
     let g = core
         .join(&GroupSpec::new("bench", &o.stack, members.to_vec()))
         .map_err(|e| e.to_string())?;
-    Ok(Link::Stack(Box::new(core), g))
+    Ok(Link::Stack(Box::new(core), g, vec![0; members.len()]))
 }
 
 fn payload(pool: &tutti_drivers::Pool, kind: u8, idx: u64, size: usize) -> Result<Msg, String> {
@@ -316,7 +317,7 @@ fn payload(pool: &tutti_drivers::Pool, kind: u8, idx: u64, size: usize) -> Resul
 impl Link {
     fn pool(&self) -> &tutti_drivers::Pool {
         match self {
-            Link::Stack(c, _) => c.pool(),
+            Link::Stack(c, _, _) => c.pool(),
             Link::Raw(d) => d.pool(),
         }
     }
@@ -324,7 +325,7 @@ impl Link {
     /// Sends to everybody else; retries while back-pressured.
     fn send(&mut self, m: Msg) -> Result<(), String> {
         match self {
-            Link::Stack(c, g) => {
+            Link::Stack(c, g, _) => {
                 let mut m = m;
                 loop {
                     match c.cast(*g, m) {
@@ -357,11 +358,17 @@ impl Link {
         f: &mut impl FnMut(usize, &[u8]),
     ) -> Result<usize, String> {
         match self {
-            Link::Stack(c, g) => {
+            Link::Stack(c, g, stable) => {
                 let w = c.poll().map_err(|e| e.to_string())?;
                 while let Some(ev) = c.next_event(*g) {
-                    if let Event::Cast { src, msg, .. } = ev {
-                        f(src as usize, msg.front());
+                    match ev {
+                        Event::Cast { src, msg, .. } => f(src as usize, msg.front()),
+                        Event::Stable(v) => {
+                            for (s, x) in stable.iter_mut().zip(v.iter()) {
+                                *s = (*s).max(*x);
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 Ok(w)
@@ -377,9 +384,41 @@ impl Link {
         }
     }
 
+    /// Through a stack: polls until every member holds the first `upto`
+    /// casts of `rank` (so nothing is owed to anyone), then a moment more
+    /// so the others learn the same from our gossip. Raw: a short linger.
+    fn settle(&mut self, rank: usize, upto: u64, out: &mut Vec<Msg>) -> Result<(), String> {
+        let mut idler = Idler::new();
+        let t = Instant::now();
+        while let Link::Stack(_, _, stable) = &*self {
+            if stable.get(rank).copied().unwrap_or(0) >= upto {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                return Err(format!("casts of rank {rank} not stable within 30 s"));
+            }
+            let w = self.poll(out, &mut |_, _| {})?;
+            self.idle(&mut idler, w);
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(50) {
+            self.poll(out, &mut |_, _| {})?;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+
+    /// Casts this member made through the stack.
+    fn casts_sent(&self) -> u64 {
+        match self {
+            Link::Stack(c, g, _) => c.casts_sent(*g).unwrap_or(0),
+            Link::Raw(_) => 0,
+        }
+    }
+
     fn idle(&mut self, idler: &mut Idler, work: usize) {
         match self {
-            Link::Stack(c, _) => idler.step(work, c),
+            Link::Stack(c, _, _) => idler.step(work, c),
             Link::Raw(d) => {
                 if work == 0 {
                     std::hint::spin_loop();
@@ -400,7 +439,14 @@ fn pin(rank: usize) {
 
 /// Waits until every other member answered a HELLO (raw frames to a peer
 /// that is not up yet are lost, so HELLO repeats).
-fn handshake(e: &mut Link, n: usize, me: usize) -> Result<(), String> {
+/// Every message that is not a HELLO goes to `other`: a peer may start
+/// sending data while this member is still here.
+fn handshake(
+    e: &mut Link,
+    n: usize,
+    me: usize,
+    other: &mut impl FnMut(usize, &[u8]),
+) -> Result<(), String> {
     let mut heard = vec![false; n];
     heard[me] = true;
     let mut out = Vec::new();
@@ -415,24 +461,39 @@ fn handshake(e: &mut Link, n: usize, me: usize) -> Result<(), String> {
             let m = payload(e.pool(), HELLO, me as u64, MIN)?;
             e.send(m)?;
         }
-        e.poll(&mut out, &mut |_, b| {
+        e.poll(&mut out, &mut |src, b| {
             if b.len() >= MIN && b[0] == HELLO {
-                let who = u64::from_be_bytes(b[1..9].try_into().unwrap_or_default()) as usize;
+                let who = index_of(b) as usize;
                 if who < n {
                     heard[who] = true;
                 }
+            } else {
+                other(src, b);
             }
         })?;
     }
-    // Let late HELLOs pass so nobody mistakes them for data.
+    // Keep saying HELLO a moment for peers still waiting (raw HELLOs to a
+    // peer that was not up yet were lost).
     let t1 = Instant::now();
     while t1.elapsed() < Duration::from_millis(200) {
         let m = payload(e.pool(), HELLO, me as u64, MIN)?;
         e.send(m)?;
-        e.poll(&mut out, &mut |_, _| {})?;
+        e.poll(&mut out, &mut |src, b| {
+            if b.first() != Some(&HELLO) {
+                other(src, b);
+            }
+        })?;
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// The index field of a payload.
+fn index_of(b: &[u8]) -> u64 {
+    b.get(1..9)
+        .and_then(|w| w.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
 }
 
 fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> Result<(), String> {
@@ -450,98 +511,103 @@ fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> R
     if o.mode == Mode::Pingpong {
         pin(rank);
     }
-    handshake(&mut e, n, rank)?;
+    // One handler for everything a peer receives, from the first poll of
+    // the handshake on.
+    let mut st = Peer {
+        rank,
+        pings: 0,
+        stop: None,
+        got: 0,
+        first: None,
+        last: Instant::now(),
+        hist: histogram(),
+    };
+    handshake(&mut e, n, rank, &mut |src, b| st.on(src, b))?;
     let mut out = Vec::new();
     let mut idler = Idler::new();
-    match o.mode {
-        Mode::Pingpong => {
-            let mut stop = false;
-            while !stop {
-                let mut pings = 0u32;
-                let w = e.poll(&mut out, &mut |src, b| {
-                    if src == rank || b.is_empty() {
-                        return;
-                    }
-                    match b[0] {
-                        PING => pings += 1,
-                        STOP => stop = true,
-                        _ => {}
-                    }
-                })?;
-                for _ in 0..pings {
-                    let m = payload(e.pool(), PING, 0, o.size)?;
-                    e.send(m)?;
-                }
-                e.idle(&mut idler, w + pings as usize);
+    let t0 = Instant::now();
+    loop {
+        let w = e.poll(&mut out, &mut |src, b| st.on(src, b))?;
+        let pings = std::mem::take(&mut st.pings);
+        if o.mode == Mode::Pingpong {
+            for _ in 0..pings {
+                let m = payload(e.pool(), PING, 0, o.size)?;
+                e.send(m)?;
             }
-            linger(&mut e, &mut out)?;
         }
-        Mode::Throughput => {
-            let mut got = 0u64;
-            let mut first = None;
-            let mut last = Instant::now();
-            let mut h = histogram();
-            let mut done = false;
-            let t0 = Instant::now();
-            while !done {
-                let w = e.poll(&mut out, &mut |src, b| {
-                    if src == rank || b.len() < MIN {
-                        return;
-                    }
-                    match b[0] {
-                        PING => {
-                            got += 1;
-                            let now = Instant::now();
-                            first.get_or_insert(now);
-                            last = now;
-                            let ts = u64::from_be_bytes(b[9..17].try_into().unwrap_or_default());
-                            let _ = h.record(mono_ns().saturating_sub(ts).max(1));
-                        }
-                        STOP => done = true,
-                        _ => {}
-                    }
-                })?;
-                if got >= o.count {
-                    done = true;
-                }
-                // Raw frames can be lost: stop after a second of silence.
-                if first.is_some() && last.elapsed() > Duration::from_secs(1) {
-                    done = true;
-                }
-                if first.is_none() && t0.elapsed() > Duration::from_secs(60) {
-                    return Err("no data within 60 s".into());
-                }
-                e.idle(&mut idler, w);
-            }
-            let secs = first
-                .map(|f| last.duration_since(f).as_secs_f64())
-                .unwrap_or(0.0);
-            let p = percentiles(&h);
-            let r = BenchResult {
-                received: got,
-                msgs_per_s: if secs > 0.0 { got as f64 / secs } else { 0.0 },
-                p50_ns: p.p50_ns,
-                p90_ns: p.p90_ns,
-                p99_ns: p.p99_ns,
-                p999_ns: p.p999_ns,
-                max_ns: p.max_ns,
-                ..BenchResult::default()
-            };
-            println!("{}", serde_json::to_string(&r).unwrap_or_default());
-            linger(&mut e, &mut out)?;
+        if st.stop.is_some() {
+            break;
         }
+        // Through a stack STOP comes after all the data (FIFO); raw frames
+        // can be lost, so raw receivers also stop at the count or after a
+        // second of silence.
+        let silent = st.first.is_some() && st.last.elapsed() > Duration::from_secs(1);
+        if o.mode == Mode::Throughput && o.raw && (st.got >= o.count || silent) {
+            break;
+        }
+        if st.first.is_none() && t0.elapsed() > Duration::from_secs(60) {
+            return Err("no message from rank 0 within 60 s".into());
+        }
+        e.idle(&mut idler, w + pings as usize);
     }
-    Ok(())
+    if o.mode == Mode::Throughput {
+        let secs = st
+            .first
+            .map(|f| st.last.duration_since(f).as_secs_f64())
+            .unwrap_or(0.0);
+        let p = percentiles(&st.hist);
+        let r = BenchResult {
+            received: st.got,
+            msgs_per_s: if secs > 0.0 {
+                st.got as f64 / secs
+            } else {
+                0.0
+            },
+            p50_ns: p.p50_ns,
+            p90_ns: p.p90_ns,
+            p99_ns: p.p99_ns,
+            p999_ns: p.p999_ns,
+            max_ns: p.max_ns,
+            ..BenchResult::default()
+        };
+        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+    }
+    // Stay until rank 0's casts, STOP included, are everywhere.
+    e.settle(0, st.stop.unwrap_or(0), &mut out)
 }
 
-/// Keeps answering repair requests for a moment before leaving.
-fn linger(e: &mut Link, out: &mut Vec<Msg>) -> Result<(), String> {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_millis(300) {
-        e.poll(out, &mut |_, _| {})?;
-        std::thread::sleep(Duration::from_micros(200));
+/// What a peer (rank > 0) keeps while it receives.
+struct Peer {
+    rank: usize,
+    /// Pings not yet answered (pingpong).
+    pings: u32,
+    /// STOP seen, with rank 0's cast count in it.
+    stop: Option<u64>,
+    got: u64,
+    first: Option<Instant>,
+    last: Instant,
+    hist: hdrhistogram::Histogram<u64>,
+}
+
+impl Peer {
+    fn on(&mut self, src: usize, b: &[u8]) {
+        if src == self.rank || b.len() < MIN {
+            return;
+        }
+        match b[0] {
+            PING => {
+                self.pings += 1;
+                self.got += 1;
+                let now = Instant::now();
+                self.first.get_or_insert(now);
+                self.last = now;
+                let ts = b[9..17].try_into().map(u64::from_be_bytes).unwrap_or(0);
+                let _ = self.hist.record(mono_ns().saturating_sub(ts).max(1));
+            }
+            STOP => self.stop = Some(index_of(b)),
+            _ => {}
+        }
     }
-    Ok(())
 }
 
 fn role_rank0(
@@ -555,7 +621,7 @@ fn role_rank0(
     if o.mode == Mode::Pingpong {
         pin(0);
     }
-    handshake(&mut e, n, 0)?;
+    handshake(&mut e, n, 0, &mut |_, _| {})?;
     let mut out = Vec::new();
     let mut idler = Idler::new();
     let mut r = BenchResult {
@@ -636,16 +702,20 @@ fn role_rank0(
         }
     }
     pb.finish_and_clear();
-    // Tell the peers to stop; repeat (raw frames may be lost), then stay
-    // a moment to repair what the stack still owes them.
-    for _ in 0..5 {
-        let m = payload(e.pool(), STOP, 0, MIN)?;
+    // Tell the peers to stop, with how many casts we will have made: they
+    // stay until those are everywhere, and so do we. Raw frames may be
+    // lost, so raw STOP repeats.
+    let stops = if o.raw { 5 } else { 1 };
+    for _ in 0..stops {
+        let upto = e.casts_sent() + 1;
+        let m = payload(e.pool(), STOP, upto, MIN)?;
         e.send(m)?;
         let t = Instant::now();
-        while t.elapsed() < Duration::from_millis(20) {
+        while o.raw && t.elapsed() < Duration::from_millis(20) {
             e.poll(&mut out, &mut |_, _| {})?;
         }
     }
-    linger(&mut e, &mut out)?;
+    let all = e.casts_sent();
+    e.settle(0, all, &mut out)?;
     Ok(r)
 }
