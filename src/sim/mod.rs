@@ -567,8 +567,8 @@ impl<'a> Sim<'a> {
     }
 }
 
-/// Runs `count` seeds starting at `first`; returns the failed reports and
-/// the number run.
+/// Runs `count` seeds starting at `first`; returns the reports of the runs
+/// that failed.
 pub fn run_seeds(first: u64, count: u64, max_loss: f64) -> Vec<Report> {
     (first..first + count)
         .map(|seed| run(&SimConfig::random(seed, max_loss)))
