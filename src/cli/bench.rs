@@ -656,12 +656,13 @@ fn role_rank0(
                             back = true;
                         }
                     })?;
-                    if !back {
-                        if Instant::now() > deadline {
-                            return Err(format!("no answer to ping {i} within 10 s"));
-                        }
-                        e.idle(&mut idler, w);
+                    if !back && Instant::now() > deadline {
+                        return Err(format!("no answer to ping {i} within 10 s"));
                     }
+                    // Also on the answer's poll: its work resets the idler,
+                    // or empty polls would add up across pings until every
+                    // wait parked.
+                    e.idle(&mut idler, w.max(back as usize));
                 }
                 let rtt = t0.elapsed().as_nanos() as u64;
                 if i >= warm {
