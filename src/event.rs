@@ -59,6 +59,20 @@ pub struct ViewId {
     pub coord: EndpointId,
 }
 
+impl ViewId {
+    /// 32-bit tag of this view carried in every frame header: frames of
+    /// another view (an older one, or a concurrent one in another
+    /// partition with the same logical time) do not match.
+    pub fn tag(&self) -> u32 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.ltime.to_le_bytes().iter().chain(self.coord.to_le_bytes().iter()) {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h ^ (h >> 32)) as u32
+    }
+}
+
 /// An agreed list of members, as one member sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct View {
@@ -66,9 +80,19 @@ pub struct View {
     pub id: ViewId,
     /// Members in rank order.
     pub members: Vec<EndpointId>,
+    /// Transport address of each member, in rank order (empty for a
+    /// static view whose addresses the caller already knows).
+    pub addrs: Vec<Addr>,
     /// Own rank in `members`.
     pub rank: Rank,
+    /// The views this one merged (a merge after a partition healed);
+    /// empty for an ordinary view change.
+    pub merged: Vec<ViewId>,
 }
+
+/// A transport address, opaque to the protocol layers (a shm name, an
+/// `ip:port`, a node name in the simulator).
+pub type Addr = Arc<str>;
 
 impl View {
     /// A view, checked: own rank inside the list, no duplicate members,
@@ -88,7 +112,32 @@ impl View {
         if sorted.windows(2).any(|w| w[0] == w[1]) {
             return Err("a member appears twice in the view");
         }
-        Ok(View { id, members, rank })
+        Ok(View {
+            id,
+            members,
+            addrs: Vec::new(),
+            rank,
+            merged: Vec::new(),
+        })
+    }
+
+    /// The same view with member addresses (one per member).
+    pub fn with_addrs(mut self, addrs: Vec<Addr>) -> Result<View, &'static str> {
+        if addrs.len() != self.members.len() {
+            return Err("one address per member");
+        }
+        self.addrs = addrs;
+        Ok(self)
+    }
+
+    /// Own endpoint id.
+    pub fn me(&self) -> EndpointId {
+        self.members[self.rank as usize]
+    }
+
+    /// Rank of `id`, if a member.
+    pub fn rank_of(&self, id: EndpointId) -> Option<Rank> {
+        self.members.iter().position(|m| *m == id).map(|r| r as Rank)
     }
 
     /// Number of members.
@@ -99,12 +148,15 @@ impl View {
 }
 
 /// Where a frame goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dest {
     /// Every other member of the view.
     All,
     /// One member.
     Rank(Rank),
+    /// A transport address, member or not (membership control: joins,
+    /// views to joiners, merge beacons).
+    Addr(Addr),
 }
 
 /// A stability vector: for each sender (by rank), how many of its casts
@@ -146,6 +198,36 @@ pub enum Down {
     /// A timer armed by the layer receiving it expired. Delivered only to
     /// that layer, with the token it armed the timer with.
     Timer(u64),
+    /// Membership control outside any view, to a transport address:
+    /// unsequenced and unreliable (the sender retries). Passes every layer
+    /// unchanged down to `com`.
+    Ctl(Addr, Msg),
+    /// Start membership: join the group through these contacts (or found
+    /// it). Handled by `gms`.
+    Join(Arc<JoinReq>),
+    /// Ask the layer holding cast stream `orig` to fetch its messages up to
+    /// `upto` (exclusive) from member `from` rather than from `orig` (a
+    /// flush repairs a failed sender's messages from a survivor).
+    Repair {
+        /// Original sender.
+        orig: Rank,
+        /// Deliver up to this sequence number (exclusive).
+        upto: u64,
+        /// Member that holds them.
+        from: Rank,
+    },
+}
+
+/// What a member needs to join a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinReq {
+    /// This endpoint's id (one incarnation).
+    pub me: EndpointId,
+    /// This endpoint's transport address.
+    pub addr: Addr,
+    /// Where to look for the group (any member's address will do; the
+    /// coordinator answers).
+    pub contacts: Vec<Addr>,
 }
 
 /// Events going up, from the wire toward the application.
@@ -216,4 +298,7 @@ pub enum Up {
         /// One past the highest held sequence number.
         next: u64,
     },
+    /// Internal: a membership control frame from outside the view (see
+    /// [`Down::Ctl`]); `com` checked group and stack, `gms` reads it.
+    Ctl(Msg),
 }

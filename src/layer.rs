@@ -29,6 +29,11 @@ pub enum Prop {
     Stability,
     /// Messages larger than one buffer are carried.
     Large,
+    /// Members that fall silent are reported as suspected.
+    FailureDetection,
+    /// Views change with membership (joins, leaves, failures), with
+    /// virtual synchrony.
+    Membership,
 }
 
 impl Prop {
@@ -40,6 +45,8 @@ impl Prop {
             Prop::Fifo => "fifo",
             Prop::Stability => "stability",
             Prop::Large => "large-messages",
+            Prop::FailureDetection => "failure-detection",
+            Prop::Membership => "membership",
         }
     }
 }

@@ -17,15 +17,16 @@ use tutti_drivers::shm::ShmConfig;
 use tutti_drivers::udp::UdpConfig;
 use tutti_drivers::{To, Tx};
 
-fn garbage(rng: &mut Rng, group: u32, stack: u16) -> Vec<u8> {
+fn garbage(rng: &mut Rng, group: u32, stack: u16, view: u32) -> Vec<u8> {
     let mut hdr = vec![0u8; LEN];
     let repr = ComRepr {
+        ctl: false,
         p2p: false,
         group,
         stack,
         src: 0, // claims to be `a`
         dst: DST_ALL,
-        view: 1,
+        view,
     };
     repr.emit(&mut hdr);
     let mut tail = vec![0u8; rng.below(40) as usize];
@@ -85,6 +86,11 @@ fn run(cfgs: [DriverConfig; 3], stranger: Option<std::net::SocketAddr>) {
         .unwrap();
     c.add_peer(&nb).unwrap();
     let group = fnv64("g1") as u32;
+    let view = tutti::ViewId {
+        ltime: 1,
+        coord: fnv64(&na),
+    }
+    .tag();
     let stack = Spec::parse("reliable").unwrap().id();
     let mut rng = Rng::new(7);
     let total = 3000u32;
@@ -101,7 +107,7 @@ fn run(cfgs: [DriverConfig; 3], stranger: Option<std::net::SocketAddr>) {
             }
         }
         // Garbage from a known peer...
-        let bytes = garbage(&mut rng, group, stack);
+        let bytes = garbage(&mut rng, group, stack, view);
         if let Some(mut m) = c.pool().alloc() {
             if m.reserve(bytes.len())
                 .map(|b| b.copy_from_slice(&bytes))

@@ -118,6 +118,8 @@ pub struct EngineDrops {
     pub bad_frame: u64,
     /// For a group this endpoint has not joined.
     pub unknown_group: u64,
+    /// Membership control to an address the driver refused.
+    pub bad_address: u64,
 }
 
 /// The engine core. See the module docs.
@@ -375,14 +377,44 @@ impl Core {
                         });
                     }
                 }
+                Dest::Addr(a) => match self.driver.add_peer(&a) {
+                    Ok(p) => self.txq.push_back(Tx {
+                        to: To::Peer(p),
+                        frame,
+                    }),
+                    Err(_) => self.drops.bad_address += 1,
+                },
             }
         }
+        let mut remap = false;
         while let Some(ev) = s.stack.poll_event() {
+            if let Up::View(v) = &ev {
+                // A view from membership names its members' addresses:
+                // ranks map to driver peers anew.
+                if v.addrs.len() == v.size() {
+                    s.peers = v
+                        .addrs
+                        .iter()
+                        .enumerate()
+                        .map(|(r, a)| {
+                            if r == v.rank as usize {
+                                None
+                            } else {
+                                self.driver.add_peer(a).ok()
+                            }
+                        })
+                        .collect();
+                    remap = true;
+                }
+            }
             s.events.push_back(ev);
         }
         match s.stack.poll_timeout() {
             Some(t) => self.wheel.schedule(g as u32, t),
             None => self.wheel.cancel(g as u32),
+        }
+        if remap {
+            self.recount_peers();
         }
     }
 

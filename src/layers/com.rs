@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::event::{Dest, Down, Rank, Up, View};
+use crate::event::{Addr, Dest, Down, Rank, Up, View};
 use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
 use crate::wire::com::{ComRepr, DST_ALL, LEN};
 
@@ -29,7 +29,7 @@ pub struct Com {
 struct ComView {
     me: Rank,
     n: u16,
-    ltime: u32,
+    tag: u32,
 }
 
 impl Com {
@@ -46,7 +46,7 @@ impl Com {
         self.view = Some(ComView {
             me: v.rank,
             n: v.size() as u16,
-            ltime: v.id.ltime as u32,
+            tag: v.id.tag(),
         });
     }
 
@@ -62,14 +62,19 @@ impl Com {
                 cx.dropped(DropReason::BadRank);
                 return;
             }
+            Dest::Addr(a) => {
+                self.control(cx, a, msg);
+                return;
+            }
         };
         let repr = ComRepr {
+            ctl: false,
             p2p: dst_rank != DST_ALL,
             group: self.group,
             stack: self.stack,
             src: v.me,
             dst: dst_rank,
-            view: v.ltime,
+            view: v.tag,
         };
         match msg.push(LEN) {
             Ok(h) => repr.emit(h),
@@ -79,6 +84,19 @@ impl Com {
             }
         }
         cx.transmit(dst, msg);
+    }
+
+    /// Frames a membership control message to a transport address (no
+    /// view needed: joiners have none).
+    fn control(&self, cx: &mut Cx<'_>, to: Addr, mut msg: tutti_drivers::Msg) {
+        match msg.push(LEN) {
+            Ok(h) => ComRepr::control(self.group, self.stack).emit(h),
+            Err(_) => {
+                cx.dropped(DropReason::NoBuffer);
+                return;
+            }
+        }
+        cx.transmit(Dest::Addr(to), msg);
     }
 }
 
@@ -92,6 +110,7 @@ impl Layer for Com {
             Down::Cast(m) | Down::CastRaw(m) => self.frame(cx, Dest::All, m),
             Down::Send(d, m) | Down::SendRaw(d, m) => self.frame(cx, Dest::Rank(d), m),
             Down::View(v) => self.install(&v),
+            Down::Ctl(to, m) => self.control(cx, to, m),
             // Bottom of the stack: nothing below to pass other events to.
             _ => {}
         }
@@ -110,6 +129,21 @@ impl Layer for Com {
                 return;
             }
         };
+        if repr.ctl {
+            let why = if repr.group != self.group {
+                Some(DropReason::WrongGroup)
+            } else if repr.stack != self.stack {
+                Some(DropReason::WrongStack)
+            } else {
+                None
+            };
+            match why {
+                Some(r) => cx.dropped(r),
+                None if frame.advance(LEN).is_err() => cx.dropped(DropReason::Truncated),
+                None => cx.up(Up::Ctl(frame)),
+            }
+            return;
+        }
         let Some(v) = self.view else {
             cx.dropped(DropReason::NoView);
             return;
@@ -118,7 +152,7 @@ impl Layer for Com {
             Some(DropReason::WrongGroup)
         } else if repr.stack != self.stack {
             Some(DropReason::WrongStack)
-        } else if repr.view != v.ltime {
+        } else if repr.view != v.tag {
             Some(DropReason::WrongView)
         } else if repr.src >= v.n || (repr.p2p && repr.dst >= v.n) {
             Some(DropReason::BadRank)

@@ -2,8 +2,10 @@
 
 pub mod com;
 pub mod frag;
+pub mod gms;
 pub mod nak;
 pub mod stable;
+pub mod suspect;
 
 #[cfg(test)]
 mod tests;

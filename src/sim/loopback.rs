@@ -59,9 +59,11 @@ impl<S: GroupStack> Loopback<S> {
                         continue;
                     };
                     for j in 0..self.stacks.len() {
-                        let to_j = match dst {
+                        let to_j = match &dst {
                             Dest::All => j != i,
-                            Dest::Rank(r) => r as usize == j,
+                            Dest::Rank(r) => *r as usize == j,
+                            // Addresses are the stacks' indexes.
+                            Dest::Addr(a) => a.parse() == Ok(j),
                         };
                         if !to_j {
                             continue;

@@ -12,6 +12,7 @@ pub mod check;
 pub mod config;
 pub mod loopback;
 pub mod rng;
+pub mod vsync;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -135,6 +136,7 @@ impl<'a> Sim<'a> {
                 app_ack: false,
             },
             max_msg: 64 << 20,
+            ..StackConfig::default()
         };
         let pc = |slots: u64| PoolConfig {
             slots: slots as u32,
@@ -414,6 +416,10 @@ impl<'a> Sim<'a> {
                     }
                 }
                 Dest::Rank(r) => self.transmit(i, r as usize, &bytes),
+                // Static views: nothing here sends membership control.
+                Dest::Addr(a) => self.report.violations.push(format!(
+                    "member {i}: control frame to {a} in a static group"
+                )),
             }
         }
         loop {
@@ -497,6 +503,7 @@ impl<'a> Sim<'a> {
         if kind > 0 {
             let other = self.rng.below(self.cfg.members as u64) as u16;
             let repr = ComRepr {
+                ctl: false,
                 p2p: false,
                 group: if kind == 1 { 0xbad } else { 0x7e57 },
                 stack: crate::stack::Spec::parse(&self.cfg.spec)
@@ -504,7 +511,11 @@ impl<'a> Sim<'a> {
                     .unwrap_or(0),
                 src: other,
                 dst: crate::wire::com::DST_ALL,
-                view: 1,
+                view: ViewId {
+                    ltime: 1,
+                    coord: 1000,
+                }
+                .tag(),
             };
             let mut hdr = vec![0u8; COM_LEN];
             repr.emit(&mut hdr);

@@ -17,12 +17,14 @@ use std::sync::Arc;
 
 use tutti_drivers::{Msg, Pool};
 
-use crate::event::{Dest, Down, Rank, Time, Up, View};
+use crate::event::{Dest, Down, JoinReq, Rank, Time, Up, View};
 use crate::layer::{Drops, Env, Layer, Prop, Stats};
 use crate::layers::com::Com;
 use crate::layers::frag::{Frag, MAX_MSG_DEFAULT};
 use crate::layers::nak::{Nak, NakConfig};
+use crate::layers::gms::{Gms, GmsConfig};
 use crate::layers::stable::{Stable, StableConfig};
+use crate::layers::suspect::{Suspect, SuspectConfig};
 
 pub use compose::{BuildPart, Cons, Dynamic, Nil, Part, StaticLayer};
 pub use spec::{LayerKind, Spec, SpecError, PRESETS};
@@ -38,6 +40,10 @@ pub struct StackConfig {
     pub stable: StableConfig,
     /// Largest message `frag` reassembles, bytes.
     pub max_msg: u64,
+    /// `suspect` parameters.
+    pub suspect: SuspectConfig,
+    /// `gms` parameters.
+    pub gms: GmsConfig,
 }
 
 impl Default for StackConfig {
@@ -47,6 +53,8 @@ impl Default for StackConfig {
             nak: NakConfig::default(),
             stable: StableConfig::default(),
             max_msg: MAX_MSG_DEFAULT,
+            suspect: SuspectConfig::default(),
+            gms: GmsConfig::default(),
         }
     }
 }
@@ -79,6 +87,20 @@ impl StaticLayer for Stable {
     }
 }
 
+impl StaticLayer for Suspect {
+    const KIND: LayerKind = LayerKind::Suspect;
+    fn make(cfg: &StackConfig, _id: u16) -> Self {
+        Suspect::new(cfg.suspect)
+    }
+}
+
+impl StaticLayer for Gms {
+    const KIND: LayerKind = LayerKind::Gms;
+    fn make(cfg: &StackConfig, _id: u16) -> Self {
+        Gms::new(cfg.gms)
+    }
+}
+
 /// Builds one boxed layer of kind `k`.
 pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
     match k {
@@ -86,6 +108,8 @@ pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
         LayerKind::Nak => Box::new(Nak::make(cfg, id)),
         LayerKind::Frag => Box::new(Frag::make(cfg, id)),
         LayerKind::Stable => Box::new(Stable::make(cfg, id)),
+        LayerKind::Suspect => Box::new(Suspect::make(cfg, id)),
+        LayerKind::Gms => Box::new(Gms::make(cfg, id)),
     }
 }
 
@@ -101,6 +125,8 @@ macro_rules! stack_type {
 pub type ReliableStatic = stack_type![Stable, Nak, Com];
 /// Static `com:nak:frag:stable` (preset `fifo`).
 pub type FifoStatic = stack_type![Stable, Frag, Nak, Com];
+/// Static `com:nak:frag:stable:suspect:gms` (preset `vsync`).
+pub type VsyncStatic = stack_type![Gms, Suspect, Stable, Frag, Nak, Com];
 
 /// Why the application's message was not taken. The message comes back.
 pub struct SendError {
@@ -209,13 +235,27 @@ impl<P: Part> Stack<P> {
 
     /// Installs a view (static membership: the application or the
     /// configuration supplies it).
+    ///
+    /// With a membership layer (`gms`) the view is its first view, and
+    /// later views come from the layer; the view event comes from it too.
     pub fn install_view(&mut self, now: Time, view: View) {
         self.env.now = now;
         let view = Arc::new(view);
-        self.view = Some(view.clone());
         self.part
             .down(Down::View(view.clone()), &mut self.env, &mut self.events);
-        self.events.push_back(Up::View(view));
+        if !self.spec.provides(Prop::Membership) {
+            self.view = Some(view.clone());
+            self.events.push_back(Up::View(view));
+        }
+    }
+
+    /// Joins (or founds) the group through membership (`gms`): `req` names
+    /// this endpoint and where to look for the group. Views arrive as
+    /// `Up::View` events.
+    pub fn join(&mut self, now: Time, req: JoinReq) {
+        self.env.now = now;
+        self.part
+            .down(Down::Join(Arc::new(req)), &mut self.env, &mut self.events);
     }
 
     /// Multicasts `msg` to the view, reliably, in FIFO order.
@@ -298,7 +338,19 @@ impl<P: Part> Stack<P> {
         loop {
             match self.events.pop_front()? {
                 // Internal events that no layer above consumed.
-                Up::Progress { .. } | Up::Recv(_) | Up::CastRaw { .. } | Up::SendRaw { .. } => {}
+                Up::Progress { .. }
+                | Up::Recv(_)
+                | Up::CastRaw { .. }
+                | Up::SendRaw { .. }
+                | Up::Ctl(_) => {}
+                Up::View(v) => {
+                    self.view = Some(v.clone());
+                    return Some(Up::View(v));
+                }
+                Up::Exit => {
+                    self.view = None;
+                    return Some(Up::Exit);
+                }
                 ev => return Some(ev),
             }
         }
@@ -340,6 +392,8 @@ pub trait GroupStack: Send {
     fn spec(&self) -> &Spec;
     /// See [`Stack::install_view`].
     fn install_view(&mut self, now: Time, view: View);
+    /// See [`Stack::join`].
+    fn join(&mut self, now: Time, req: JoinReq);
     /// See [`Stack::cast`].
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError>;
     /// See [`Stack::send`].
@@ -374,6 +428,9 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn install_view(&mut self, now: Time, view: View) {
         Stack::install_view(self, now, view)
+    }
+    fn join(&mut self, now: Time, req: JoinReq) {
+        Stack::join(self, now, req)
     }
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
         Stack::cast(self, now, msg)
@@ -422,6 +479,9 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     }
     fn install_view(&mut self, now: Time, view: View) {
         (**self).install_view(now, view)
+    }
+    fn join(&mut self, now: Time, req: JoinReq) {
+        (**self).join(now, req)
     }
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
         (**self).cast(now, msg)
@@ -480,6 +540,9 @@ pub fn build(
         }
         if canon == "com:nak:frag:stable" {
             return Ok(Box::new(Stack::<FifoStatic>::new_static(cfg, ctl)?));
+        }
+        if canon == "com:nak:frag:stable:suspect:gms" {
+            return Ok(Box::new(Stack::<VsyncStatic>::new_static(cfg, ctl)?));
         }
     }
     Ok(Box::new(Stack::new_dynamic(spec, cfg, ctl)?))

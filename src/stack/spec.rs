@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::layer::{LayerInfo, Prop};
-use crate::layers::{com, frag, nak, stable};
+use crate::layers::{com, frag, gms, nak, stable, suspect};
 
 /// The layers tutti knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,15 +17,21 @@ pub enum LayerKind {
     Frag,
     /// Stability.
     Stable,
+    /// Failure detection.
+    Suspect,
+    /// Membership and virtual synchrony.
+    Gms,
 }
 
 impl LayerKind {
     /// Every kind, in registry order.
-    pub const ALL: [LayerKind; 4] = [
+    pub const ALL: [LayerKind; 6] = [
         LayerKind::Com,
         LayerKind::Nak,
         LayerKind::Frag,
         LayerKind::Stable,
+        LayerKind::Suspect,
+        LayerKind::Gms,
     ];
 
     /// The layer's description.
@@ -35,6 +41,8 @@ impl LayerKind {
             LayerKind::Nak => &nak::INFO,
             LayerKind::Frag => &frag::INFO,
             LayerKind::Stable => &stable::INFO,
+            LayerKind::Suspect => &suspect::INFO,
+            LayerKind::Gms => &gms::INFO,
         }
     }
 
@@ -59,6 +67,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "fifo",
         "com:nak:frag:stable",
         "reliable FIFO multicast and point-to-point, messages of any size",
+    ),
+    (
+        "vsync",
+        "com:nak:frag:stable:suspect:gms",
+        "process groups: membership (joins, leaves, failures) with virtual synchrony, FIFO",
     ),
 ];
 

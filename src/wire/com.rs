@@ -6,8 +6,10 @@
 //!  |magic |version| flags |   group id    | stack |  src  |  dst  | rsvd  |  view ltime   |
 //!  +------+-------+-------+---------------+-------+-------+-------+-------+---------------+
 //! ```
-//! flags bit 0: 0 = multicast, 1 = point-to-point; the other bits are
-//! reserved and must be zero, as must `rsvd`. `dst` is 0xFFFF on a
+//! flags bit 0: 0 = multicast, 1 = point-to-point; bit 1: membership
+//! control outside any view (then bit 0 is clear, `src` and `dst` are
+//! 0xFFFF and `view` is 0: the payload names the endpoints). The other
+//! bits are reserved and must be zero, as must `rsvd`. `dst` is 0xFFFF on a
 //! multicast. `stack` is a hash of the stack spec: members running
 //! different stacks cannot understand each other's headers.
 
@@ -23,6 +25,7 @@ pub const LEN: usize = 20;
 pub const DST_ALL: u16 = 0xFFFF;
 
 const FLAG_P2P: u8 = 1;
+const FLAG_CTL: u8 = 2;
 
 mod field {
     use std::ops::Range;
@@ -68,7 +71,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
         if b[field::VERSION] != VERSION {
             return Err(WireError::BadVersion);
         }
-        if b[field::FLAGS] & !FLAG_P2P != 0 || be16(&b[field::RESERVED]) != 0 {
+        if b[field::FLAGS] & !(FLAG_P2P | FLAG_CTL) != 0 || be16(&b[field::RESERVED]) != 0 {
             return Err(WireError::Reserved);
         }
         Ok(Frame { buf })
@@ -81,6 +84,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// Point-to-point (true) or multicast (false).
     pub fn is_p2p(&self) -> bool {
         self.b()[field::FLAGS] & FLAG_P2P != 0
+    }
+
+    /// Membership control outside any view.
+    pub fn is_ctl(&self) -> bool {
+        self.b()[field::FLAGS] & FLAG_CTL != 0
     }
 
     /// Group id.
@@ -114,6 +122,9 @@ impl<T: AsRef<[u8]>> Frame<T> {
 pub struct ComRepr {
     /// Point-to-point rather than multicast.
     pub p2p: bool,
+    /// Membership control outside any view (`src`, `dst` are [`DST_ALL`],
+    /// `view` is 0).
+    pub ctl: bool,
     /// Group id.
     pub group: u32,
     /// Stack id.
@@ -132,12 +143,19 @@ impl ComRepr {
         let f = Frame::new_checked(bytes)?;
         let r = ComRepr {
             p2p: f.is_p2p(),
+            ctl: f.is_ctl(),
             group: f.group(),
             stack: f.stack(),
             src: f.src(),
             dst: f.dst(),
             view: f.view(),
         };
+        if r.ctl {
+            if r.p2p || r.src != DST_ALL || r.dst != DST_ALL || r.view != 0 {
+                return Err(WireError::BadField("control frame with view fields"));
+            }
+            return Ok(r);
+        }
         if r.p2p == (r.dst == DST_ALL) {
             return Err(WireError::BadField("destination does not match frame kind"));
         }
@@ -147,12 +165,25 @@ impl ComRepr {
         Ok(r)
     }
 
+    /// A control frame's header.
+    pub fn control(group: u32, stack: u16) -> ComRepr {
+        ComRepr {
+            p2p: false,
+            ctl: true,
+            group,
+            stack,
+            src: DST_ALL,
+            dst: DST_ALL,
+            view: 0,
+        }
+    }
+
     /// Writes the header into `out`, which is exactly [`LEN`] bytes.
     pub fn emit(&self, out: &mut [u8]) {
         let mut w = Writer::new(out);
         w.u16(MAGIC);
         w.u8(VERSION);
-        w.u8(if self.p2p { FLAG_P2P } else { 0 });
+        w.u8(if self.p2p { FLAG_P2P } else { 0 } | if self.ctl { FLAG_CTL } else { 0 });
         w.u32(self.group);
         w.u16(self.stack);
         w.u16(self.src);

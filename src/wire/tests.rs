@@ -15,6 +15,7 @@ const POISON: u8 = 0xAA;
 #[test]
 fn com_header_layout_is_fixed() {
     let r = ComRepr {
+        ctl: false,
         p2p: true,
         group: 0x0102_0304,
         stack: 0x0506,
@@ -37,6 +38,7 @@ fn com_header_layout_is_fixed() {
 #[test]
 fn com_header_refusals_say_why() {
     let r = ComRepr {
+        ctl: false,
         p2p: false,
         group: 1,
         stack: 2,
@@ -197,7 +199,7 @@ proptest! {
     #[test]
     fn com_round_trips(p2p in any::<bool>(), group in any::<u32>(), stack in any::<u16>(),
                        src in 0u16..0xFFFF, dst in 0u16..0xFFFF, view in any::<u32>()) {
-        let r = ComRepr { p2p, group, stack, src, dst: if p2p { dst } else { DST_ALL }, view };
+        let r = ComRepr { p2p, ctl: false, group, stack, src, dst: if p2p { dst } else { DST_ALL }, view };
         let mut b = [POISON; LEN];
         r.emit(&mut b);
         prop_assert_eq!(ComRepr::parse(&b).unwrap(), r);

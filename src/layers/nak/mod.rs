@@ -297,7 +297,8 @@ impl NakView {
             let r = src as Rank;
             if self.cast_in[src].missing() {
                 let gaps = self.cast_in[src].gaps();
-                nak(cx, Stream::Cast, r, r, &gaps);
+                let to = self.cast_in[src].helper.unwrap_or(r);
+                nak(cx, Stream::Cast, to, r, &gaps);
             }
             let si = &mut self.send_in[src];
             let ack = si.ack_due.then_some(si.next);
@@ -497,6 +498,23 @@ impl Layer for Nak {
                 }
             }
             Down::Timer(_) => {}
+            // Membership control passes by, view or not.
+            ev @ (Down::Ctl(..) | Down::Join(_)) => cx.down(ev),
+            Down::Repair { orig, upto, from } => {
+                let Some(v) = self.v.as_mut() else {
+                    return;
+                };
+                if (orig as usize) < v.n && (from as usize) < v.n && orig != v.me {
+                    let s = &mut v.cast_in[orig as usize];
+                    s.high = s.high.max(upto);
+                    if from != v.me {
+                        s.helper = Some(from);
+                    }
+                    if s.missing() {
+                        v.ensure_tick(&cfg, cx);
+                    }
+                }
+            }
             ev => {
                 let Some(v) = self.v.as_mut() else {
                     cx.dropped(DropReason::NoView);

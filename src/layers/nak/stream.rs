@@ -77,6 +77,9 @@ pub struct InStream {
     pub high: u64,
     /// An acknowledgement should be sent (point-to-point channels).
     pub ack_due: bool,
+    /// Member to ask for missing messages instead of their sender (set by
+    /// a flush when the sender failed).
+    pub helper: Option<u16>,
 }
 
 /// What [`InStream::insert`] did with a message.

@@ -1,0 +1,549 @@
+//! `gms`: group membership with virtual synchrony.
+//!
+//! Coordinator-based, after Isis and Ensemble. The coordinator is the
+//! lowest-ranked member its peers do not suspect. A view change (failure,
+//! join, leave) runs a flush:
+//!
+//! 1. The coordinator sends `Flush` (failed ranks, participants) to every
+//!    participant, itself included.
+//! 2. A participant gives the application `Block`; once it may (at once,
+//!    or after `BlockOk`), it answers `FlushOk` with its delivered vector
+//!    and from then on holds every new cast of the view instead of
+//!    delivering it.
+//! 3. With every `FlushOk` in, the coordinator takes the cut (per sender,
+//!    the maximum delivered) and a holder for each sender, and sends `Cut`.
+//! 4. A participant delivers its held casts up to the cut, asks `nak` to
+//!    fetch anything still missing from the holder (`Down::Repair`), and
+//!    answers `CutOk` once it has delivered exactly up to the cut.
+//! 5. With every `CutOk` in, the coordinator installs the next view and
+//!    sends it, in `com` control frames, to every new member (joiners
+//!    included) until each acknowledges.
+//!
+//! So members that install the same next view delivered the same casts
+//! in the old one, and a failed member's cast reached all survivors or
+//! none. A failure during the flush restarts it (a higher attempt); a
+//! coordinator failure makes the next rank coordinate and restart it.
+//! Nothing is thrown away before the view is installed, so restarts are
+//! safe. A member excluded by a false suspicion keeps its old view until
+//! it suspects the others in turn, and carries on in a view of its own.
+//!
+//! Joining: `Down::Join` names contacts; `Join` goes to each, a member
+//! that does not coordinate answers `Redirect`. A process that hears from
+//! no group within the join timeout founds one (the lowest address among
+//! the contacts first, any after three timeouts).
+
+mod msg;
+mod state;
+
+use std::sync::Arc;
+
+use tutti_drivers::Msg;
+
+use crate::event::{Addr, Down, EndpointId, JoinReq, Rank, Time, Up, View, ViewId};
+use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
+
+pub use msg::{decode_ctrl, decode_outside, encode, Attempt, Ctrl, Outside, ViewMsg};
+use state::{Action, Member};
+
+/// Layer description.
+pub static INFO: LayerInfo = LayerInfo {
+    name: "gms",
+    needs: &[Prop::Reliable, Prop::Fifo, Prop::FailureDetection],
+    needs_above: &[],
+    provides: &[Prop::Membership],
+    bottom: false,
+    about: "group membership: joins, leaves, failures, flush with virtual synchrony",
+};
+
+const TICK: u64 = 1;
+/// Tag of an application message.
+const TAG_DATA: u8 = 0;
+/// Tag of a control message.
+const TAG_CTRL: u8 = 1;
+/// Resends of a view to a member that does not acknowledge it before a
+/// leaving coordinator gives up and exits.
+const EXIT_RESENDS: u32 = 50;
+
+/// Parameters of `gms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GmsConfig {
+    /// Retry period (joins, views not yet acknowledged, leave requests), ns.
+    pub tick_ns: u64,
+    /// A joiner that hears from no group for this long founds one, ns.
+    pub join_timeout_ns: u64,
+    /// Wait for the application's `Down::BlockOk` after `Up::Block`
+    /// (otherwise the layer answers the flush at once).
+    pub app_block_ok: bool,
+}
+
+impl Default for GmsConfig {
+    fn default() -> Self {
+        GmsConfig {
+            tick_ns: 20_000_000,
+            join_timeout_ns: 300_000_000,
+            app_block_ok: false,
+        }
+    }
+}
+
+/// The `gms` layer.
+pub struct Gms {
+    cfg: GmsConfig,
+    st: St,
+    /// Time the current tick timer fires (one timer at a time).
+    armed: Option<Time>,
+}
+
+enum St {
+    /// No `Join` yet.
+    Idle,
+    Joining(Joining),
+    Member(Box<Member>),
+    /// Left: only resends the last view until everyone has it.
+    Leaving(Box<Member>, u32),
+    Gone,
+}
+
+struct Joining {
+    req: Arc<JoinReq>,
+    contacts: Vec<Addr>,
+    started: Time,
+    heard_group: bool,
+}
+
+/// A message of this layer: tag, then the control encoding.
+fn ctrl_msg(cx: &mut Cx<'_>, c: &Ctrl) -> Option<Msg> {
+    let bytes = encode(c);
+    build(cx, TAG_CTRL, &bytes)
+}
+
+fn build(cx: &mut Cx<'_>, tag: u8, bytes: &[u8]) -> Option<Msg> {
+    let mut m = cx.alloc()?;
+    let b = match m.reserve(bytes.len() + 1) {
+        Ok(b) => b,
+        Err(_) => {
+            cx.dropped(DropReason::TooLarge);
+            return None;
+        }
+    };
+    b[0] = tag;
+    b[1..].copy_from_slice(bytes);
+    Some(m)
+}
+
+/// Sends a control message to a rank (itself included: `nak` loops a send
+/// to oneself straight back up).
+fn send_ctrl(cx: &mut Cx<'_>, to: Rank, c: &Ctrl) {
+    if let Some(m) = ctrl_msg(cx, c) {
+        cx.stats().control += 1;
+        cx.down(Down::Send(to, m));
+    }
+}
+
+/// Sends a message outside any view.
+fn send_outside(cx: &mut Cx<'_>, to: &Addr, o: &Outside) {
+    let bytes = encode(o);
+    let Some(mut m) = cx.alloc() else {
+        return;
+    };
+    match m.reserve(bytes.len()) {
+        Ok(b) => b.copy_from_slice(&bytes),
+        Err(_) => {
+            cx.dropped(DropReason::TooLarge);
+            return;
+        }
+    }
+    cx.stats().control += 1;
+    cx.down(Down::Ctl(to.clone(), m));
+}
+
+impl Gms {
+    /// A `gms` layer.
+    pub fn new(cfg: GmsConfig) -> Gms {
+        Gms {
+            cfg,
+            st: St::Idle,
+            armed: None,
+        }
+    }
+
+    fn arm(&mut self, cx: &mut Cx<'_>) {
+        let at = cx.now().plus_ns(self.cfg.tick_ns);
+        if self.armed.is_none_or(|t| t <= cx.now()) {
+            self.armed = Some(at);
+            cx.arm(at, TICK);
+        }
+    }
+
+    fn join(&mut self, req: Arc<JoinReq>, cx: &mut Cx<'_>) {
+        if !matches!(self.st, St::Idle) {
+            return;
+        }
+        let contacts: Vec<Addr> = req
+            .contacts
+            .iter()
+            .filter(|a| **a != req.addr)
+            .cloned()
+            .collect();
+        let j = Joining {
+            req,
+            contacts,
+            started: cx.now(),
+            heard_group: false,
+        };
+        send_joins(&j, cx);
+        self.st = St::Joining(j);
+        self.arm(cx);
+    }
+
+    fn tick(&mut self, cx: &mut Cx<'_>) {
+        self.armed = None;
+        let now = cx.now();
+        let cfg = self.cfg;
+        match &mut self.st {
+            St::Idle | St::Gone => return,
+            St::Joining(j) => {
+                let waited = now.since(j.started);
+                let lowest = j.contacts.iter().all(|c| **c > *j.req.addr);
+                let found = !j.heard_group
+                    && ((lowest && waited >= cfg.join_timeout_ns)
+                        || waited >= 3 * cfg.join_timeout_ns);
+                if found {
+                    let req = j.req.clone();
+                    let vm = ViewMsg {
+                        from: None,
+                        ltime: 1,
+                        vcoord: req.me,
+                        members: vec![req.me],
+                        addrs: vec![req.addr.to_string()],
+                        merged: Vec::new(),
+                        reply_to: req.addr.to_string(),
+                    };
+                    self.install(&vm, req.me, req.addr.clone(), cx);
+                } else {
+                    send_joins(j, cx);
+                }
+            }
+            St::Member(m) => m.tick(cx),
+            St::Leaving(m, n) => {
+                *n += 1;
+                if m.unacked.is_empty() || *n > EXIT_RESENDS {
+                    self.st = St::Gone;
+                    cx.up(Up::Exit);
+                    return;
+                }
+                m.resend_view(cx);
+            }
+        }
+        self.arm(cx);
+    }
+
+    /// Installs `vm` (this endpoint is `me` at `addr`). Leaves the group if
+    /// it is not among the members.
+    fn install(&mut self, vm: &ViewMsg, me: EndpointId, addr: Addr, cx: &mut Cx<'_>) {
+        let Some(rank) = vm.members.iter().position(|m| *m == me) else {
+            return;
+        };
+        let addrs: Vec<Addr> = vm.addrs.iter().map(|a| Addr::from(a.as_str())).collect();
+        let view = View::new(
+            ViewId {
+                ltime: vm.ltime,
+                coord: vm.vcoord,
+            },
+            vm.members.clone(),
+            rank as Rank,
+        )
+        .and_then(|v| v.with_addrs(addrs));
+        let Ok(mut view) = view else {
+            cx.dropped(DropReason::BadField);
+            return;
+        };
+        view.merged = vm
+            .merged
+            .iter()
+            .map(|(ltime, coord)| ViewId {
+                ltime: *ltime,
+                coord: *coord,
+            })
+            .collect();
+        let view = Arc::new(view);
+        let old = std::mem::replace(&mut self.st, St::Idle);
+        let mut m = match old {
+            St::Member(old) => Box::new(old.next(view.clone(), addr)),
+            _ => Box::new(Member::new(self.cfg, view.clone(), addr)),
+        };
+        cx.down(Down::View(view.clone()));
+        cx.up(Up::View(view));
+        let ack = Outside::ViewAck {
+            ltime: vm.ltime,
+            vcoord: vm.vcoord,
+            id: me,
+        };
+        if vm.reply_to != *m.addr {
+            send_outside(cx, &Addr::from(vm.reply_to.as_str()), &ack);
+        }
+        m.after_install(cx);
+        self.st = St::Member(m);
+        self.arm(cx);
+    }
+
+    fn on_outside(&mut self, msg: Msg, cx: &mut Cx<'_>) {
+        let o = match decode_outside(msg.front()) {
+            Ok(o) => o,
+            Err(_) => {
+                cx.dropped(DropReason::BadField);
+                return;
+            }
+        };
+        drop(msg);
+        match (&mut self.st, o) {
+            (St::Joining(j), Outside::Redirect { coord }) => {
+                j.heard_group = true;
+                let a = Addr::from(coord.as_str());
+                if a != j.req.addr && !j.contacts.contains(&a) {
+                    j.contacts.insert(0, a.clone());
+                }
+                let join = Outside::Join {
+                    id: j.req.me,
+                    addr: j.req.addr.to_string(),
+                };
+                send_outside(cx, &a, &join);
+            }
+            (St::Joining(j), Outside::View(vm)) => {
+                if vm.members.contains(&j.req.me) && vm.check().is_ok() {
+                    let (me, addr) = (j.req.me, j.req.addr.clone());
+                    self.install(&vm, me, addr, cx);
+                }
+            }
+            (St::Member(m), Outside::View(vm)) => {
+                if vm.check().is_err() {
+                    cx.dropped(DropReason::BadField);
+                    return;
+                }
+                match m.accept_view(&vm, cx) {
+                    state::ViewVerdict::Install => {
+                        let (me, addr) = (m.view.me(), m.addr.clone());
+                        if vm.members.contains(&me) {
+                            self.install(&vm, me, addr, cx);
+                        } else {
+                            // This member asked to leave: done.
+                            self.st = St::Gone;
+                            cx.up(Up::Exit);
+                        }
+                    }
+                    state::ViewVerdict::Ignore => {}
+                }
+            }
+            (St::Member(m), Outside::Join { id, addr }) => m.on_join(id, addr, cx),
+            (St::Member(m), Outside::ViewAck { ltime, vcoord, id })
+            | (St::Leaving(m, _), Outside::ViewAck { ltime, vcoord, id }) => {
+                if (ltime, vcoord) == m.sent_view_id() {
+                    m.unacked.retain(|(i, _)| *i != id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn send_joins(j: &Joining, cx: &mut Cx<'_>) {
+    let join = Outside::Join {
+        id: j.req.me,
+        addr: j.req.addr.to_string(),
+    };
+    for c in &j.contacts {
+        send_outside(cx, c, &join);
+    }
+}
+
+impl Layer for Gms {
+    fn info(&self) -> &'static LayerInfo {
+        &INFO
+    }
+
+    fn down(&mut self, ev: Down, cx: &mut Cx<'_>) {
+        match ev {
+            Down::Join(req) => self.join(req, cx),
+            Down::Timer(TICK) => self.tick(cx),
+            Down::Timer(_) => {}
+            Down::View(v) => {
+                // A static view from the caller: adopt it as the first view.
+                if let St::Idle = self.st {
+                    let me = v.me();
+                    let addr = v.addrs.get(v.rank as usize).cloned().unwrap_or_default();
+                    let vm = ViewMsg::of(&v, None, &addr);
+                    self.install(&vm, me, addr, cx);
+                }
+            }
+            Down::Cast(m) => match &mut self.st {
+                St::Member(mb) => mb.cast(m, cx),
+                _ => cx.dropped(DropReason::NoView),
+            },
+            Down::Send(d, m) => match &mut self.st {
+                St::Member(_) => {
+                    if let Some(m) = tagged(m, cx) {
+                        cx.down(Down::Send(d, m));
+                    }
+                }
+                _ => cx.dropped(DropReason::NoView),
+            },
+            Down::BlockOk => {
+                if let St::Member(m) = &mut self.st {
+                    m.block_ok(cx);
+                }
+            }
+            Down::Leave => match &mut self.st {
+                St::Member(m) => m.leave(cx),
+                St::Joining(_) | St::Idle => {
+                    self.st = St::Gone;
+                    cx.up(Up::Exit);
+                }
+                _ => {}
+            },
+            other => cx.down(other),
+        }
+        if let St::Member(m) = &mut self.st {
+            if m.leaving_done {
+                let m = match std::mem::replace(&mut self.st, St::Gone) {
+                    St::Member(m) => m,
+                    _ => return,
+                };
+                self.st = St::Leaving(m, 0);
+            }
+        }
+    }
+
+    fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
+        match ev {
+            Up::Ctl(msg) => self.on_outside(msg, cx),
+            Up::Cast { src, seq, mut msg } => {
+                let St::Member(m) = &mut self.st else {
+                    return;
+                };
+                match msg.front().first().copied() {
+                    Some(TAG_DATA) => {
+                        let _ = msg.advance(1);
+                        m.on_cast(src, seq, msg, cx);
+                    }
+                    Some(_) => cx.dropped(DropReason::UnknownTag),
+                    None => cx.dropped(DropReason::Truncated),
+                }
+            }
+            Up::Send { src, seq, mut msg } => {
+                let St::Member(m) = &mut self.st else {
+                    return;
+                };
+                match msg.front().first().copied() {
+                    Some(TAG_DATA) => {
+                        let _ = msg.advance(1);
+                        cx.up(Up::Send { src, seq, msg });
+                    }
+                    Some(TAG_CTRL) => match decode_ctrl(&msg.front()[1..]) {
+                        Ok(c) => {
+                            drop(msg);
+                            if let Some(Action::Install(vm)) = m.on_ctrl(src, c, cx) {
+                                let (me, addr) = (m.view.me(), m.addr.clone());
+                                self.install(&vm, me, addr, cx);
+                            }
+                        }
+                        Err(_) => cx.dropped(DropReason::BadField),
+                    },
+                    Some(_) => cx.dropped(DropReason::UnknownTag),
+                    None => cx.dropped(DropReason::Truncated),
+                }
+            }
+            Up::Suspect(ranks) => {
+                if let St::Member(m) = &mut self.st {
+                    m.on_suspect(&ranks, cx);
+                }
+                cx.up(Up::Suspect(ranks));
+            }
+            // Raw messages of layers above: none exist above gms today.
+            Up::CastRaw { .. } | Up::SendRaw { .. } => cx.dropped(DropReason::UnknownTag),
+            other => cx.up(other),
+        }
+        if let St::Member(m) = &mut self.st {
+            if m.leaving_done {
+                if let St::Member(m) = std::mem::replace(&mut self.st, St::Gone) {
+                    self.st = St::Leaving(m, 0);
+                }
+            }
+        }
+    }
+
+    fn ready(&self) -> bool {
+        match &self.st {
+            St::Member(m) => m.ready(),
+            _ => false,
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        match &self.st {
+            St::Member(m) => m.buffered(),
+            _ => 0,
+        }
+    }
+
+    fn dump(&self, out: &mut String) {
+        match &self.st {
+            St::Idle => out.push_str("idle"),
+            St::Joining(j) => out.push_str(&format!(
+                "joining since {} contacts={:?} heard={}",
+                j.started, j.contacts, j.heard_group
+            )),
+            St::Member(m) => m.dump(out),
+            St::Leaving(m, n) => {
+                out.push_str(&format!("leaving (resend {n}) "));
+                m.dump(out);
+            }
+            St::Gone => out.push_str("gone"),
+        }
+    }
+}
+
+/// Puts the data tag in front of an application message.
+fn tagged(mut m: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+    match m.push(1) {
+        Ok(b) => {
+            b[0] = TAG_DATA;
+            Some(m)
+        }
+        Err(_) => {
+            cx.dropped(DropReason::NoBuffer);
+            None
+        }
+    }
+}
+
+impl ViewMsg {
+    /// The message for an installed view.
+    pub fn of(v: &View, from: Option<Attempt>, reply_to: &str) -> ViewMsg {
+        ViewMsg {
+            from,
+            ltime: v.id.ltime,
+            vcoord: v.id.coord,
+            members: v.members.clone(),
+            addrs: v.addrs.iter().map(|a| a.to_string()).collect(),
+            merged: v.merged.iter().map(|m| (m.ltime, m.coord)).collect(),
+            reply_to: reply_to.to_string(),
+        }
+    }
+
+    /// Checks what the types cannot: one address per member, no duplicate
+    /// member, a size that fits a view.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.addrs.len() != self.members.len() {
+            return Err("one address per member");
+        }
+        View::new(
+            ViewId {
+                ltime: self.ltime,
+                coord: self.vcoord,
+            },
+            self.members.clone(),
+            0,
+        )
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,226 @@
+//! `gms` control messages, rkyv-encoded and validated before use.
+//!
+//! Two families: [`Ctrl`] travels inside a view over the reliable
+//! point-to-point channels (after the one-byte `gms` tag), [`Outside`]
+//! travels in `com` control frames between endpoints that share no view
+//! (joins, views for joiners and stragglers, their acknowledgements).
+//! Decoding copies the bytes into an aligned buffer, lets bytecheck
+//! validate the archive, then checks what the types cannot say (vector
+//! lengths against the view, ranks in range) in the layer.
+
+use rkyv::rancor::Error as RkyvError;
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// Largest encoded control message accepted, bytes (a view of 65,534
+/// members with addresses is far below it).
+pub const MAX_CTRL: usize = 4 << 20;
+
+/// A flush attempt: the view it flushes, the coordinating rank, and the
+/// coordinator's attempt number (a restart after a failure counts up).
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// Flushed view: logical time.
+    pub ltime: u64,
+    /// Flushed view: coordinator id.
+    pub vcoord: u64,
+    /// Coordinating rank in the flushed view.
+    pub coord: u16,
+    /// Attempt number of that coordinator.
+    pub n: u32,
+}
+
+/// Control messages inside a view.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Ctrl {
+    /// Coordinator to participants: stop, report what you delivered.
+    Flush {
+        /// Which flush.
+        at: Attempt,
+        /// Ranks that will not be in the next view because they failed.
+        failed: Vec<u16>,
+        /// Ranks that take part (they answer `FlushOk`).
+        participants: Vec<u16>,
+    },
+    /// Participant to coordinator: per sender, one past the highest
+    /// sequence number delivered in the view.
+    FlushOk {
+        /// Which flush.
+        at: Attempt,
+        /// Delivered vector, one entry per member of the view.
+        delivered: Vec<u64>,
+    },
+    /// Coordinator to participants: deliver exactly up to `cut`, fetching
+    /// what is missing from `holder`.
+    Cut {
+        /// Which flush.
+        at: Attempt,
+        /// Per sender, deliver up to this (exclusive).
+        cut: Vec<u64>,
+        /// Per sender, a participant that delivered up to the cut.
+        holder: Vec<u16>,
+    },
+    /// Participant to coordinator: delivered up to the cut.
+    CutOk {
+        /// Which flush.
+        at: Attempt,
+    },
+    /// Member to coordinator: remove me from the group.
+    Leave,
+}
+
+/// Control messages between endpoints that share no view.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Outside {
+    /// A process asks to join.
+    Join {
+        /// Its endpoint id.
+        id: u64,
+        /// Its transport address.
+        addr: String,
+    },
+    /// A member that does not coordinate names the coordinator.
+    Redirect {
+        /// Coordinator's address.
+        coord: String,
+    },
+    /// A new view.
+    View(ViewMsg),
+    /// A member installed a view.
+    ViewAck {
+        /// Installed view: logical time.
+        ltime: u64,
+        /// Installed view: coordinator id.
+        vcoord: u64,
+        /// Who installed it.
+        id: u64,
+    },
+}
+
+/// A view as the coordinator sends it.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ViewMsg {
+    /// The flush that made it (`None` for a view made without a flush).
+    pub from: Option<Attempt>,
+    /// Logical time.
+    pub ltime: u64,
+    /// Coordinator (installer) id.
+    pub vcoord: u64,
+    /// Member ids in rank order.
+    pub members: Vec<u64>,
+    /// Member addresses in rank order.
+    pub addrs: Vec<String>,
+    /// Views merged into this one: (ltime, coordinator id).
+    pub merged: Vec<(u64, u64)>,
+    /// Where acknowledgements go (the installer's address).
+    pub reply_to: String,
+}
+
+/// Why a control message was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Larger than [`MAX_CTRL`].
+    TooLarge,
+    /// Not a valid archive.
+    Invalid,
+}
+
+/// Encodes a control value.
+pub fn encode<T>(v: &T) -> Vec<u8>
+where
+    T: for<'a> Serialize<
+        rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, RkyvError>,
+    >,
+{
+    // Serializing plain owned data into a growable buffer cannot fail.
+    rkyv::to_bytes::<RkyvError>(v)
+        .map(|b| b.to_vec())
+        .unwrap_or_default()
+}
+
+/// Decodes and validates a [`Ctrl`].
+pub fn decode_ctrl(b: &[u8]) -> Result<Ctrl, DecodeError> {
+    let a = aligned(b)?;
+    rkyv::from_bytes::<Ctrl, RkyvError>(&a).map_err(|_| DecodeError::Invalid)
+}
+
+/// Decodes and validates an [`Outside`].
+pub fn decode_outside(b: &[u8]) -> Result<Outside, DecodeError> {
+    let a = aligned(b)?;
+    rkyv::from_bytes::<Outside, RkyvError>(&a).map_err(|_| DecodeError::Invalid)
+}
+
+fn aligned(b: &[u8]) -> Result<AlignedVec, DecodeError> {
+    if b.len() > MAX_CTRL {
+        return Err(DecodeError::TooLarge);
+    }
+    let mut a = AlignedVec::with_capacity(b.len());
+    a.extend_from_slice(b);
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at() -> Attempt {
+        Attempt {
+            ltime: 3,
+            vcoord: 7,
+            coord: 1,
+            n: 2,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let msgs = [
+            Ctrl::Flush {
+                at: at(),
+                failed: vec![0],
+                participants: vec![1, 2],
+            },
+            Ctrl::FlushOk {
+                at: at(),
+                delivered: vec![1, 2, 3],
+            },
+            Ctrl::Cut {
+                at: at(),
+                cut: vec![4, 5, 6],
+                holder: vec![1, 1, 2],
+            },
+            Ctrl::CutOk { at: at() },
+            Ctrl::Leave,
+        ];
+        for m in msgs {
+            assert_eq!(decode_ctrl(&encode(&m)).unwrap(), m);
+        }
+        let o = Outside::View(ViewMsg {
+            from: Some(at()),
+            ltime: 4,
+            vcoord: 9,
+            members: vec![9, 10],
+            addrs: vec!["a".into(), "b".into()],
+            merged: vec![(3, 7)],
+            reply_to: "a".into(),
+        });
+        assert_eq!(decode_outside(&encode(&o)).unwrap(), o);
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_is_refused_not_panicked(b in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_ctrl(&b);
+            let _ = decode_outside(&b);
+        }
+
+        #[test]
+        fn mutated_messages_never_panic(i in 0usize..64, x in any::<u8>()) {
+            let mut b = encode(&Outside::Join { id: 5, addr: "node-a".into() });
+            let n = b.len();
+            b[i % n] ^= x;
+            let _ = decode_outside(&b);
+        }
+    }
+}

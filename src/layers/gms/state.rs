@@ -1,0 +1,609 @@
+//! A member's membership state in one view: its side of the flush, and the
+//! coordinator's side when it coordinates.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tutti_drivers::Msg;
+
+use super::msg::{Attempt, Ctrl, Outside, ViewMsg};
+use super::{send_ctrl, send_outside, tagged, GmsConfig};
+use crate::event::{Addr, Down, EndpointId, Rank, Up, View};
+use crate::layer::{Cx, DropReason};
+
+/// What the layer must do after a control message.
+pub(super) enum Action {
+    /// Install this view (this member is in it).
+    Install(ViewMsg),
+    /// This member coordinated its own departure: the view is sent, wait
+    /// for acknowledgements, then exit.
+    Depart,
+}
+
+/// What to do with a view that arrived.
+pub(super) enum ViewVerdict {
+    Install,
+    Ignore,
+}
+
+/// The coordinator's side of one flush attempt.
+struct Coord {
+    at: Attempt,
+    participants: Vec<bool>,
+    leavers: Vec<bool>,
+    joiners: Vec<(EndpointId, Addr)>,
+    oks: Vec<Option<Vec<u64>>>,
+    cut_sent: bool,
+    cut_oks: Vec<bool>,
+}
+
+pub(super) struct Member {
+    cfg: GmsConfig,
+    pub view: Arc<View>,
+    pub addr: Addr,
+    n: usize,
+    /// Per sender, one past the highest sequence number delivered.
+    delivered: Vec<u64>,
+    /// Suspected by the detector or failed in an accepted flush.
+    suspected: Vec<bool>,
+    /// The flush this member follows.
+    accepted: Option<Attempt>,
+    /// `Block` given to the application in this view.
+    blocked: bool,
+    /// The application answered `BlockOk`.
+    app_ok: bool,
+    /// `FlushOk` sent for this attempt: casts are held from then on.
+    ok_sent: Option<Attempt>,
+    hold: Vec<VecDeque<(u64, Msg)>>,
+    cut: Option<(Attempt, Vec<u64>, Vec<Rank>)>,
+    repaired: bool,
+    cut_ok_sent: Option<Attempt>,
+    /// Casts made while blocked: they go out in the next view.
+    pending: VecDeque<Msg>,
+    want_leave: bool,
+    // Coordinator.
+    co: Option<Coord>,
+    attempts: u32,
+    leave_req: Vec<bool>,
+    joiners: Vec<(EndpointId, Addr)>,
+    /// The last view this member made and sent, and who has not
+    /// acknowledged it.
+    sent_view: Option<ViewMsg>,
+    pub unacked: Vec<(EndpointId, Addr)>,
+    /// This member coordinated a flush that removes it.
+    pub leaving_done: bool,
+}
+
+impl Member {
+    pub fn new(cfg: GmsConfig, view: Arc<View>, addr: Addr) -> Member {
+        let n = view.size();
+        Member {
+            cfg,
+            view,
+            addr,
+            n,
+            delivered: vec![0; n],
+            suspected: vec![false; n],
+            accepted: None,
+            blocked: false,
+            app_ok: false,
+            ok_sent: None,
+            hold: (0..n).map(|_| VecDeque::new()).collect(),
+            cut: None,
+            repaired: false,
+            cut_ok_sent: None,
+            pending: VecDeque::new(),
+            want_leave: false,
+            co: None,
+            attempts: 0,
+            leave_req: vec![false; n],
+            joiners: Vec::new(),
+            sent_view: None,
+            unacked: Vec::new(),
+            leaving_done: false,
+        }
+    }
+
+    /// The state for the next view, carrying what outlives a view.
+    pub fn next(self, view: Arc<View>, addr: Addr) -> Member {
+        let mut m = Member::new(self.cfg, view, addr);
+        m.pending = self.pending;
+        m.want_leave = self.want_leave;
+        m.joiners = self
+            .joiners
+            .into_iter()
+            .filter(|(id, _)| m.view.rank_of(*id).is_none())
+            .collect();
+        m.sent_view = self.sent_view;
+        m.unacked = self.unacked;
+        m
+    }
+
+    fn me(&self) -> Rank {
+        self.view.rank
+    }
+
+    /// The lowest-ranked member not suspected.
+    fn coordinator(&self) -> Rank {
+        self.suspected.iter().position(|s| !s).unwrap_or(0) as Rank
+    }
+
+    fn is_coord(&self) -> bool {
+        self.coordinator() == self.me()
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ok_sent.is_none() && !self.want_leave
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.hold.iter().map(|h| h.len()).sum::<usize>() + self.pending.len()
+    }
+
+    pub fn sent_view_id(&self) -> (u64, u64) {
+        self.sent_view
+            .as_ref()
+            .map_or((0, 0), |v| (v.ltime, v.vcoord))
+    }
+
+    /// After the view is installed: casts made while blocked go out, and
+    /// a coordinator with work left starts the next flush.
+    pub fn after_install(&mut self, cx: &mut Cx<'_>) {
+        while let Some(m) = self.pending.pop_front() {
+            if let Some(m) = tagged(m, cx) {
+                cx.down(Down::Cast(m));
+            }
+        }
+        self.maybe_flush(cx);
+    }
+
+    pub fn tick(&mut self, cx: &mut Cx<'_>) {
+        self.resend_view(cx);
+        if self.want_leave && !self.is_coord() && self.accepted.is_none() {
+            let c = self.coordinator();
+            send_ctrl(cx, c, &Ctrl::Leave);
+        }
+        self.maybe_flush(cx);
+    }
+
+    pub fn resend_view(&mut self, cx: &mut Cx<'_>) {
+        if let Some(vm) = &self.sent_view {
+            let o = Outside::View(vm.clone());
+            for (_, a) in &self.unacked {
+                send_outside(cx, a, &o);
+            }
+        }
+    }
+
+    pub fn cast(&mut self, m: Msg, cx: &mut Cx<'_>) {
+        if self.ok_sent.is_some() {
+            self.pending.push_back(m);
+        } else if let Some(m) = tagged(m, cx) {
+            cx.down(Down::Cast(m));
+        }
+    }
+
+    pub fn block_ok(&mut self, cx: &mut Cx<'_>) {
+        if self.blocked {
+            self.app_ok = true;
+            self.maybe_send_ok(cx);
+        }
+    }
+
+    pub fn leave(&mut self, cx: &mut Cx<'_>) {
+        if self.want_leave {
+            return;
+        }
+        self.want_leave = true;
+        if self.is_coord() {
+            self.maybe_flush(cx);
+        } else {
+            let c = self.coordinator();
+            send_ctrl(cx, c, &Ctrl::Leave);
+        }
+    }
+
+    pub fn on_cast(&mut self, src: Rank, seq: u64, msg: Msg, cx: &mut Cx<'_>) {
+        let s = src as usize;
+        if s >= self.n {
+            cx.dropped(DropReason::BadRank);
+            return;
+        }
+        if seq < self.delivered[s] {
+            cx.dropped(DropReason::Duplicate);
+            return;
+        }
+        if self.ok_sent.is_some() {
+            self.hold[s].push_back((seq, msg));
+            self.progress_cut(cx);
+        } else {
+            self.delivered[s] = seq + 1;
+            cx.up(Up::Cast { src, seq, msg });
+        }
+    }
+
+    pub fn on_suspect(&mut self, ranks: &[Rank], cx: &mut Cx<'_>) {
+        let mut restart = false;
+        for r in ranks {
+            let r = *r as usize;
+            if r < self.n && r != self.me() as usize && !self.suspected[r] {
+                self.suspected[r] = true;
+                if self.co.as_ref().is_some_and(|c| c.participants[r]) {
+                    restart = true;
+                }
+            }
+        }
+        if restart {
+            self.co = None;
+        }
+        self.maybe_flush(cx);
+    }
+
+    pub fn on_join(&mut self, id: EndpointId, addr: String, cx: &mut Cx<'_>) {
+        if !self.is_coord() {
+            let c = self.coordinator() as usize;
+            let coord = self.view.addrs.get(c).map(|a| a.to_string());
+            if let Some(coord) = coord {
+                send_outside(cx, &Addr::from(addr.as_str()), &Outside::Redirect { coord });
+            }
+            return;
+        }
+        if self.view.rank_of(id).is_some() {
+            // Joined already; the view will be resent until acknowledged.
+            return;
+        }
+        if !self.joiners.iter().any(|(j, _)| *j == id) {
+            self.joiners.push((id, Addr::from(addr.as_str())));
+        }
+        self.maybe_flush(cx);
+    }
+
+    pub fn accept_view(&mut self, vm: &ViewMsg, cx: &mut Cx<'_>) -> ViewVerdict {
+        let cur = (self.view.id.ltime, self.view.id.coord);
+        if (vm.ltime, vm.vcoord) == cur {
+            // Installed already; the acknowledgement was lost.
+            let ack = Outside::ViewAck {
+                ltime: vm.ltime,
+                vcoord: vm.vcoord,
+                id: self.view.me(),
+            };
+            send_outside(cx, &Addr::from(vm.reply_to.as_str()), &ack);
+            return ViewVerdict::Ignore;
+        }
+        let Some(from) = vm.from else {
+            return ViewVerdict::Ignore;
+        };
+        let ours = (from.ltime, from.vcoord) == cur
+            && self.accepted == Some(from)
+            && self.cut_ok_sent == Some(from);
+        if ours {
+            ViewVerdict::Install
+        } else {
+            ViewVerdict::Ignore
+        }
+    }
+
+    pub fn on_ctrl(&mut self, src: Rank, c: Ctrl, cx: &mut Cx<'_>) -> Option<Action> {
+        if src as usize >= self.n {
+            cx.dropped(DropReason::BadRank);
+            return None;
+        }
+        let here = |at: &Attempt| at.ltime == self.view.id.ltime && at.vcoord == self.view.id.coord;
+        match c {
+            Ctrl::Flush {
+                at,
+                failed,
+                participants,
+            } if here(&at) => self.on_flush(src, at, &failed, &participants, cx),
+            Ctrl::FlushOk { at, delivered } if here(&at) => {
+                return self.on_flush_ok(src, at, delivered, cx)
+            }
+            Ctrl::Cut { at, cut, holder } if here(&at) => self.on_cut(src, at, cut, holder, cx),
+            Ctrl::CutOk { at } if here(&at) => return self.on_cut_ok(src, at, cx),
+            Ctrl::Leave => {
+                self.leave_req[src as usize] = true;
+                self.maybe_flush(cx);
+            }
+            // For another view: late or early, harmless.
+            _ => {}
+        }
+        None
+    }
+
+    fn maybe_flush(&mut self, cx: &mut Cx<'_>) {
+        if self.co.is_some() || !self.is_coord() || self.leaving_done {
+            return;
+        }
+        let work = self.suspected.iter().any(|s| *s)
+            || self.leave_req.iter().any(|l| *l)
+            || !self.joiners.is_empty()
+            || self.want_leave;
+        if work {
+            self.start_flush(cx);
+        }
+    }
+
+    fn start_flush(&mut self, cx: &mut Cx<'_>) {
+        self.attempts += 1;
+        let at = Attempt {
+            ltime: self.view.id.ltime,
+            vcoord: self.view.id.coord,
+            coord: self.me(),
+            n: self.attempts,
+        };
+        let participants: Vec<bool> = self.suspected.iter().map(|s| !s).collect();
+        let mut leavers: Vec<bool> = self
+            .leave_req
+            .iter()
+            .zip(&participants)
+            .map(|(l, p)| *l && *p)
+            .collect();
+        leavers[self.me() as usize] = self.want_leave;
+        let failed: Vec<Rank> = (0..self.n as Rank)
+            .filter(|r| self.suspected[*r as usize])
+            .collect();
+        let parts: Vec<Rank> = (0..self.n as Rank)
+            .filter(|r| participants[*r as usize])
+            .collect();
+        self.co = Some(Coord {
+            at,
+            participants,
+            leavers,
+            joiners: self.joiners.clone(),
+            oks: vec![None; self.n],
+            cut_sent: false,
+            cut_oks: vec![false; self.n],
+        });
+        let f = Ctrl::Flush {
+            at,
+            failed,
+            participants: parts.clone(),
+        };
+        for p in parts {
+            send_ctrl(cx, p, &f);
+        }
+    }
+
+    fn on_flush(
+        &mut self,
+        src: Rank,
+        at: Attempt,
+        failed: &[Rank],
+        participants: &[Rank],
+        cx: &mut Cx<'_>,
+    ) {
+        let n = self.n as Rank;
+        let sane = src == at.coord
+            && failed.iter().all(|r| *r < n && *r != at.coord)
+            && participants.iter().all(|r| *r < n)
+            && (0..at.coord).all(|r| failed.contains(&r))
+            && participants.contains(&self.me());
+        if !sane {
+            // Not for us (excluded) or from a coordinator that cannot be.
+            return;
+        }
+        if let Some(a) = self.accepted {
+            if (at.coord, at.n) <= (a.coord, a.n) {
+                return;
+            }
+        }
+        // Adopt the coordinator's verdict: it is alive (it just spoke),
+        // and the ranks it lists failed are out for good.
+        self.suspected[at.coord as usize] = false;
+        for r in failed {
+            self.suspected[*r as usize] = true;
+        }
+        if at.coord != self.me() {
+            // Another member coordinates now.
+            self.co = None;
+        }
+        self.accepted = Some(at);
+        self.cut = None;
+        self.repaired = false;
+        if !self.blocked {
+            self.blocked = true;
+            cx.up(Up::Block);
+        }
+        self.maybe_send_ok(cx);
+    }
+
+    fn maybe_send_ok(&mut self, cx: &mut Cx<'_>) {
+        let Some(at) = self.accepted else {
+            return;
+        };
+        if self.ok_sent == Some(at) || (self.cfg.app_block_ok && !self.app_ok) {
+            return;
+        }
+        self.ok_sent = Some(at);
+        let ok = Ctrl::FlushOk {
+            at,
+            delivered: self.delivered.clone(),
+        };
+        send_ctrl(cx, at.coord, &ok);
+    }
+
+    fn on_cut(&mut self, src: Rank, at: Attempt, cut: Vec<u64>, holder: Vec<Rank>, cx: &mut Cx<'_>) {
+        if src != at.coord || self.accepted != Some(at) || self.ok_sent != Some(at) {
+            return;
+        }
+        if cut.len() != self.n || holder.len() != self.n || holder.iter().any(|h| *h as usize >= self.n)
+        {
+            cx.dropped(DropReason::BadField);
+            return;
+        }
+        self.cut = Some((at, cut, holder));
+        self.repaired = false;
+        self.progress_cut(cx);
+    }
+
+    /// Delivers held casts up to the cut; fetches what is missing; answers
+    /// `CutOk` once exactly the cut is delivered.
+    fn progress_cut(&mut self, cx: &mut Cx<'_>) {
+        let Some((at, cut, holder)) = &self.cut else {
+            return;
+        };
+        let mut missing = false;
+        for s in 0..self.n {
+            while let Some((seq, _)) = self.hold[s].front() {
+                if *seq >= cut[s] {
+                    break;
+                }
+                let Some((seq, msg)) = self.hold[s].pop_front() else {
+                    break;
+                };
+                self.delivered[s] = seq + 1;
+                cx.up(Up::Cast {
+                    src: s as Rank,
+                    seq,
+                    msg,
+                });
+            }
+            if self.delivered[s] < cut[s] {
+                missing = true;
+            }
+        }
+        let at = *at;
+        if missing {
+            if !self.repaired {
+                self.repaired = true;
+                for s in 0..self.n {
+                    if self.delivered[s] < cut[s] {
+                        cx.down(Down::Repair {
+                            orig: s as Rank,
+                            upto: cut[s],
+                            from: holder[s],
+                        });
+                    }
+                }
+            }
+        } else if self.cut_ok_sent != Some(at) {
+            self.cut_ok_sent = Some(at);
+            send_ctrl(cx, at.coord, &Ctrl::CutOk { at });
+        }
+    }
+
+    fn on_flush_ok(
+        &mut self,
+        src: Rank,
+        at: Attempt,
+        delivered: Vec<u64>,
+        cx: &mut Cx<'_>,
+    ) -> Option<Action> {
+        let n = self.n;
+        let co = self.co.as_mut().filter(|c| c.at == at)?;
+        if delivered.len() != n || !co.participants[src as usize] {
+            cx.dropped(DropReason::BadField);
+            return None;
+        }
+        co.oks[src as usize] = Some(delivered);
+        let all = (0..n).all(|r| !co.participants[r] || co.oks[r].is_some());
+        if !all || co.cut_sent {
+            return None;
+        }
+        co.cut_sent = true;
+        let mut cut = vec![0u64; n];
+        let mut holder = vec![at.coord; n];
+        for s in 0..n {
+            for r in 0..n {
+                if let Some(d) = &co.oks[r] {
+                    if d[s] > cut[s] {
+                        cut[s] = d[s];
+                        holder[s] = r as Rank;
+                    }
+                }
+            }
+        }
+        let msg = Ctrl::Cut { at, cut, holder };
+        for r in 0..n {
+            if co.participants[r] {
+                send_ctrl(cx, r as Rank, &msg);
+            }
+        }
+        None
+    }
+
+    fn on_cut_ok(&mut self, src: Rank, at: Attempt, cx: &mut Cx<'_>) -> Option<Action> {
+        let n = self.n;
+        let co = self.co.as_mut().filter(|c| c.at == at && c.cut_sent)?;
+        if !co.participants[src as usize] {
+            return None;
+        }
+        co.cut_oks[src as usize] = true;
+        if !(0..n).all(|r| !co.participants[r] || co.cut_oks[r]) {
+            return None;
+        }
+        // Everyone delivered exactly the cut: make the next view.
+        let co = self.co.take()?;
+        let v = &self.view;
+        let mut members = Vec::new();
+        let mut addrs = Vec::new();
+        for r in 0..n {
+            if co.participants[r] && !co.leavers[r] {
+                members.push(v.members[r]);
+                addrs.push(v.addrs.get(r).map(|a| a.to_string()).unwrap_or_default());
+            }
+        }
+        for (id, a) in &co.joiners {
+            if !members.contains(id) {
+                members.push(*id);
+                addrs.push(a.to_string());
+            }
+        }
+        let me_id = v.me();
+        let vm = ViewMsg {
+            from: Some(at),
+            ltime: v.id.ltime + 1,
+            vcoord: me_id,
+            members,
+            addrs,
+            merged: Vec::new(),
+            reply_to: self.addr.to_string(),
+        };
+        // Everyone but this member gets the view: new members to install
+        // it, leavers to learn they are out.
+        let mut to: Vec<(EndpointId, Addr)> = Vec::new();
+        for (i, id) in vm.members.iter().enumerate() {
+            if *id != me_id {
+                to.push((*id, Addr::from(vm.addrs[i].as_str())));
+            }
+        }
+        for r in 0..n {
+            if co.leavers[r] && r != self.me() as usize {
+                if let Some(a) = v.addrs.get(r) {
+                    to.push((v.members[r], a.clone()));
+                }
+            }
+        }
+        self.unacked = to;
+        self.sent_view = Some(vm.clone());
+        self.resend_view(cx);
+        if vm.members.contains(&me_id) {
+            Some(Action::Install(vm))
+        } else {
+            self.leaving_done = true;
+            Some(Action::Depart)
+        }
+    }
+
+    pub fn dump(&self, out: &mut String) {
+        out.push_str(&format!(
+            "view {}.{} rank {} of {} delivered={:?} suspected={:?} accepted={:?} \
+             ok_sent={:?} cut={:?} cut_ok={:?} held={} pending={} coord={:?} joiners={} unacked={}",
+            self.view.id.ltime,
+            self.view.id.coord,
+            self.view.rank,
+            self.n,
+            self.delivered,
+            self.suspected,
+            self.accepted.map(|a| (a.coord, a.n)),
+            self.ok_sent.map(|a| (a.coord, a.n)),
+            self.cut.as_ref().map(|c| &c.1),
+            self.cut_ok_sent.map(|a| (a.coord, a.n)),
+            self.buffered(),
+            self.pending.len(),
+            self.co.as_ref().map(|c| (c.at.n, c.oks.iter().filter(|o| o.is_some()).count(), c.cut_sent)),
+            self.joiners.len(),
+            self.unacked.len(),
+        ));
+    }
+}

@@ -1,0 +1,547 @@
+//! Deterministic simulation of dynamic groups: processes found a group by
+//! joining each other, cast while they are members, and live through
+//! crashes, coordinator crashes in the middle of a flush, joins, leaves,
+//! partitions and loss. [`check`] judges the histories: view agreement,
+//! virtual synchrony, self-delivery, FIFO, no duplicates, nothing
+//! invented, delivery in the sending view, and liveness (one view of all
+//! live processes within a bound once the faults stop).
+//!
+//! Everything random comes from the seed; `TUTTI_SEED=<n>` replays a run.
+
+pub mod check;
+pub mod plan;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use tutti_drivers::{Msg, Pool, PoolConfig};
+
+use crate::event::{Addr, Dest, EndpointId, JoinReq, Time, Up, View};
+use crate::layers::gms::GmsConfig;
+use crate::layers::nak::NakConfig;
+use crate::layers::stable::StableConfig;
+use crate::layers::suspect::SuspectConfig;
+use crate::stack::{build, GroupStack, StackConfig};
+use crate::wire::com::LEN as COM_LEN;
+use check::{Checker, Tag, HDR};
+pub use plan::{Fault, Plan};
+
+use super::rng::Rng;
+
+const MS: u64 = 1_000_000;
+
+/// Outcome of one run.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Seed that replays the run.
+    pub seed: u64,
+    /// The plan, one line.
+    pub plan: String,
+    /// What went wrong; empty when every check held.
+    pub violations: Vec<String>,
+    /// Casts delivered, all processes.
+    pub delivered: u64,
+    /// Views installed, all processes.
+    pub views: u64,
+    /// Frames sent.
+    pub frames: u64,
+    /// When the live processes agreed on one view (virtual time).
+    pub settled: Option<Time>,
+    /// Each process's layer state at the end, when the run failed.
+    pub dump: String,
+}
+
+impl Report {
+    /// Whether every check held.
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Alive,
+    Crashed,
+    Left,
+}
+
+struct Proc {
+    id: EndpointId,
+    addr: Addr,
+    stack: Box<dyn GroupStack>,
+    rx: Pool,
+    tx: Pool,
+    life: Life,
+    /// Views by frame tag: frames are routed by the view they were made in.
+    views: HashMap<u32, Arc<View>>,
+    view: Option<Arc<View>>,
+    casts: u32,
+    wake: Option<Time>,
+    leaving: bool,
+}
+
+enum Ev {
+    Frame { to: usize, bytes: Vec<u8> },
+    Wake(usize),
+    Cast(usize),
+    BlockOk(usize),
+    Fault(usize),
+    Heal,
+}
+
+struct Sim<'a> {
+    plan: &'a Plan,
+    cfg: StackConfig,
+    rng: Rng,
+    now: Time,
+    queue: BinaryHeap<Reverse<(Time, u64)>>,
+    events: HashMap<u64, Ev>,
+    seq: u64,
+    procs: Vec<Proc>,
+    by_addr: HashMap<Addr, usize>,
+    /// Side of each process while a partition lasts.
+    side: Option<Vec<u8>>,
+    check: Checker,
+    frames: u64,
+    settled: Option<Time>,
+}
+
+/// Runs one plan.
+pub fn run(plan: &Plan) -> Report {
+    let mut sim = Sim::new(plan);
+    for _ in 0..plan.initial {
+        sim.spawn();
+    }
+    for (i, (t, _)) in plan.faults.iter().enumerate() {
+        sim.at(*t, Ev::Fault(i));
+    }
+    let end = plan.quiet_from().plus_ns(plan.settle_ns);
+    sim.run(end);
+    sim.finish()
+}
+
+/// Runs seeds `first..first + count`; returns the failed reports.
+pub fn run_seeds(first: u64, count: u64, max_loss: f64, partitions: bool) -> Vec<Report> {
+    (first..first + count)
+        .map(|s| run(&Plan::random(s, max_loss, partitions)))
+        .filter(|r| !r.ok())
+        .collect()
+}
+
+impl<'a> Sim<'a> {
+    fn new(plan: &'a Plan) -> Sim<'a> {
+        let tick = 2 * MS;
+        let cfg = StackConfig {
+            group: 0x7e57,
+            nak: NakConfig {
+                window: 64,
+                tick_ns: tick,
+                retrans_max: 64,
+            },
+            stable: StableConfig {
+                gossip_ns: tick,
+                gossip_every: 16,
+                app_ack: false,
+            },
+            max_msg: 1 << 20,
+            suspect: SuspectConfig {
+                timeout_ns: plan.suspect_ns,
+            },
+            gms: GmsConfig {
+                tick_ns: 10 * MS,
+                join_timeout_ns: 100 * MS,
+                app_block_ok: plan.app_block_ok,
+            },
+        };
+        Sim {
+            plan,
+            cfg,
+            rng: Rng::new(plan.seed),
+            now: Time::ZERO,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            seq: 0,
+            procs: Vec::new(),
+            by_addr: HashMap::new(),
+            side: None,
+            check: Checker::default(),
+            frames: 0,
+            settled: None,
+        }
+    }
+
+    fn at(&mut self, t: Time, ev: Ev) {
+        self.seq += 1;
+        self.events.insert(self.seq, ev);
+        self.queue.push(Reverse((t, self.seq)));
+    }
+
+    /// Starts a process that joins through every address started so far.
+    fn spawn(&mut self) {
+        let i = self.procs.len();
+        let addr: Addr = Addr::from(format!("p{i}").as_str());
+        let id = 1000 + i as u64;
+        let pc = |slots: u32| PoolConfig {
+            slots,
+            slot_size: 2048,
+            headroom: 128,
+            tailroom: 32,
+        };
+        let (Ok(tx), Ok(rx), Ok(ctl)) = (Pool::new(pc(512)), Pool::new(pc(4096)), Pool::new(pc(1024)))
+        else {
+            self.check.violations.push("pool setup failed".into());
+            return;
+        };
+        let statics = &self.plan.statics;
+        let stat = statics[i % statics.len()];
+        let mut stack = match build("vsync", &self.cfg, ctl, stat) {
+            Ok(s) => s,
+            Err(e) => {
+                self.check.violations.push(format!("stack: {e}"));
+                return;
+            }
+        };
+        let mut contacts: Vec<Addr> = self.procs.iter().map(|p| p.addr.clone()).collect();
+        for k in 0..self.plan.initial.min(i + 1) {
+            let a = Addr::from(format!("p{k}").as_str());
+            if !contacts.contains(&a) {
+                contacts.push(a);
+            }
+        }
+        stack.join(
+            self.now,
+            JoinReq {
+                me: id,
+                addr: addr.clone(),
+                contacts,
+            },
+        );
+        self.by_addr.insert(addr.clone(), i);
+        self.procs.push(Proc {
+            id,
+            addr,
+            stack,
+            rx,
+            tx,
+            life: Life::Alive,
+            views: HashMap::new(),
+            view: None,
+            casts: 0,
+            wake: None,
+            leaving: false,
+        });
+        self.pump(i);
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.procs.len())
+            .filter(|i| self.procs[*i].life == Life::Alive && !self.procs[*i].leaving)
+            .collect()
+    }
+
+    fn run(&mut self, end: Time) {
+        while let Some(Reverse((t, k))) = self.queue.pop() {
+            if t > end {
+                break;
+            }
+            self.now = t;
+            let Some(ev) = self.events.remove(&k) else {
+                continue;
+            };
+            match ev {
+                Ev::Frame { to, bytes } => {
+                    if self.procs[to].life != Life::Alive {
+                        continue;
+                    }
+                    if let Some(m) = self.procs[to].rx.alloc_frame(&bytes) {
+                        self.procs[to].stack.receive(t, m);
+                    }
+                    self.pump(to);
+                }
+                Ev::Wake(i) => {
+                    if self.procs[i].life == Life::Alive && self.procs[i].wake == Some(t) {
+                        self.procs[i].wake = None;
+                        self.procs[i].stack.handle_timeout(t);
+                        self.pump(i);
+                    }
+                }
+                Ev::Cast(i) => self.cast(i),
+                Ev::BlockOk(i) => {
+                    if self.procs[i].life == Life::Alive {
+                        self.procs[i]
+                            .stack
+                            .handle_down(t, crate::event::Down::BlockOk);
+                        self.pump(i);
+                    }
+                }
+                Ev::Fault(f) => self.fault(f),
+                Ev::Heal => self.side = None,
+            }
+            if self.settled.is_none() && t >= self.plan.quiet_from() && self.agreed() {
+                self.settled = Some(t);
+            }
+        }
+    }
+
+    /// Whether every live process is in the same view of exactly them.
+    fn agreed(&self) -> bool {
+        let live = self.live();
+        let mut ids: Vec<EndpointId> = live.iter().map(|i| self.procs[*i].id).collect();
+        ids.sort_unstable();
+        let mut first = None;
+        for i in live {
+            let Some(v) = &self.procs[i].view else {
+                return false;
+            };
+            let mut m = v.members.clone();
+            m.sort_unstable();
+            if m != ids || *first.get_or_insert(v.id) != v.id {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn fault(&mut self, f: usize) {
+        let live = self.live();
+        match self.plan.faults[f].1.clone() {
+            Fault::Crash { pick } => {
+                if live.len() > 1 {
+                    let i = live[(pick % live.len() as u64) as usize];
+                    self.procs[i].life = Life::Crashed;
+                }
+            }
+            Fault::CrashCoordinator { pick } => {
+                if live.len() > 1 {
+                    let p = live[(pick % live.len() as u64) as usize];
+                    let coord = self.procs[p]
+                        .view
+                        .as_ref()
+                        .and_then(|v| v.members.first().copied())
+                        .and_then(|id| live.iter().find(|i| self.procs[**i].id == id).copied());
+                    if let Some(c) = coord {
+                        self.procs[c].life = Life::Crashed;
+                    }
+                }
+            }
+            Fault::Join => self.spawn(),
+            Fault::Leave { pick } => {
+                let members: Vec<usize> = live
+                    .iter()
+                    .copied()
+                    .filter(|i| self.procs[*i].view.is_some())
+                    .collect();
+                if members.len() > 1 {
+                    let i = members[(pick % members.len() as u64) as usize];
+                    self.procs[i].leaving = true;
+                    self.procs[i]
+                        .stack
+                        .handle_down(self.now, crate::event::Down::Leave);
+                    self.pump(i);
+                }
+            }
+            Fault::Partition { mask, heal } => {
+                let mut side = vec![0u8; self.procs.len() + 64];
+                for (k, i) in live.iter().enumerate() {
+                    side[*i] = ((mask >> (k % 64)) & 1) as u8;
+                }
+                self.side = Some(side);
+                self.at(heal, Ev::Heal);
+            }
+        }
+    }
+
+    fn cast(&mut self, i: usize) {
+        let p = &mut self.procs[i];
+        if p.life != Life::Alive || p.leaving || p.casts >= self.plan.casts {
+            return;
+        }
+        let Some(v) = p.view.clone() else {
+            return;
+        };
+        if p.stack.ready() {
+            let len = HDR + self.rng.below(200) as usize;
+            let tag = Tag {
+                src: p.id,
+                index: p.casts,
+                view: v.id.tag(),
+            };
+            let bytes = tag.encode(len);
+            if let Ok(m) = p.tx.alloc_copy(&bytes) {
+                match p.stack.cast(self.now, m) {
+                    Ok(()) => {
+                        p.casts += 1;
+                        let (id, n) = (p.id, p.casts - 1);
+                        self.check.cast(id, n);
+                    }
+                    Err(e) => {
+                        if e.kind != crate::stack::SendErrorKind::WouldBlock {
+                            self.check
+                                .violations
+                                .push(format!("{}: cast refused: {}", self.procs[i].id, e.kind));
+                        }
+                    }
+                }
+            }
+            self.pump(i);
+        }
+        let gap = self.rng.range(1, self.plan.cast_gap_ns);
+        self.at(self.now.plus_ns(gap), Ev::Cast(i));
+    }
+
+    /// Drains process `i`'s events and frames until both are empty.
+    fn pump(&mut self, i: usize) {
+        loop {
+            let mut moved = false;
+            while let Some(ev) = self.procs[i].stack.poll_event() {
+                moved = true;
+                self.app(i, ev);
+            }
+            while let Some((dst, frame)) = self.procs[i].stack.poll_transmit() {
+                moved = true;
+                self.route(i, dst, frame);
+            }
+            if !moved {
+                break;
+            }
+        }
+        if let Some(t) = self.procs[i].stack.poll_timeout() {
+            let t = t.max(self.now);
+            if self.procs[i].wake != Some(t) {
+                self.procs[i].wake = Some(t);
+                self.at(t, Ev::Wake(i));
+            }
+        }
+    }
+
+    fn app(&mut self, i: usize, ev: Up) {
+        let id = self.procs[i].id;
+        match ev {
+            Up::View(v) => {
+                self.check.view(id, v.id, &v.members);
+                let first = self.procs[i].view.is_none();
+                self.procs[i].views.insert(v.id.tag(), v.clone());
+                self.procs[i].view = Some(v);
+                if first {
+                    let gap = self.rng.range(1, self.plan.cast_gap_ns);
+                    self.at(self.now.plus_ns(gap), Ev::Cast(i));
+                }
+            }
+            Up::Block => {
+                if self.plan.app_block_ok {
+                    let d = self.rng.range(0, 5 * MS);
+                    self.at(self.now.plus_ns(d), Ev::BlockOk(i));
+                }
+            }
+            Up::Cast { src, msg, .. } => {
+                let src_id = self.procs[i]
+                    .view
+                    .as_ref()
+                    .and_then(|v| v.members.get(src as usize).copied())
+                    .unwrap_or(0);
+                match msg.contiguous() {
+                    Some(b) => self.check.deliver(id, src_id, b),
+                    None => self.check.deliver(id, src_id, &msg.to_vec()),
+                }
+            }
+            Up::Exit => {
+                self.procs[i].life = Life::Left;
+                self.procs[i].view = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn route(&mut self, i: usize, dst: Dest, frame: Msg) {
+        let bytes = match frame.contiguous() {
+            Some(b) => b.to_vec(),
+            None => {
+                self.check
+                    .violations
+                    .push(format!("{}: a frame spanning buffers", self.procs[i].id));
+                return;
+            }
+        };
+        drop(frame);
+        // The view the frame was made in, from its header.
+        let tag = bytes
+            .get(COM_LEN - 4..COM_LEN)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .unwrap_or(0);
+        let view = self.procs[i].views.get(&tag).cloned();
+        let targets: Vec<usize> = match (&dst, &view) {
+            (Dest::Addr(a), _) => self.by_addr.get(a).copied().into_iter().collect(),
+            (Dest::All, Some(v)) => v
+                .addrs
+                .iter()
+                .enumerate()
+                .filter(|(r, _)| *r != v.rank as usize)
+                .filter_map(|(_, a)| self.by_addr.get(a).copied())
+                .collect(),
+            (Dest::Rank(r), Some(v)) => v
+                .addrs
+                .get(*r as usize)
+                .and_then(|a| self.by_addr.get(a).copied())
+                .into_iter()
+                .collect(),
+            _ => {
+                self.check.violations.push(format!(
+                    "{}: frame for a view it never installed",
+                    self.procs[i].id
+                ));
+                Vec::new()
+            }
+        };
+        for to in targets {
+            self.transmit(i, to, &bytes);
+        }
+    }
+
+    fn transmit(&mut self, from: usize, to: usize, bytes: &[u8]) {
+        self.frames += 1;
+        if let Some(side) = &self.side {
+            if side.get(from) != side.get(to) {
+                return;
+            }
+        }
+        if self.rng.chance(self.plan.loss) {
+            return;
+        }
+        let d = self.plan.delay_ns + self.rng.range(0, self.plan.jitter_ns + 1);
+        self.at(
+            self.now.plus_ns(d),
+            Ev::Frame {
+                to,
+                bytes: bytes.to_vec(),
+            },
+        );
+    }
+
+    fn finish(mut self) -> Report {
+        let live: Vec<EndpointId> = self.live().iter().map(|i| self.procs[*i].id).collect();
+        self.check.finish(&live);
+        let mut dump = String::new();
+        if !self.check.violations.is_empty() {
+            for p in &self.procs {
+                let life = match p.life {
+                    Life::Alive => "alive",
+                    Life::Crashed => "crashed",
+                    Life::Left => "left",
+                };
+                let _ = writeln!(dump, "{} {} ({life}):\n{}", p.id, p.addr, p.stack.dump());
+            }
+        }
+        Report {
+            seed: self.plan.seed,
+            plan: self.plan.to_string(),
+            violations: self.check.violations,
+            delivered: self.check.delivered,
+            views: self.check.views,
+            frames: self.frames,
+            settled: self.settled,
+            dump,
+        }
+    }
+}
