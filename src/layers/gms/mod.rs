@@ -32,6 +32,7 @@
 //! no group within the join timeout founds one (the lowest address among
 //! the contacts first, any after three timeouts).
 
+mod merge;
 mod msg;
 mod state;
 
@@ -43,7 +44,7 @@ use crate::event::{Addr, Down, EndpointId, JoinReq, Rank, Time, Up, View, ViewId
 use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
 
 pub use msg::{decode_ctrl, decode_outside, encode, Attempt, Ctrl, Outside, ViewMsg};
-use state::{Action, Member};
+use state::{Action, Member, MergeIn};
 
 /// Layer description.
 pub static INFO: LayerInfo = LayerInfo {
@@ -211,7 +212,7 @@ impl Gms {
                 if found {
                     let req = j.req.clone();
                     let vm = ViewMsg {
-                        from: None,
+                        from: Vec::new(),
                         ltime: 1,
                         vcoord: req.me,
                         members: vec![req.me],
@@ -224,7 +225,12 @@ impl Gms {
                     send_joins(j, cx);
                 }
             }
-            St::Member(m) => m.tick(cx),
+            St::Member(m) => {
+                if let Some(Action::Install(vm)) = m.tick(cx) {
+                    let (me, addr) = (m.view.me(), m.addr.clone());
+                    self.install(&vm, me, addr, cx);
+                }
+            }
             St::Leaving(m, n) => {
                 *n += 1;
                 if m.unacked.is_empty() || *n > EXIT_RESENDS {
@@ -270,6 +276,13 @@ impl Gms {
         let old = std::mem::replace(&mut self.st, St::Idle);
         let mut m = match old {
             St::Member(old) => Box::new(old.next(view.clone(), addr)),
+            St::Joining(j) => {
+                let mut m = Member::new(self.cfg, view.clone(), addr);
+                for c in j.contacts {
+                    m.learn(c);
+                }
+                Box::new(m)
+            }
             _ => Box::new(Member::new(self.cfg, view.clone(), addr)),
         };
         cx.down(Down::View(view.clone()));
@@ -335,6 +348,16 @@ impl Gms {
                 }
             }
             (St::Member(m), Outside::Join { id, addr }) => m.on_join(id, addr, cx),
+            (St::Member(m), Outside::Beacon { ltime, vcoord, coord }) => {
+                m.on_beacon(ltime, vcoord, coord, cx)
+            }
+            (St::Member(m), Outside::MergeRequest { ltime, vcoord, reply_to }) => {
+                m.on_merge_request(ltime, vcoord, reply_to, cx)
+            }
+            (St::Member(m), Outside::MergeGrant { .. }) => m.on_merge_grant(cx),
+            (St::Member(m), Outside::MergeReady { at, members, addrs }) => {
+                m.on_merge_ready(MergeIn { at, members, addrs }, cx)
+            }
             (St::Member(m), Outside::ViewAck { ltime, vcoord, id })
             | (St::Leaving(m, _), Outside::ViewAck { ltime, vcoord, id }) => {
                 if (ltime, vcoord) == m.sent_view_id() {
@@ -371,7 +394,7 @@ impl Layer for Gms {
                 if let St::Idle = self.st {
                     let me = v.me();
                     let addr = v.addrs.get(v.rank as usize).cloned().unwrap_or_default();
-                    let vm = ViewMsg::of(&v, None, &addr);
+                    let vm = ViewMsg::of(&v, Vec::new(), &addr);
                     self.install(&vm, me, addr, cx);
                 }
             }
@@ -518,7 +541,7 @@ fn tagged(mut m: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
 
 impl ViewMsg {
     /// The message for an installed view.
-    pub fn of(v: &View, from: Option<Attempt>, reply_to: &str) -> ViewMsg {
+    pub fn of(v: &View, from: Vec<Attempt>, reply_to: &str) -> ViewMsg {
         ViewMsg {
             from,
             ltime: v.id.ltime,

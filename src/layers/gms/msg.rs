@@ -86,6 +86,42 @@ pub enum Outside {
     },
     /// A new view.
     View(ViewMsg),
+    /// A coordinator announces its view to processes outside it (merge
+    /// discovery); a member that does not coordinate answers with its
+    /// coordinator's beacon.
+    Beacon {
+        /// The view: logical time.
+        ltime: u64,
+        /// The view: coordinator id.
+        vcoord: u64,
+        /// Address of the view's acting coordinator.
+        coord: String,
+    },
+    /// Coordinator of the smaller view to the other: may we merge?
+    MergeRequest {
+        /// Asker's view: logical time.
+        ltime: u64,
+        /// Asker's view: coordinator id.
+        vcoord: u64,
+        /// Asker's address.
+        reply_to: String,
+    },
+    /// Yes: flush your view and send `MergeReady`.
+    MergeGrant {
+        /// Granter's view: logical time.
+        ltime: u64,
+        /// Granter's view: coordinator id.
+        vcoord: u64,
+    },
+    /// The asker's view is flushed; its members wait for the merged view.
+    MergeReady {
+        /// The flush that ended the asker's view.
+        at: Attempt,
+        /// Members moving over, in rank order.
+        members: Vec<u64>,
+        /// Their addresses.
+        addrs: Vec<String>,
+    },
     /// A member installed a view.
     ViewAck {
         /// Installed view: logical time.
@@ -100,8 +136,9 @@ pub enum Outside {
 /// A view as the coordinator sends it.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ViewMsg {
-    /// The flush that made it (`None` for a view made without a flush).
-    pub from: Option<Attempt>,
+    /// The flushes that made it: one per view it replaces (none for a
+    /// founding view, two or more for a merge).
+    pub from: Vec<Attempt>,
     /// Logical time.
     pub ltime: u64,
     /// Coordinator (installer) id.
@@ -197,7 +234,7 @@ mod tests {
             assert_eq!(decode_ctrl(&encode(&m)).unwrap(), m);
         }
         let o = Outside::View(ViewMsg {
-            from: Some(at()),
+            from: vec![at()],
             ltime: 4,
             vcoord: 9,
             members: vec![9, 10],

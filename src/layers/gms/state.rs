@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tutti_drivers::Msg;
 
+use super::merge::Merge;
 use super::msg::{Attempt, Ctrl, Outside, ViewMsg};
 use super::{send_ctrl, send_outside, tagged, GmsConfig};
 use crate::event::{Addr, Down, EndpointId, Rank, Up, View};
@@ -27,14 +28,42 @@ pub(super) enum ViewVerdict {
 }
 
 /// The coordinator's side of one flush attempt.
-struct Coord {
-    at: Attempt,
-    participants: Vec<bool>,
-    leavers: Vec<bool>,
-    joiners: Vec<(EndpointId, Addr)>,
+pub(super) struct Coord {
+    pub at: Attempt,
+    pub participants: Vec<bool>,
+    pub leavers: Vec<bool>,
+    pub joiners: Vec<(EndpointId, Addr)>,
     oks: Vec<Option<Vec<u64>>>,
     cut_sent: bool,
     cut_oks: Vec<bool>,
+    /// This flush ends the view so that it merges into the view
+    /// coordinated at this address.
+    pub merge_into: Option<Addr>,
+    /// This flush takes in another view, flushed already.
+    pub merge_from: Option<MergeIn>,
+}
+
+/// A flushed view waiting to be merged in.
+#[derive(Clone, Debug)]
+pub(super) struct MergeIn {
+    pub at: Attempt,
+    pub members: Vec<EndpointId>,
+    pub addrs: Vec<String>,
+}
+
+impl Coord {
+    /// Participants that stay, in rank order, with their addresses.
+    pub fn survivors(&self, v: &View) -> (Vec<EndpointId>, Vec<String>) {
+        let mut members = Vec::new();
+        let mut addrs = Vec::new();
+        for r in 0..v.size() {
+            if self.participants[r] && !self.leavers[r] {
+                members.push(v.members[r]);
+                addrs.push(v.addrs.get(r).map(|a| a.to_string()).unwrap_or_default());
+            }
+        }
+        (members, addrs)
+    }
 }
 
 pub(super) struct Member {
@@ -72,12 +101,20 @@ pub(super) struct Member {
     pub unacked: Vec<(EndpointId, Addr)>,
     /// This member coordinated a flush that removes it.
     pub leaving_done: bool,
+    // Merging.
+    /// Every address heard of (beacons go to those outside the view).
+    pub(super) known: Vec<Addr>,
+    pub(super) merge: Merge,
+    /// A flushed view to take in with the next flush.
+    pub(super) merging_in: Option<MergeIn>,
+    /// Ticks since the view was installed.
+    pub(super) ticks: u32,
 }
 
 impl Member {
     pub fn new(cfg: GmsConfig, view: Arc<View>, addr: Addr) -> Member {
         let n = view.size();
-        Member {
+        let mut m = Member {
             cfg,
             view,
             addr,
@@ -101,7 +138,13 @@ impl Member {
             sent_view: None,
             unacked: Vec::new(),
             leaving_done: false,
-        }
+            known: Vec::new(),
+            merge: Merge::Idle,
+            merging_in: None,
+            ticks: 0,
+        };
+        m.learn_view();
+        m
     }
 
     /// The state for the next view, carrying what outlives a view.
@@ -116,19 +159,22 @@ impl Member {
             .collect();
         m.sent_view = self.sent_view;
         m.unacked = self.unacked;
+        m.known = self.known;
+        m.learn_view();
+        m.carry_merge(self.merge);
         m
     }
 
-    fn me(&self) -> Rank {
+    pub(super) fn me(&self) -> Rank {
         self.view.rank
     }
 
     /// The lowest-ranked member not suspected.
-    fn coordinator(&self) -> Rank {
+    pub(super) fn coordinator(&self) -> Rank {
         self.suspected.iter().position(|s| !s).unwrap_or(0) as Rank
     }
 
-    fn is_coord(&self) -> bool {
+    pub(super) fn is_coord(&self) -> bool {
         self.coordinator() == self.me()
     }
 
@@ -157,13 +203,28 @@ impl Member {
         self.maybe_flush(cx);
     }
 
-    pub fn tick(&mut self, cx: &mut Cx<'_>) {
+    pub fn tick(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
+        self.ticks += 1;
         self.resend_view(cx);
+        if let Some(a) = self.merge_tick(cx) {
+            return Some(a);
+        }
         if self.want_leave && !self.is_coord() && self.accepted.is_none() {
             let c = self.coordinator();
             send_ctrl(cx, c, &Ctrl::Leave);
         }
         self.maybe_flush(cx);
+        None
+    }
+
+    /// No flush coordinated here is under way.
+    pub(super) fn co_idle(&self) -> bool {
+        self.co.is_none()
+    }
+
+    /// Drops the flush under way (it restarts as a new attempt).
+    pub(super) fn abandon_flush(&mut self) {
+        self.co = None;
     }
 
     pub fn resend_view(&mut self, cx: &mut Cx<'_>) {
@@ -270,12 +331,12 @@ impl Member {
             send_outside(cx, &Addr::from(vm.reply_to.as_str()), &ack);
             return ViewVerdict::Ignore;
         }
-        let Some(from) = vm.from else {
-            return ViewVerdict::Ignore;
-        };
-        let ours = (from.ltime, from.vcoord) == cur
-            && self.accepted == Some(from)
-            && self.cut_ok_sent == Some(from);
+        // Ours if it concludes the flush this member finished.
+        let ours = vm.from.iter().any(|from| {
+            (from.ltime, from.vcoord) == cur
+                && self.accepted == Some(*from)
+                && self.cut_ok_sent == Some(*from)
+        });
         if ours {
             ViewVerdict::Install
         } else {
@@ -310,20 +371,21 @@ impl Member {
         None
     }
 
-    fn maybe_flush(&mut self, cx: &mut Cx<'_>) {
-        if self.co.is_some() || !self.is_coord() || self.leaving_done {
+    pub(super) fn maybe_flush(&mut self, cx: &mut Cx<'_>) {
+        if self.co.is_some() || !self.is_coord() || self.leaving_done || self.merge.waiting() {
             return;
         }
         let work = self.suspected.iter().any(|s| *s)
             || self.leave_req.iter().any(|l| *l)
             || !self.joiners.is_empty()
-            || self.want_leave;
+            || self.want_leave
+            || self.merging_in.is_some();
         if work {
-            self.start_flush(cx);
+            self.start_flush(None, cx);
         }
     }
 
-    fn start_flush(&mut self, cx: &mut Cx<'_>) {
+    pub(super) fn start_flush(&mut self, merge_into: Option<Addr>, cx: &mut Cx<'_>) {
         self.attempts += 1;
         let at = Attempt {
             ltime: self.view.id.ltime,
@@ -353,6 +415,8 @@ impl Member {
             oks: vec![None; self.n],
             cut_sent: false,
             cut_oks: vec![false; self.n],
+            merge_into,
+            merge_from: self.merging_in.clone(),
         });
         let f = Ctrl::Flush {
             at,
@@ -532,31 +596,51 @@ impl Member {
         if !(0..n).all(|r| !co.participants[r] || co.cut_oks[r]) {
             return None;
         }
-        // Everyone delivered exactly the cut: make the next view.
+        // Everyone delivered exactly the cut.
         let co = self.co.take()?;
-        let v = &self.view;
-        let mut members = Vec::new();
-        let mut addrs = Vec::new();
-        for r in 0..n {
-            if co.participants[r] && !co.leavers[r] {
-                members.push(v.members[r]);
-                addrs.push(v.addrs.get(r).map(|a| a.to_string()).unwrap_or_default());
+        match co.merge_into.clone() {
+            Some(to) => {
+                self.merge_ready(co, to, cx);
+                None
             }
+            None => self.make_view(co, cx),
         }
+    }
+
+    /// The next view after flush `co`, sent to everyone concerned.
+    pub(super) fn make_view(&mut self, co: Coord, cx: &mut Cx<'_>) -> Option<Action> {
+        let n = self.n;
+        let at = co.at;
+        let v = &self.view;
+        let (mut members, mut addrs) = co.survivors(v);
         for (id, a) in &co.joiners {
             if !members.contains(id) {
                 members.push(*id);
                 addrs.push(a.to_string());
             }
         }
+        let mut from = vec![at];
+        let mut merged = Vec::new();
+        let mut ltime = v.id.ltime + 1;
+        if let Some(m) = &co.merge_from {
+            for (id, a) in m.members.iter().zip(&m.addrs) {
+                if !members.contains(id) {
+                    members.push(*id);
+                    addrs.push(a.clone());
+                }
+            }
+            from.push(m.at);
+            merged = vec![(v.id.ltime, v.id.coord), (m.at.ltime, m.at.vcoord)];
+            ltime = ltime.max(m.at.ltime + 1);
+        }
         let me_id = v.me();
         let vm = ViewMsg {
-            from: Some(at),
-            ltime: v.id.ltime + 1,
+            from,
+            ltime,
             vcoord: me_id,
             members,
             addrs,
-            merged: Vec::new(),
+            merged,
             reply_to: self.addr.to_string(),
         };
         // Everyone but this member gets the view: new members to install

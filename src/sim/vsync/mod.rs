@@ -106,6 +106,8 @@ struct Sim<'a> {
     check: Checker,
     frames: u64,
     settled: Option<Time>,
+    /// When the faults stop.
+    quiet: Time,
 }
 
 /// Runs one plan.
@@ -169,6 +171,7 @@ impl<'a> Sim<'a> {
             check: Checker::default(),
             frames: 0,
             settled: None,
+            quiet: plan.quiet_from(),
         }
     }
 
@@ -506,7 +509,7 @@ impl<'a> Sim<'a> {
                 return;
             }
         }
-        if self.rng.chance(self.plan.loss) {
+        if self.now < self.quiet && self.rng.chance(self.plan.loss) {
             return;
         }
         let d = self.plan.delay_ns + self.rng.range(0, self.plan.jitter_ns + 1);

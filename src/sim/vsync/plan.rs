@@ -50,7 +50,7 @@ pub struct Plan {
     pub initial: usize,
     /// Faults, in time order.
     pub faults: Vec<(Time, Fault)>,
-    /// Probability that a frame is lost.
+    /// Probability that a frame is lost (until the faults stop).
     pub loss: f64,
     /// Base one-way delay, ns.
     pub delay_ns: u64,
@@ -130,7 +130,9 @@ impl Plan {
         }
     }
 
-    /// When the last fault happens (or the last partition heals).
+    /// When the faults stop: the last fault happened, the last partition
+    /// healed, and the network stops losing frames (loss is a fault too:
+    /// it causes false suspicions). Never before one second.
     pub fn quiet_from(&self) -> Time {
         self.faults
             .iter()
@@ -140,6 +142,7 @@ impl Plan {
             })
             .max()
             .unwrap_or(Time::ZERO)
+            .max(Time(1_000 * MS))
     }
 }
 
