@@ -29,7 +29,15 @@ fn membership_holds_under_random_faults() {
         assert!(r.ok());
         return;
     }
-    let failed = run_seeds(1, seeds(), 0.1, partitions());
+    let batch = run_seeds(1, seeds(), 0.1, partitions());
+    println!(
+        "{} plans: {} casts delivered, {} views installed, worst time to one view after the faults: {} ms",
+        batch.runs,
+        batch.delivered,
+        batch.views,
+        batch.worst_settle_ns / 1_000_000
+    );
+    let failed = batch.failed;
     for r in failed.iter().take(5) {
         eprintln!("FAILED {}\n  {}", r.plan, r.violations.join("\n  "));
     }

@@ -49,6 +49,9 @@ pub struct Report {
     pub frames: u64,
     /// When the live processes agreed on one view (virtual time).
     pub settled: Option<Time>,
+    /// How long after the faults stopped that took, ns (0 if they agreed
+    /// already).
+    pub settle_ns: Option<u64>,
     /// Each process's layer state at the end, when the run failed.
     pub dump: String,
 }
@@ -124,12 +127,35 @@ pub fn run(plan: &Plan) -> Report {
     sim.finish()
 }
 
-/// Runs seeds `first..first + count`; returns the failed reports.
-pub fn run_seeds(first: u64, count: u64, max_loss: f64, partitions: bool) -> Vec<Report> {
-    (first..first + count)
-        .map(|s| run(&Plan::random(s, max_loss, partitions)))
-        .filter(|r| !r.ok())
-        .collect()
+/// What a batch of runs found.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Reports of the runs that failed.
+    pub failed: Vec<Report>,
+    /// Runs.
+    pub runs: u64,
+    /// Longest time from the end of the faults to one agreed view, ns.
+    pub worst_settle_ns: u64,
+    /// Casts delivered, all runs.
+    pub delivered: u64,
+    /// Views installed, all runs.
+    pub views: u64,
+}
+
+/// Runs seeds `first..first + count`.
+pub fn run_seeds(first: u64, count: u64, max_loss: f64, partitions: bool) -> Batch {
+    let mut b = Batch::default();
+    for s in first..first + count {
+        let r = run(&Plan::random(s, max_loss, partitions));
+        b.runs += 1;
+        b.delivered += r.delivered;
+        b.views += r.views;
+        b.worst_settle_ns = b.worst_settle_ns.max(r.settle_ns.unwrap_or(0));
+        if !r.ok() {
+            b.failed.push(r);
+        }
+    }
+    b
 }
 
 impl<'a> Sim<'a> {
@@ -544,6 +570,7 @@ impl<'a> Sim<'a> {
             views: self.check.views,
             frames: self.frames,
             settled: self.settled,
+            settle_ns: self.settled.map(|t| t.since(self.quiet)),
             dump,
         }
     }

@@ -126,7 +126,7 @@ impl Plan {
             app_block_ok: rng.chance(0.5),
             statics: (0..4).map(|_| rng.chance(0.5)).collect(),
             suspect_ns: 40 * MS,
-            settle_ns: 4_000 * MS,
+            settle_ns: 1_500 * MS,
         }
     }
 
