@@ -65,7 +65,12 @@ impl ViewId {
     /// partition with the same logical time) do not match.
     pub fn tag(&self) -> u32 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.ltime.to_le_bytes().iter().chain(self.coord.to_le_bytes().iter()) {
+        for b in self
+            .ltime
+            .to_le_bytes()
+            .iter()
+            .chain(self.coord.to_le_bytes().iter())
+        {
             h ^= *b as u64;
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
@@ -137,7 +142,10 @@ impl View {
 
     /// Rank of `id`, if a member.
     pub fn rank_of(&self, id: EndpointId) -> Option<Rank> {
-        self.members.iter().position(|m| *m == id).map(|r| r as Rank)
+        self.members
+            .iter()
+            .position(|m| *m == id)
+            .map(|r| r as Rank)
     }
 
     /// Number of members.

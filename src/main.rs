@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 use cli::bench::BenchOpts;
 use cli::demo::DemoOpts;
+use cli::failover::FailoverOpts;
+use cli::node::NodeOpts;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +43,14 @@ enum Cmd {
         #[command(flatten)]
         opts: DemoOpts,
     },
+    /// One long-running group member: prints every event as a JSON line,
+    /// multicasts stdin lines (or generated messages), leaves on SIGTERM
+    /// or end of input.
+    Node(NodeOpts),
+    /// Measures the time from a member's crash (SIGKILL) to the new view
+    /// at every survivor, for several group sizes over shm, and checks
+    /// virtual synchrony on each run.
+    Failover(FailoverOpts),
     /// Measures latency (pingpong) or throughput between processes,
     /// through a stack or through the bare driver (--raw).
     Bench(BenchOpts),
@@ -72,6 +82,8 @@ fn main() -> ExitCode {
             }
             None => cli::demo::parent(&o),
         },
+        Cmd::Node(o) => cli::node::run(&o),
+        Cmd::Failover(o) => cli::failover::run(&o),
         Cmd::DemoMember {
             dir,
             name,

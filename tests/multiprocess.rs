@@ -175,3 +175,37 @@ fn effective_uid() -> u32 {
         .and_then(|x| x.parse().ok())
         .unwrap_or(u32::MAX)
 }
+
+/// Four `tutti node` processes over shm multicast; one is killed with
+/// SIGKILL mid-stream. The survivors delivered the same messages in the
+/// old view, and installed the new view within 5 x the failure-detector
+/// timeout. Once killing the highest rank, once the coordinator.
+#[test]
+fn vsync_survivors_agree_after_a_sigkill() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let timeout_ms = 100u64;
+    for extra in [None, Some("--coordinator")] {
+        let mut cmd = tutti();
+        cmd.args(["failover", "--sizes", "4", "--runs", "1", "--json"])
+            .args(["--timeout-ms", &timeout_ms.to_string()]);
+        if let Some(x) = extra {
+            cmd.arg(x);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "failover {extra:?} failed:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("bad JSON {text:?}: {e}"));
+        assert_eq!(v["vsync_ok"], true, "{v}");
+        assert!(v["checked_deliveries"].as_u64().unwrap() > 0, "{v}");
+        let ms = v["max_ms"].as_f64().unwrap();
+        assert!(
+            ms <= 5.0 * timeout_ms as f64,
+            "new view {ms} ms after the kill, more than 5 x {timeout_ms} ms: {v}"
+        );
+    }
+}

@@ -95,6 +95,9 @@ pub struct DriverStats {
     pub rx_no_buffer: u64,
     /// Peers found dead and cleaned up.
     pub peers_dead: u64,
+    /// Peers found by the id on their frames (processes this endpoint
+    /// never added: joiners).
+    pub peers_discovered: u64,
 }
 
 /// Wakes a parked driver from another thread.
@@ -113,6 +116,10 @@ pub trait Driver: Send {
 
     /// Adds a peer by address; returns its id.
     fn add_peer(&mut self, addr: &str) -> Result<PeerId, DriverError>;
+
+    /// Peers this driver knows (`To::All` reaches all of them); ids are
+    /// `0..peer_count()`.
+    fn peer_count(&self) -> usize;
 
     /// Registered memory for frames this endpoint sends (application
     /// payloads and the layers' data).

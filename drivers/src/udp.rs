@@ -211,6 +211,11 @@ pub(crate) struct UdpPeers {
 }
 
 impl UdpPeers {
+    /// Peers known.
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
     pub(crate) fn new(local: SocketAddr) -> UdpPeers {
         UdpPeers {
             local,
@@ -266,6 +271,10 @@ impl Driver for UdpDriver {
 
     fn local_addr(&self) -> String {
         self.local.to_string()
+    }
+
+    fn peer_count(&self) -> usize {
+        self.peers.len()
     }
 
     fn add_peer(&mut self, addr: &str) -> Result<PeerId, DriverError> {

@@ -514,6 +514,10 @@ impl Driver for UringDriver {
         self.local.to_string()
     }
 
+    fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
     fn add_peer(&mut self, addr: &str) -> Result<PeerId, DriverError> {
         self.peers.add(addr)
     }

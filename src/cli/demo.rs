@@ -37,6 +37,12 @@ pub struct DemoOpts {
     /// Stack spec or preset.
     #[arg(long, default_value = "fifo")]
     pub stack: String,
+    /// Then show membership: a join, a member killed, views as a timeline.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub membership: bool,
+    /// Failure-detector timeout of the membership part, ms.
+    #[arg(long, default_value_t = 50)]
+    pub timeout_ms: u64,
 }
 
 impl DemoOpts {
@@ -161,6 +167,9 @@ pub fn parent(o: &DemoOpts) -> ExitCode {
     }
     let _ = std::fs::remove_dir_all(&dir);
     ok &= summarize(&reports);
+    if o.membership {
+        ok &= super::timeline::run(o.timeout_ms);
+    }
     if ok {
         println!("demo: all checks hold");
         ExitCode::SUCCESS

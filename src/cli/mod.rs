@@ -1,6 +1,10 @@
 //! The command's subcommands.
 
 pub mod bench;
+pub mod cluster;
 pub mod common;
 pub mod demo;
+pub mod failover;
+pub mod node;
 pub mod sim;
+pub mod timeline;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tutti_drivers::{Driver, DriverError, DriverStats, Msg, PeerId, Pool, To, Tx};
 
-use crate::event::{Dest, Down, EndpointId, Rank, Time, Up, View, ViewId};
+use crate::event::{Addr, Dest, Down, EndpointId, JoinReq, Rank, Time, Up, View, ViewId};
 use crate::layer::{Drops, Stats};
 use crate::stack::{build, GroupStack, SendError, SendErrorKind, StackConfig};
 use crate::wire::com;
@@ -100,11 +100,16 @@ pub enum Request {
 struct Slot {
     gid: u32,
     stack: Box<dyn GroupStack>,
-    /// Driver peer of each rank (None for own rank).
+    /// Tag of the current view (frames carry it).
+    tag: u32,
+    /// Driver peer of each rank of the current view (None for own rank).
     peers: Vec<Option<PeerId>>,
-    /// The group's peers are exactly the driver's peers (a multicast can
-    /// go to `To::All`).
-    all_peers: bool,
+    /// Peers of the views before, newest first: frames made before a view
+    /// change still go to that view's members.
+    older: VecDeque<(u32, Vec<Option<PeerId>>)>,
+    /// How many distinct driver peers `peers` names: when that is every
+    /// peer the driver has, a multicast goes out as one `To::All`.
+    npeers: usize,
     events: VecDeque<Event>,
     backlog: VecDeque<Request>,
     /// Casts the stack accepted.
@@ -135,6 +140,32 @@ pub struct Core {
     last_maintain: Time,
     /// Time read at the start of the last `poll`.
     clock: Time,
+    /// Distinguishes this incarnation of the endpoint.
+    nonce: u64,
+}
+
+/// Views before the current one whose routes are kept.
+const OLD_ROUTES: usize = 3;
+
+/// The peers of an older view a frame was made in (its header carries the
+/// view's tag); `None` for the current view.
+#[inline]
+fn route<'a>(s: &'a Slot, frame: &Msg) -> Option<&'a Vec<Option<PeerId>>> {
+    let b = frame.front();
+    let tag = b.get(com::LEN - 4..com::LEN)?;
+    let tag = u32::from_be_bytes([tag[0], tag[1], tag[2], tag[3]]);
+    if tag == s.tag {
+        return None;
+    }
+    s.older.iter().find(|(t, _)| *t == tag).map(|(_, p)| p)
+}
+
+fn incarnation_nonce() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    fnv64(&format!("{}:{t}", std::process::id()))
 }
 
 /// How often the driver's housekeeping runs, ns.
@@ -157,6 +188,7 @@ impl Core {
             drops: EngineDrops::default(),
             last_maintain: Time(0),
             clock: Time(0),
+            nonce: incarnation_nonce(),
         }
     }
 
@@ -176,8 +208,15 @@ impl Core {
         self.driver.pool()
     }
 
-    /// Joins a group with a static view.
+    /// Joins a group. With a membership layer in the stack (`gms`, as in
+    /// the `vsync` preset) `spec.members` are contacts: the group is found
+    /// through them (or founded) and views come and go; without one they
+    /// are the static view, in rank order.
     pub fn join(&mut self, spec: &GroupSpec) -> Result<GroupIx, JoinError> {
+        let parsed = crate::stack::Spec::parse(&spec.stack).map_err(JoinError::Spec)?;
+        if parsed.provides(crate::layer::Prop::Membership) {
+            return self.join_dynamic(spec);
+        }
         let me = self.driver.local_addr();
         let n = spec.members.len();
         if n == 0 || n > crate::event::MAX_MEMBERS {
@@ -213,13 +252,16 @@ impl Core {
             rank as Rank,
         )
         .map_err(|e| JoinError::Members(e.into()))?;
+        let tag = view.id.tag();
         self.clock = self.now();
         stack.install_view(self.clock, view);
         self.groups.push(Slot {
             gid: cfg.group,
             stack,
+            tag,
             peers,
-            all_peers: false,
+            older: VecDeque::new(),
+            npeers: 0,
             events: VecDeque::new(),
             backlog: VecDeque::new(),
             casts: 0,
@@ -230,18 +272,59 @@ impl Core {
         Ok(g)
     }
 
-    /// A group whose peers are all the driver's peers multicasts with one
-    /// `To::All`. Driver peer ids are dense (0, 1, ...) and a view has no
-    /// duplicate members, so counting is enough.
+    fn join_dynamic(&mut self, spec: &GroupSpec) -> Result<GroupIx, JoinError> {
+        let me = self.driver.local_addr();
+        let mut cfg = spec.config;
+        cfg.group = fnv64(&spec.name) as u32;
+        let mut stack = build(
+            &spec.stack,
+            &cfg,
+            self.driver.ctl_pool().clone(),
+            spec.prefer_static,
+        )
+        .map_err(JoinError::Spec)?;
+        let now = self.now();
+        self.clock = now;
+        stack.join(
+            now,
+            JoinReq {
+                me: self.incarnation(&me),
+                addr: Addr::from(me.as_str()),
+                contacts: spec
+                    .members
+                    .iter()
+                    .map(|m| Addr::from(m.as_str()))
+                    .collect(),
+            },
+        );
+        self.groups.push(Slot {
+            gid: cfg.group,
+            stack,
+            tag: 0,
+            peers: Vec::new(),
+            older: VecDeque::new(),
+            npeers: 0,
+            events: VecDeque::new(),
+            backlog: VecDeque::new(),
+            casts: 0,
+        });
+        let g = self.groups.len() - 1;
+        self.flush(g);
+        Ok(g)
+    }
+
+    /// This endpoint's id in groups with membership: its address and an
+    /// incarnation (a restarted process at the same address is a new
+    /// member).
+    pub fn incarnation(&self, addr: &str) -> EndpointId {
+        fnv64(addr) ^ self.nonce.rotate_left(23)
+    }
+
+    /// Counts the distinct driver peers of each group's current view
+    /// (driver peer ids are dense and a view has no duplicate members).
     fn recount_peers(&mut self) {
-        let total = self
-            .groups
-            .iter()
-            .flat_map(|s| s.peers.iter().flatten())
-            .max()
-            .map_or(0, |m| *m as usize + 1);
         for s in &mut self.groups {
-            s.all_peers = s.peers.iter().flatten().count() == total;
+            s.npeers = s.peers.iter().flatten().count();
         }
     }
 
@@ -354,60 +437,78 @@ impl Core {
         self.groups.iter().position(|s| s.gid == gid)
     }
 
-    /// Moves group `g`'s output to the transmit queue and its events to
-    /// its event queue; re-arms its timer.
+    /// Moves group `g`'s events to its event queue and its output to the
+    /// transmit queue; re-arms its timer. Events go first: a view they
+    /// announce must be known before the frames made in it are routed.
     fn flush(&mut self, g: GroupIx) {
         let s = &mut self.groups[g];
-        while let Some((dst, frame)) = s.stack.poll_transmit() {
-            match dst {
-                Dest::All if s.all_peers => self.txq.push_back(Tx { to: To::All, frame }),
-                Dest::All => {
-                    for p in s.peers.iter().flatten() {
-                        self.txq.push_back(Tx {
-                            to: To::Peer(*p),
-                            frame: frame.share(),
-                        });
-                    }
-                }
-                Dest::Rank(r) => {
-                    if let Some(Some(p)) = s.peers.get(r as usize) {
-                        self.txq.push_back(Tx {
-                            to: To::Peer(*p),
-                            frame,
-                        });
-                    }
-                }
-                Dest::Addr(a) => match self.driver.add_peer(&a) {
-                    Ok(p) => self.txq.push_back(Tx {
-                        to: To::Peer(p),
-                        frame,
-                    }),
-                    Err(_) => self.drops.bad_address += 1,
-                },
-            }
-        }
         let mut remap = false;
-        while let Some(ev) = s.stack.poll_event() {
-            if let Up::View(v) = &ev {
-                // A view from membership names its members' addresses:
-                // ranks map to driver peers anew.
-                if v.addrs.len() == v.size() {
-                    s.peers = v
-                        .addrs
-                        .iter()
-                        .enumerate()
-                        .map(|(r, a)| {
-                            if r == v.rank as usize {
-                                None
-                            } else {
-                                self.driver.add_peer(a).ok()
-                            }
-                        })
-                        .collect();
-                    remap = true;
+        loop {
+            let mut moved = false;
+            while let Some(ev) = s.stack.poll_event() {
+                moved = true;
+                if let Up::View(v) = &ev {
+                    // A view from membership names its members' addresses:
+                    // ranks map to driver peers anew.
+                    if v.addrs.len() == v.size() {
+                        let peers = v
+                            .addrs
+                            .iter()
+                            .enumerate()
+                            .map(|(r, a)| {
+                                if r == v.rank as usize {
+                                    None
+                                } else {
+                                    self.driver.add_peer(a).ok()
+                                }
+                            })
+                            .collect();
+                        let old = std::mem::replace(&mut s.peers, peers);
+                        s.older.push_front((s.tag, old));
+                        s.older.truncate(OLD_ROUTES);
+                        s.tag = v.id.tag();
+                        remap = true;
+                    }
+                }
+                s.events.push_back(ev);
+            }
+            while let Some((dst, frame)) = s.stack.poll_transmit() {
+                moved = true;
+                let peers = route(s, &frame);
+                match dst {
+                    Dest::All if peers.is_none() && s.npeers == self.driver.peer_count() => {
+                        self.txq.push_back(Tx { to: To::All, frame })
+                    }
+                    Dest::All => {
+                        let peers = peers.unwrap_or(&s.peers);
+                        for p in peers.iter().flatten() {
+                            self.txq.push_back(Tx {
+                                to: To::Peer(*p),
+                                frame: frame.share(),
+                            });
+                        }
+                    }
+                    Dest::Rank(r) => {
+                        let peers = peers.unwrap_or(&s.peers);
+                        if let Some(Some(p)) = peers.get(r as usize) {
+                            self.txq.push_back(Tx {
+                                to: To::Peer(*p),
+                                frame,
+                            });
+                        }
+                    }
+                    Dest::Addr(a) => match self.driver.add_peer(&a) {
+                        Ok(p) => self.txq.push_back(Tx {
+                            to: To::Peer(p),
+                            frame,
+                        }),
+                        Err(_) => self.drops.bad_address += 1,
+                    },
                 }
             }
-            s.events.push_back(ev);
+            if !moved {
+                break;
+            }
         }
         match s.stack.poll_timeout() {
             Some(t) => self.wheel.schedule(g as u32, t),

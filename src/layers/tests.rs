@@ -126,35 +126,91 @@ fn com_drops_bad_frames_by_reason() {
         (vec![0x74, 0x75, 1], DropReason::Truncated),
         (vec![0u8; 40], DropReason::BadMagic),
         (
-            com_frame("reliable", 1, DST_ALL, ViewId { ltime: 3, coord: 0 }.tag(), grp + 1, &[2]),
+            com_frame(
+                "reliable",
+                1,
+                DST_ALL,
+                ViewId { ltime: 3, coord: 0 }.tag(),
+                grp + 1,
+                &[2],
+            ),
             DropReason::WrongGroup,
         ),
         (
-            com_frame("fifo", 1, DST_ALL, ViewId { ltime: 3, coord: 0 }.tag(), grp, &[2]),
+            com_frame(
+                "fifo",
+                1,
+                DST_ALL,
+                ViewId { ltime: 3, coord: 0 }.tag(),
+                grp,
+                &[2],
+            ),
             DropReason::WrongStack,
         ),
         (
-            com_frame("reliable", 1, DST_ALL, ViewId { ltime: 4, coord: 0 }.tag(), grp, &[2]),
+            com_frame(
+                "reliable",
+                1,
+                DST_ALL,
+                ViewId { ltime: 4, coord: 0 }.tag(),
+                grp,
+                &[2],
+            ),
             DropReason::WrongView,
         ),
         (
-            com_frame("reliable", 7, DST_ALL, ViewId { ltime: 3, coord: 0 }.tag(), grp, &[2]),
+            com_frame(
+                "reliable",
+                7,
+                DST_ALL,
+                ViewId { ltime: 3, coord: 0 }.tag(),
+                grp,
+                &[2],
+            ),
             DropReason::BadRank,
         ),
         (
-            com_frame("reliable", 0, DST_ALL, ViewId { ltime: 3, coord: 0 }.tag(), grp, &[2]),
+            com_frame(
+                "reliable",
+                0,
+                DST_ALL,
+                ViewId { ltime: 3, coord: 0 }.tag(),
+                grp,
+                &[2],
+            ),
             DropReason::OwnFrame,
         ),
         (
-            com_frame("reliable", 1, 2, ViewId { ltime: 3, coord: 0 }.tag(), grp, &[2]),
+            com_frame(
+                "reliable",
+                1,
+                2,
+                ViewId { ltime: 3, coord: 0 }.tag(),
+                grp,
+                &[2],
+            ),
             DropReason::NotForMe,
         ),
         (
-            com_frame("reliable", 1, DST_ALL, ViewId { ltime: 3, coord: 0 }.tag(), grp, &[99]),
+            com_frame(
+                "reliable",
+                1,
+                DST_ALL,
+                ViewId { ltime: 3, coord: 0 }.tag(),
+                grp,
+                &[99],
+            ),
             DropReason::UnknownTag,
         ),
         (
-            com_frame("reliable", 1, DST_ALL, ViewId { ltime: 3, coord: 0 }.tag(), grp, &[0, 1]),
+            com_frame(
+                "reliable",
+                1,
+                DST_ALL,
+                ViewId { ltime: 3, coord: 0 }.tag(),
+                grp,
+                &[0, 1],
+            ),
             DropReason::Truncated,
         ),
     ];
@@ -281,7 +337,17 @@ fn frag_refuses_fragments_out_of_sequence_and_oversized_messages() {
     let mut tail = vec![0u8];
     tail.extend_from_slice(&0u64.to_be_bytes());
     tail.extend_from_slice(&[2, 0, b'x']);
-    g.give(1, &com_frame(spec, 0, DST_ALL, ViewId { ltime: 3, coord: 0 }.tag(), grp, &tail));
+    g.give(
+        1,
+        &com_frame(
+            spec,
+            0,
+            DST_ALL,
+            ViewId { ltime: 3, coord: 0 }.tag(),
+            grp,
+            &tail,
+        ),
+    );
     assert_eq!(g.s[1].drops().get(DropReason::BadFragment), 1);
     // A message larger than max_msg is refused when its FIRST fragment
     // arrives, and its other fragments are skipped.

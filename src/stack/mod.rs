@@ -21,8 +21,8 @@ use crate::event::{Dest, Down, JoinReq, Rank, Time, Up, View};
 use crate::layer::{Drops, Env, Layer, Prop, Stats};
 use crate::layers::com::Com;
 use crate::layers::frag::{Frag, MAX_MSG_DEFAULT};
-use crate::layers::nak::{Nak, NakConfig};
 use crate::layers::gms::{Gms, GmsConfig};
+use crate::layers::nak::{Nak, NakConfig};
 use crate::layers::stable::{Stable, StableConfig};
 use crate::layers::suspect::{Suspect, SuspectConfig};
 

@@ -70,6 +70,8 @@ const REGION_DATA: u64 = 0;
 const REGION_CTL: u64 = 1;
 /// How often `maintain` checks that peers live.
 const LIVENESS_EVERY: Duration = Duration::from_millis(20);
+/// Least time between two directory scans for an unknown sender.
+const DISCOVER_EVERY: Duration = Duration::from_millis(10);
 /// A claimed-but-unpublished receive cell older than this, with a peer
 /// found dead meanwhile, is skipped.
 const STALL_LIMIT: Duration = Duration::from_millis(100);
@@ -179,6 +181,7 @@ pub struct ShmDriver {
     peers: Vec<Peer>,
     stats: DriverStats,
     last_check: Instant,
+    last_discover: Instant,
     stall_since: Option<(Instant, u64)>,
     touched: Vec<bool>,
 }
@@ -227,6 +230,7 @@ impl ShmDriver {
             peers: Vec::new(),
             stats: DriverStats::default(),
             last_check: Instant::now(),
+            last_discover: Instant::now() - DISCOVER_EVERY,
             stall_since: None,
             touched: Vec::new(),
         })
@@ -300,6 +304,42 @@ impl ShmDriver {
                 }
             }
         }
+    }
+
+    /// Looks in the directory for the endpoint with id `sid` and connects
+    /// to it as a new peer. At most once per [`DISCOVER_EVERY`]: a flood
+    /// of frames with made-up ids costs one directory scan per period.
+    fn discover(&mut self, sid: u64) -> Option<usize> {
+        if self.last_discover.elapsed() < DISCOVER_EVERY {
+            return None;
+        }
+        self.last_discover = Instant::now();
+        let entries = std::fs::read_dir(&self.cfg.dir).ok()?;
+        for e in entries.flatten() {
+            let file = e.file_name();
+            let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".tutti")) else {
+                continue;
+            };
+            if name == self.cfg.name || self.peers.iter().any(|p| p.name == name) {
+                continue;
+            }
+            let Ok(m) = ctl::open(&e.path()) else {
+                continue;
+            };
+            if m.id() == sid && m.owner_alive() {
+                drop(m);
+                self.peers.push(Peer {
+                    name: name.to_string(),
+                    conn: None,
+                });
+                self.touched.push(false);
+                let i = self.peers.len() - 1;
+                self.connect(i);
+                self.stats.peers_discovered += 1;
+                return self.peer_by_id(sid);
+            }
+        }
+        None
     }
 
     fn peer_by_id(&self, id: u64) -> Option<usize> {
@@ -418,6 +458,10 @@ impl Driver for ShmDriver {
         self.cfg.name.clone()
     }
 
+    fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
     fn add_peer(&mut self, addr: &str) -> Result<PeerId, DriverError> {
         ctl::check_name(addr)?;
         if addr == self.cfg.name {
@@ -533,9 +577,10 @@ impl Driver for ShmDriver {
             let (off, len) = ((ol >> 32) as u32, ol as u32);
             let mut p = self.peer_by_id(sid);
             if p.is_none() {
-                // A peer that came up since we last looked.
+                // A peer that came up since we last looked, or a process
+                // this endpoint never heard of (a joiner).
                 self.check_peers();
-                p = self.peer_by_id(sid);
+                p = self.peer_by_id(sid).or_else(|| self.discover(sid));
             }
             let m = p
                 .and_then(|p| self.peers[p].conn.as_ref())

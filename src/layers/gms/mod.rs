@@ -322,11 +322,11 @@ impl Gms {
                 };
                 send_outside(cx, &a, &join);
             }
-            (St::Joining(j), Outside::View(vm)) => {
-                if vm.members.contains(&j.req.me) && vm.check().is_ok() {
-                    let (me, addr) = (j.req.me, j.req.addr.clone());
-                    self.install(&vm, me, addr, cx);
-                }
+            (St::Joining(j), Outside::View(vm))
+                if vm.members.contains(&j.req.me) && vm.check().is_ok() =>
+            {
+                let (me, addr) = (j.req.me, j.req.addr.clone());
+                self.install(&vm, me, addr, cx);
             }
             (St::Member(m), Outside::View(vm)) => {
                 if vm.check().is_err() {
@@ -348,21 +348,31 @@ impl Gms {
                 }
             }
             (St::Member(m), Outside::Join { id, addr }) => m.on_join(id, addr, cx),
-            (St::Member(m), Outside::Beacon { ltime, vcoord, coord }) => {
-                m.on_beacon(ltime, vcoord, coord, cx)
-            }
-            (St::Member(m), Outside::MergeRequest { ltime, vcoord, reply_to }) => {
-                m.on_merge_request(ltime, vcoord, reply_to, cx)
-            }
+            (
+                St::Member(m),
+                Outside::Beacon {
+                    ltime,
+                    vcoord,
+                    coord,
+                },
+            ) => m.on_beacon(ltime, vcoord, coord, cx),
+            (
+                St::Member(m),
+                Outside::MergeRequest {
+                    ltime,
+                    vcoord,
+                    reply_to,
+                },
+            ) => m.on_merge_request(ltime, vcoord, reply_to, cx),
             (St::Member(m), Outside::MergeGrant { .. }) => m.on_merge_grant(cx),
             (St::Member(m), Outside::MergeReady { at, members, addrs }) => {
                 m.on_merge_ready(MergeIn { at, members, addrs }, cx)
             }
             (St::Member(m), Outside::ViewAck { ltime, vcoord, id })
-            | (St::Leaving(m, _), Outside::ViewAck { ltime, vcoord, id }) => {
-                if (ltime, vcoord) == m.sent_view_id() {
-                    m.unacked.retain(|(i, _)| *i != id);
-                }
+            | (St::Leaving(m, _), Outside::ViewAck { ltime, vcoord, id })
+                if (ltime, vcoord) == m.sent_view_id() =>
+            {
+                m.unacked.retain(|(i, _)| *i != id);
             }
             _ => {}
         }

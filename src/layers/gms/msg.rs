@@ -166,7 +166,11 @@ pub enum DecodeError {
 pub fn encode<T>(v: &T) -> Vec<u8>
 where
     T: for<'a> Serialize<
-        rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, RkyvError>,
+        rkyv::api::high::HighSerializer<
+            AlignedVec,
+            rkyv::ser::allocator::ArenaHandle<'a>,
+            RkyvError,
+        >,
     >,
 {
     // Serializing plain owned data into a growable buffer cannot fail.

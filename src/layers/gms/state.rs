@@ -486,11 +486,20 @@ impl Member {
         send_ctrl(cx, at.coord, &ok);
     }
 
-    fn on_cut(&mut self, src: Rank, at: Attempt, cut: Vec<u64>, holder: Vec<Rank>, cx: &mut Cx<'_>) {
+    fn on_cut(
+        &mut self,
+        src: Rank,
+        at: Attempt,
+        cut: Vec<u64>,
+        holder: Vec<Rank>,
+        cx: &mut Cx<'_>,
+    ) {
         if src != at.coord || self.accepted != Some(at) || self.ok_sent != Some(at) {
             return;
         }
-        if cut.len() != self.n || holder.len() != self.n || holder.iter().any(|h| *h as usize >= self.n)
+        if cut.len() != self.n
+            || holder.len() != self.n
+            || holder.iter().any(|h| *h as usize >= self.n)
         {
             cx.dropped(DropReason::BadField);
             return;
@@ -507,9 +516,9 @@ impl Member {
             return;
         };
         let mut missing = false;
-        for s in 0..self.n {
+        for (s, &upto) in cut.iter().enumerate() {
             while let Some((seq, _)) = self.hold[s].front() {
-                if *seq >= cut[s] {
+                if *seq >= upto {
                     break;
                 }
                 let Some((seq, msg)) = self.hold[s].pop_front() else {
@@ -522,7 +531,7 @@ impl Member {
                     msg,
                 });
             }
-            if self.delivered[s] < cut[s] {
+            if self.delivered[s] < upto {
                 missing = true;
             }
         }
@@ -685,7 +694,11 @@ impl Member {
             self.cut_ok_sent.map(|a| (a.coord, a.n)),
             self.buffered(),
             self.pending.len(),
-            self.co.as_ref().map(|c| (c.at.n, c.oks.iter().filter(|o| o.is_some()).count(), c.cut_sent)),
+            self.co.as_ref().map(|c| (
+                c.at.n,
+                c.oks.iter().filter(|o| o.is_some()).count(),
+                c.cut_sent
+            )),
             self.joiners.len(),
             self.unacked.len(),
         ));

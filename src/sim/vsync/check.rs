@@ -181,7 +181,10 @@ impl Checker {
         let mut moves: HashMap<(ViewId, ViewId), Vec<(EndpointId, &Epoch)>> = HashMap::new();
         for (p, h) in &self.history {
             for w in h.windows(2) {
-                moves.entry((w[0].id, w[1].id)).or_default().push((*p, &w[0]));
+                moves
+                    .entry((w[0].id, w[1].id))
+                    .or_default()
+                    .push((*p, &w[0]));
             }
         }
         for ((v, w), who) in &moves {

@@ -218,7 +218,8 @@ impl<'a> Sim<'a> {
             headroom: 128,
             tailroom: 32,
         };
-        let (Ok(tx), Ok(rx), Ok(ctl)) = (Pool::new(pc(512)), Pool::new(pc(4096)), Pool::new(pc(1024)))
+        let (Ok(tx), Ok(rx), Ok(ctl)) =
+            (Pool::new(pc(512)), Pool::new(pc(4096)), Pool::new(pc(1024)))
         else {
             self.check.violations.push("pool setup failed".into());
             return;
@@ -458,11 +459,9 @@ impl<'a> Sim<'a> {
                     self.at(self.now.plus_ns(gap), Ev::Cast(i));
                 }
             }
-            Up::Block => {
-                if self.plan.app_block_ok {
-                    let d = self.rng.range(0, 5 * MS);
-                    self.at(self.now.plus_ns(d), Ev::BlockOk(i));
-                }
+            Up::Block if self.plan.app_block_ok => {
+                let d = self.rng.range(0, 5 * MS);
+                self.at(self.now.plus_ns(d), Ev::BlockOk(i));
             }
             Up::Cast { src, msg, .. } => {
                 let src_id = self.procs[i]
