@@ -34,6 +34,8 @@ pub enum Prop {
     /// Views change with membership (joins, leaves, failures), with
     /// virtual synchrony.
     Membership,
+    /// Every member delivers the casts of a view in the same order.
+    TotalOrder,
 }
 
 impl Prop {
@@ -47,6 +49,7 @@ impl Prop {
             Prop::Large => "large-messages",
             Prop::FailureDetection => "failure-detection",
             Prop::Membership => "membership",
+            Prop::TotalOrder => "total-order",
         }
     }
 }

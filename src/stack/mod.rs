@@ -25,6 +25,7 @@ use crate::layers::gms::{Gms, GmsConfig};
 use crate::layers::nak::{Nak, NakConfig};
 use crate::layers::stable::{Stable, StableConfig};
 use crate::layers::suspect::{Suspect, SuspectConfig};
+use crate::layers::total::Total;
 
 pub use compose::{BuildPart, Cons, Dynamic, Nil, Part, StaticLayer};
 pub use spec::{LayerKind, Spec, SpecError, PRESETS};
@@ -101,6 +102,13 @@ impl StaticLayer for Gms {
     }
 }
 
+impl StaticLayer for Total {
+    const KIND: LayerKind = LayerKind::Total;
+    fn make(_cfg: &StackConfig, _id: u16) -> Self {
+        Total::new()
+    }
+}
+
 /// Builds one boxed layer of kind `k`.
 pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
     match k {
@@ -110,6 +118,7 @@ pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
         LayerKind::Stable => Box::new(Stable::make(cfg, id)),
         LayerKind::Suspect => Box::new(Suspect::make(cfg, id)),
         LayerKind::Gms => Box::new(Gms::make(cfg, id)),
+        LayerKind::Total => Box::new(Total::make(cfg, id)),
     }
 }
 
@@ -127,6 +136,8 @@ pub type ReliableStatic = stack_type![Stable, Nak, Com];
 pub type FifoStatic = stack_type![Stable, Frag, Nak, Com];
 /// Static `com:nak:frag:stable:suspect:gms` (preset `vsync`).
 pub type VsyncStatic = stack_type![Gms, Suspect, Stable, Frag, Nak, Com];
+/// Static `com:nak:frag:stable:suspect:gms:total` (preset `vsync-total`).
+pub type VsyncTotalStatic = stack_type![Total, Gms, Suspect, Stable, Frag, Nak, Com];
 
 /// Why the application's message was not taken. The message comes back.
 pub struct SendError {
@@ -178,6 +189,8 @@ pub struct Stack<P: Part> {
     view: Option<Arc<View>>,
     large: bool,
     max_msg: u64,
+    /// Answer `Block` with `BlockOk` here (the application does not).
+    auto_block_ok: bool,
 }
 
 impl<P: BuildPart> Stack<P> {
@@ -213,6 +226,7 @@ impl<P: Part> Stack<P> {
     fn with_part(part: P, spec: Spec, cfg: &StackConfig, ctl: Pool) -> Stack<P> {
         let large = spec.provides(Prop::Large);
         Stack {
+            auto_block_ok: !cfg.gms.app_block_ok,
             max_msg: cfg.max_msg,
             part,
             env: Env::new(ctl),
@@ -350,6 +364,15 @@ impl<P: Part> Stack<P> {
                 Up::Exit => {
                     self.view = None;
                     return Some(Up::Exit);
+                }
+                Up::Block => {
+                    if self.auto_block_ok {
+                        // Every layer above the flush saw the event: let it
+                        // go on. What this produces is drained as usual.
+                        self.part
+                            .down(Down::BlockOk, &mut self.env, &mut self.events);
+                    }
+                    return Some(Up::Block);
                 }
                 ev => return Some(ev),
             }
@@ -543,6 +566,9 @@ pub fn build(
         }
         if canon == "com:nak:frag:stable:suspect:gms" {
             return Ok(Box::new(Stack::<VsyncStatic>::new_static(cfg, ctl)?));
+        }
+        if canon == "com:nak:frag:stable:suspect:gms:total" {
+            return Ok(Box::new(Stack::<VsyncTotalStatic>::new_static(cfg, ctl)?));
         }
     }
     Ok(Box::new(Stack::new_dynamic(spec, cfg, ctl)?))

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::layer::{LayerInfo, Prop};
-use crate::layers::{com, frag, gms, nak, stable, suspect};
+use crate::layers::{com, frag, gms, nak, stable, suspect, total};
 
 /// The layers tutti knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,17 +21,20 @@ pub enum LayerKind {
     Suspect,
     /// Membership and virtual synchrony.
     Gms,
+    /// Total order by a sequencer.
+    Total,
 }
 
 impl LayerKind {
     /// Every kind, in registry order.
-    pub const ALL: [LayerKind; 6] = [
+    pub const ALL: [LayerKind; 7] = [
         LayerKind::Com,
         LayerKind::Nak,
         LayerKind::Frag,
         LayerKind::Stable,
         LayerKind::Suspect,
         LayerKind::Gms,
+        LayerKind::Total,
     ];
 
     /// The layer's description.
@@ -43,6 +46,7 @@ impl LayerKind {
             LayerKind::Stable => &stable::INFO,
             LayerKind::Suspect => &suspect::INFO,
             LayerKind::Gms => &gms::INFO,
+            LayerKind::Total => &total::INFO,
         }
     }
 
@@ -72,6 +76,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "vsync",
         "com:nak:frag:stable:suspect:gms",
         "process groups: membership (joins, leaves, failures) with virtual synchrony, FIFO",
+    ),
+    (
+        "vsync-total",
+        "com:nak:frag:stable:suspect:gms:total",
+        "process groups with virtual synchrony and total order (sequencer)",
     ),
 ];
 

@@ -6,8 +6,11 @@
 //!
 //! 1. The coordinator sends `Flush` (failed ranks, participants) to every
 //!    participant, itself included.
-//! 2. A participant gives the application `Block`; once it may (at once,
-//!    or after `BlockOk`), it answers `FlushOk` with its delivered vector
+//! 2. A participant gives the application `Block`; once `BlockOk` comes
+//!    down (from the application, from a layer above that must finish
+//!    first, or from the stack itself when the application does not take
+//!    part: [`GmsConfig::app_block_ok`]), it answers `FlushOk` with its
+//!    delivered vector
 //!    and from then on holds every new cast of the view instead of
 //!    delivering it.
 //! 3. With every `FlushOk` in, the coordinator takes the cut (per sender,
@@ -72,8 +75,8 @@ pub struct GmsConfig {
     pub tick_ns: u64,
     /// A joiner that hears from no group for this long founds one, ns.
     pub join_timeout_ns: u64,
-    /// Wait for the application's `Down::BlockOk` after `Up::Block`
-    /// (otherwise the layer answers the flush at once).
+    /// The application answers `Up::Block` with `Down::BlockOk` itself
+    /// (otherwise the stack answers for it as the event leaves the top).
     pub app_block_ok: bool,
 }
 

@@ -475,7 +475,7 @@ impl Member {
         let Some(at) = self.accepted else {
             return;
         };
-        if self.ok_sent == Some(at) || (self.cfg.app_block_ok && !self.app_ok) {
+        if self.ok_sent == Some(at) || !self.app_ok {
             return;
         }
         self.ok_sent = Some(at);

@@ -151,6 +151,50 @@ impl Checker {
         }
     }
 
+    /// Total order: in every view, two processes that went on to the same
+    /// next view (or both ended in it) delivered their casts in the same
+    /// order. Across a partition each side ends the view with the casts
+    /// it lacks an order for in its own (deterministic) order, as Isis and
+    /// Horus total order do; a process cut off and crashed may have seen
+    /// the other side's order.
+    pub fn total_order(&mut self) {
+        type Seq<'a> = (EndpointId, Option<ViewId>, &'a Vec<(EndpointId, u32)>);
+        let mut by_view: HashMap<ViewId, Vec<Seq<'_>>> = HashMap::new();
+        for (p, h) in &self.history {
+            for (k, e) in h.iter().enumerate() {
+                let next = h.get(k + 1).map(|n| n.id);
+                by_view
+                    .entry(e.id)
+                    .or_default()
+                    .push((*p, next, &e.delivered));
+            }
+        }
+        for (v, who) in by_view {
+            for (i, (p, np, a)) in who.iter().enumerate() {
+                let pos: HashMap<&(EndpointId, u32), usize> =
+                    a.iter().enumerate().map(|(k, m)| (m, k)).collect();
+                for (q, nq, b) in &who[i + 1..] {
+                    if np != nq {
+                        continue;
+                    }
+                    let mut last = None;
+                    for m in b.iter() {
+                        if let Some(&k) = pos.get(m) {
+                            if last.is_some_and(|l| k < l) {
+                                self.violations.push(format!(
+                                    "total order: in view {}.{} {p} and {q} delivered {m:?} in different orders",
+                                    v.ltime, v.coord
+                                ));
+                                break;
+                            }
+                            last = Some(k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The end-of-run checks. `live` are the processes that should form one
     /// view (alive, not left), `exited` those that left.
     pub fn finish(&mut self, live: &[EndpointId]) {

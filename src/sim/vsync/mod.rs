@@ -226,7 +226,12 @@ impl<'a> Sim<'a> {
         };
         let statics = &self.plan.statics;
         let stat = statics[i % statics.len()];
-        let mut stack = match build("vsync", &self.cfg, ctl, stat) {
+        let spec = if self.plan.total {
+            "vsync-total"
+        } else {
+            "vsync"
+        };
+        let mut stack = match build(spec, &self.cfg, ctl, stat) {
             Ok(s) => s,
             Err(e) => {
                 self.check.violations.push(format!("stack: {e}"));
@@ -550,6 +555,9 @@ impl<'a> Sim<'a> {
     fn finish(mut self) -> Report {
         let live: Vec<EndpointId> = self.live().iter().map(|i| self.procs[*i].id).collect();
         self.check.finish(&live);
+        if self.plan.total {
+            self.check.total_order();
+        }
         let mut dump = String::new();
         if !self.check.violations.is_empty() {
             for p in &self.procs {

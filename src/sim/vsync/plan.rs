@@ -66,6 +66,8 @@ pub struct Plan {
     pub statics: Vec<bool>,
     /// Failure-detector timeout, ns.
     pub suspect_ns: u64,
+    /// Run `vsync-total` (checked for total order) rather than `vsync`.
+    pub total: bool,
     /// From the last fault (or heal) on, one view of all live processes
     /// must form within this, ns.
     pub settle_ns: u64,
@@ -126,6 +128,7 @@ impl Plan {
             app_block_ok: rng.chance(0.5),
             statics: (0..4).map(|_| rng.chance(0.5)).collect(),
             suspect_ns: 40 * MS,
+            total: rng.chance(0.5),
             settle_ns: 1_500 * MS,
         }
     }
@@ -150,8 +153,9 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed={} initial={} loss={:.3} delay={}us jitter={}us casts={} gap={}ms app_block_ok={} faults=[",
+            "seed={} stack={} initial={} loss={:.3} delay={}us jitter={}us casts={} gap={}ms app_block_ok={} faults=[",
             self.seed,
+            if self.total { "vsync-total" } else { "vsync" },
             self.initial,
             self.loss,
             self.delay_ns / 1000,
