@@ -192,6 +192,9 @@ pub enum Down {
     Suspect(Arc<[Rank]>),
     /// The application has stopped sending after a `Block`.
     BlockOk,
+    /// The application's state, answering `Up::GetState` (taken when it
+    /// handled that event).
+    State(Arc<[u8]>),
     /// The application has processed `src`'s casts up to and including
     /// `seq` (application-level stability, for `stable` in ack mode).
     Ack {
@@ -284,6 +287,14 @@ pub enum Up {
     Suspect(Arc<[Rank]>),
     /// This member has left the group; the stack is finished.
     Exit,
+    /// A joiner needs the application's state: answer with `Down::State`,
+    /// taken now (after everything delivered so far, before anything
+    /// delivered later).
+    GetState,
+    /// A joiner's state, before its first view: what the members had
+    /// delivered up to the point where its deliveries begin. `None`: no
+    /// member that held state survived to give it.
+    State(Option<Arc<[u8]>>),
     /// Messages `from..to` (exclusive) of `src` cannot be recovered and
     /// were skipped.
     Lost {

@@ -36,6 +36,8 @@ pub enum Prop {
     Membership,
     /// Every member delivers the casts of a view in the same order.
     TotalOrder,
+    /// Joiners get the application's state with their first view.
+    StateTransfer,
 }
 
 impl Prop {
@@ -50,6 +52,7 @@ impl Prop {
             Prop::FailureDetection => "failure-detection",
             Prop::Membership => "membership",
             Prop::TotalOrder => "total-order",
+            Prop::StateTransfer => "state-transfer",
         }
     }
 }
@@ -302,7 +305,16 @@ pub struct Env {
     pub drops: Drops,
     /// Activity counters.
     pub stats: Stats,
+    /// Views installed at the bottom of the stack, newest first (a few):
+    /// whoever moves frames routes them by the view tag they carry, with
+    /// these (the application may see a view later, after state transfer).
+    pub views: VecDeque<std::sync::Arc<crate::event::View>>,
+    /// Counts changes of `views`.
+    pub views_gen: u64,
 }
+
+/// Views kept for routing.
+pub const ROUTED_VIEWS: usize = 4;
 
 impl Env {
     /// A fresh environment over `ctl`.
@@ -313,6 +325,8 @@ impl Env {
             tx: VecDeque::with_capacity(64),
             drops: Drops::default(),
             stats: Stats::default(),
+            views: VecDeque::new(),
+            views_gen: 0,
         }
     }
 }
@@ -415,6 +429,14 @@ impl<'a> Cx<'a> {
             self.env.stats.ctl_no_buffer += 1;
         }
         m
+    }
+
+    /// The bottom layer installed a view: frames of it are routed to its
+    /// members.
+    pub fn installed(&mut self, v: std::sync::Arc<crate::event::View>) {
+        self.env.views.push_front(v);
+        self.env.views.truncate(ROUTED_VIEWS);
+        self.env.views_gen += 1;
     }
 
     /// Counts a dropped frame or header.

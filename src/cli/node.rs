@@ -112,6 +112,7 @@ fn node(o: &NodeOpts) -> Result<(), String> {
         tick_ns: (timeout_ns / 4).max(1_000_000),
         join_timeout_ns: (timeout_ns * 4).max(50_000_000),
         app_block_ok: false,
+        app_state: true,
     };
     let g = core.join(&spec).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
@@ -143,6 +144,10 @@ fn node(o: &NodeOpts) -> Result<(), String> {
     };
 
     let mut idler = Idler::new();
+    // The application's state: how many casts it holds and an order-free
+    // hash of them (what a joiner gets by state transfer).
+    let mut held: u64 = 0;
+    let mut digest: u64 = 0;
     let mut members: Vec<u64> = Vec::new();
     let mut in_view = false;
     let mut leaving: Option<Instant> = None;
@@ -166,6 +171,8 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                 }
                 Event::Cast { src, seq, msg } => {
                     let b = msg.to_vec();
+                    held += 1;
+                    digest = digest.wrapping_add(fnv64_bytes(&b));
                     emit(
                         json!({"event": "deliver", "t_ms": now_ms(t0), "sender": src,
                         "sender_id": members.get(src as usize).copied().unwrap_or(0),
@@ -177,6 +184,29 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                         "seq": seq, "len": msg.len()}));
                 }
                 Event::Block => emit(json!({"event": "block", "t_ms": now_ms(t0)})),
+                Event::GetState => {
+                    let mut st = [0u8; 16];
+                    st[..8].copy_from_slice(&held.to_be_bytes());
+                    st[8..].copy_from_slice(&digest.to_be_bytes());
+                    core.submit(
+                        g,
+                        tutti::engine::Request::Down(Down::State(st.to_vec().into())),
+                    );
+                    emit(json!({"event": "give_state", "t_ms": now_ms(t0), "messages": held}));
+                }
+                Event::State(st) => {
+                    let (h, d) = match st.as_deref() {
+                        Some(b) if b.len() == 16 => (
+                            u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
+                            u64::from_be_bytes(b[8..].try_into().unwrap_or_default()),
+                        ),
+                        _ => (0, 0),
+                    };
+                    held = h;
+                    digest = d;
+                    emit(json!({"event": "state", "t_ms": now_ms(t0), "messages": h,
+                        "digest": format!("{d:016x}"), "lost": st.is_none()}));
+                }
                 Event::Stable(v) => {
                     emit(json!({"event": "stable", "t_ms": now_ms(t0), "vector": v.to_vec()}))
                 }
@@ -187,7 +217,10 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                     json!({"event": "lost", "t_ms": now_ms(t0), "sender": src, "from": from, "to": to}),
                 ),
                 Event::Exit => {
-                    emit(json!({"event": "exit", "t_ms": now_ms(t0)}));
+                    emit(
+                        json!({"event": "exit", "t_ms": now_ms(t0), "messages": held,
+                        "digest": format!("{digest:016x}")}),
+                    );
                     return Ok(());
                 }
                 _ => {}

@@ -107,6 +107,8 @@ struct Slot {
     /// Peers of the views before, newest first: frames made before a view
     /// change still go to that view's members.
     older: VecDeque<(u32, Vec<Option<PeerId>>)>,
+    /// The stack's view generation `peers` and `older` reflect.
+    routes_gen: u64,
     /// How many distinct driver peers `peers` names: when that is every
     /// peer the driver has, a multicast goes out as one `To::All`.
     npeers: usize,
@@ -143,9 +145,6 @@ pub struct Core {
     /// Distinguishes this incarnation of the endpoint.
     nonce: u64,
 }
-
-/// Views before the current one whose routes are kept.
-const OLD_ROUTES: usize = 3;
 
 /// The peers of an older view a frame was made in (its header carries the
 /// view's tag); `None` for the current view.
@@ -261,6 +260,7 @@ impl Core {
             tag,
             peers,
             older: VecDeque::new(),
+            routes_gen: 0,
             npeers: 0,
             events: VecDeque::new(),
             backlog: VecDeque::new(),
@@ -303,6 +303,7 @@ impl Core {
             tag: 0,
             peers: Vec::new(),
             older: VecDeque::new(),
+            routes_gen: 0,
             npeers: 0,
             events: VecDeque::new(),
             backlog: VecDeque::new(),
@@ -447,30 +448,36 @@ impl Core {
             let mut moved = false;
             while let Some(ev) = s.stack.poll_event() {
                 moved = true;
-                if let Up::View(v) = &ev {
-                    // A view from membership names its members' addresses:
-                    // ranks map to driver peers anew.
-                    if v.addrs.len() == v.size() {
-                        let peers = v
-                            .addrs
+                s.events.push_back(ev);
+            }
+            // Views the stack installed (membership changes them; the
+            // application may see one later): ranks map to driver peers.
+            let (gen, views) = s.stack.routes();
+            if gen != s.routes_gen {
+                s.routes_gen = gen;
+                if views.front().is_some_and(|v| v.addrs.len() == v.size()) {
+                    let driver = &mut self.driver;
+                    let mut map = |v: &View| -> Vec<Option<PeerId>> {
+                        v.addrs
                             .iter()
                             .enumerate()
                             .map(|(r, a)| {
                                 if r == v.rank as usize {
                                     None
                                 } else {
-                                    self.driver.add_peer(a).ok()
+                                    driver.add_peer(a).ok()
                                 }
                             })
-                            .collect();
-                        let old = std::mem::replace(&mut s.peers, peers);
-                        s.older.push_front((s.tag, old));
-                        s.older.truncate(OLD_ROUTES);
-                        s.tag = v.id.tag();
-                        remap = true;
+                            .collect()
+                    };
+                    let mut it = views.iter();
+                    if let Some(cur) = it.next() {
+                        s.tag = cur.id.tag();
+                        s.peers = map(cur);
                     }
+                    s.older = it.map(|v| (v.id.tag(), map(v))).collect();
+                    remap = true;
                 }
-                s.events.push_back(ev);
             }
             while let Some((dst, frame)) = s.stack.poll_transmit() {
                 moved = true;

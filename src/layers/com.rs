@@ -109,7 +109,10 @@ impl Layer for Com {
         match ev {
             Down::Cast(m) | Down::CastRaw(m) => self.frame(cx, Dest::All, m),
             Down::Send(d, m) | Down::SendRaw(d, m) => self.frame(cx, Dest::Rank(d), m),
-            Down::View(v) => self.install(&v),
+            Down::View(v) => {
+                self.install(&v);
+                cx.installed(v);
+            }
             Down::Ctl(to, m) => self.control(cx, to, m),
             // Bottom of the stack: nothing below to pass other events to.
             _ => {}

@@ -7,6 +7,7 @@ pub mod nak;
 pub mod stable;
 pub mod suspect;
 pub mod total;
+pub mod xfer;
 
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,7 @@ use crate::layers::nak::{Nak, NakConfig};
 use crate::layers::stable::{Stable, StableConfig};
 use crate::layers::suspect::{Suspect, SuspectConfig};
 use crate::layers::total::Total;
+use crate::layers::xfer::Xfer;
 
 pub use compose::{BuildPart, Cons, Dynamic, Nil, Part, StaticLayer};
 pub use spec::{LayerKind, Spec, SpecError, PRESETS};
@@ -109,6 +110,13 @@ impl StaticLayer for Total {
     }
 }
 
+impl StaticLayer for Xfer {
+    const KIND: LayerKind = LayerKind::Xfer;
+    fn make(_cfg: &StackConfig, _id: u16) -> Self {
+        Xfer::new()
+    }
+}
+
 /// Builds one boxed layer of kind `k`.
 pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
     match k {
@@ -119,6 +127,7 @@ pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
         LayerKind::Suspect => Box::new(Suspect::make(cfg, id)),
         LayerKind::Gms => Box::new(Gms::make(cfg, id)),
         LayerKind::Total => Box::new(Total::make(cfg, id)),
+        LayerKind::Xfer => Box::new(Xfer::make(cfg, id)),
     }
 }
 
@@ -134,10 +143,11 @@ macro_rules! stack_type {
 pub type ReliableStatic = stack_type![Stable, Nak, Com];
 /// Static `com:nak:frag:stable` (preset `fifo`).
 pub type FifoStatic = stack_type![Stable, Frag, Nak, Com];
-/// Static `com:nak:frag:stable:suspect:gms` (preset `vsync`).
-pub type VsyncStatic = stack_type![Gms, Suspect, Stable, Frag, Nak, Com];
-/// Static `com:nak:frag:stable:suspect:gms:total` (preset `vsync-total`).
-pub type VsyncTotalStatic = stack_type![Total, Gms, Suspect, Stable, Frag, Nak, Com];
+/// Static `com:nak:frag:stable:suspect:gms:xfer` (preset `vsync`).
+pub type VsyncStatic = stack_type![Xfer, Gms, Suspect, Stable, Frag, Nak, Com];
+/// Static `com:nak:frag:stable:suspect:gms:total:xfer` (preset
+/// `vsync-total`).
+pub type VsyncTotalStatic = stack_type![Xfer, Total, Gms, Suspect, Stable, Frag, Nak, Com];
 
 /// Why the application's message was not taken. The message comes back.
 pub struct SendError {
@@ -191,6 +201,9 @@ pub struct Stack<P: Part> {
     max_msg: u64,
     /// Answer `Block` with `BlockOk` here (the application does not).
     auto_block_ok: bool,
+    /// Answer `GetState` with an empty state here (the application keeps
+    /// no state to transfer).
+    auto_state: bool,
 }
 
 impl<P: BuildPart> Stack<P> {
@@ -227,6 +240,7 @@ impl<P: Part> Stack<P> {
         let large = spec.provides(Prop::Large);
         Stack {
             auto_block_ok: !cfg.gms.app_block_ok,
+            auto_state: !cfg.gms.app_state,
             max_msg: cfg.max_msg,
             part,
             env: Env::new(ctl),
@@ -365,6 +379,13 @@ impl<P: Part> Stack<P> {
                     self.view = None;
                     return Some(Up::Exit);
                 }
+                Up::GetState if self.auto_state => {
+                    self.part.down(
+                        Down::State(Arc::from(Vec::new())),
+                        &mut self.env,
+                        &mut self.events,
+                    );
+                }
                 Up::Block => {
                     if self.auto_block_ok {
                         // Every layer above the flush saw the event: let it
@@ -382,6 +403,13 @@ impl<P: Part> Stack<P> {
     /// Whether a cast would be accepted now.
     pub fn ready(&self) -> bool {
         self.view.is_some() && self.part.ready()
+    }
+
+    /// Views installed at the bottom, newest first, and a counter of
+    /// their changes: route frames by the view tag in their header with
+    /// these.
+    pub fn routes(&self) -> (u64, &VecDeque<Arc<View>>) {
+        (self.env.views_gen, &self.env.views)
     }
 
     /// Drop counters.
@@ -435,6 +463,8 @@ pub trait GroupStack: Send {
     fn poll_event(&mut self) -> Option<Up>;
     /// See [`Stack::ready`].
     fn ready(&self) -> bool;
+    /// See [`Stack::routes`].
+    fn routes(&self) -> (u64, &VecDeque<Arc<View>>);
     /// See [`Stack::drops`].
     fn drops(&self) -> &Drops;
     /// See [`Stack::stats`].
@@ -481,6 +511,9 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn ready(&self) -> bool {
         Stack::ready(self)
+    }
+    fn routes(&self) -> (u64, &VecDeque<Arc<View>>) {
+        Stack::routes(self)
     }
     fn drops(&self) -> &Drops {
         Stack::drops(self)
@@ -533,6 +566,9 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     fn ready(&self) -> bool {
         (**self).ready()
     }
+    fn routes(&self) -> (u64, &VecDeque<Arc<View>>) {
+        (**self).routes()
+    }
     fn drops(&self) -> &Drops {
         (**self).drops()
     }
@@ -564,10 +600,10 @@ pub fn build(
         if canon == "com:nak:frag:stable" {
             return Ok(Box::new(Stack::<FifoStatic>::new_static(cfg, ctl)?));
         }
-        if canon == "com:nak:frag:stable:suspect:gms" {
+        if canon == "com:nak:frag:stable:suspect:gms:xfer" {
             return Ok(Box::new(Stack::<VsyncStatic>::new_static(cfg, ctl)?));
         }
-        if canon == "com:nak:frag:stable:suspect:gms:total" {
+        if canon == "com:nak:frag:stable:suspect:gms:total:xfer" {
             return Ok(Box::new(Stack::<VsyncTotalStatic>::new_static(cfg, ctl)?));
         }
     }

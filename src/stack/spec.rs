@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::layer::{LayerInfo, Prop};
-use crate::layers::{com, frag, gms, nak, stable, suspect, total};
+use crate::layers::{com, frag, gms, nak, stable, suspect, total, xfer};
 
 /// The layers tutti knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -23,11 +23,13 @@ pub enum LayerKind {
     Gms,
     /// Total order by a sequencer.
     Total,
+    /// State transfer to joiners.
+    Xfer,
 }
 
 impl LayerKind {
     /// Every kind, in registry order.
-    pub const ALL: [LayerKind; 7] = [
+    pub const ALL: [LayerKind; 8] = [
         LayerKind::Com,
         LayerKind::Nak,
         LayerKind::Frag,
@@ -35,6 +37,7 @@ impl LayerKind {
         LayerKind::Suspect,
         LayerKind::Gms,
         LayerKind::Total,
+        LayerKind::Xfer,
     ];
 
     /// The layer's description.
@@ -47,6 +50,7 @@ impl LayerKind {
             LayerKind::Suspect => &suspect::INFO,
             LayerKind::Gms => &gms::INFO,
             LayerKind::Total => &total::INFO,
+            LayerKind::Xfer => &xfer::INFO,
         }
     }
 
@@ -74,13 +78,13 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
     ),
     (
         "vsync",
-        "com:nak:frag:stable:suspect:gms",
-        "process groups: membership (joins, leaves, failures) with virtual synchrony, FIFO",
+        "com:nak:frag:stable:suspect:gms:xfer",
+        "process groups: membership (joins, leaves, failures) with virtual synchrony, FIFO, state transfer",
     ),
     (
         "vsync-total",
-        "com:nak:frag:stable:suspect:gms:total",
-        "process groups with virtual synchrony and total order (sequencer)",
+        "com:nak:frag:stable:suspect:gms:total:xfer",
+        "process groups with virtual synchrony, total order (sequencer), state transfer",
     ),
 ];
 

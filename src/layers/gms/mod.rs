@@ -78,6 +78,9 @@ pub struct GmsConfig {
     /// The application answers `Up::Block` with `Down::BlockOk` itself
     /// (otherwise the stack answers for it as the event leaves the top).
     pub app_block_ok: bool,
+    /// The application answers `Up::GetState` with `Down::State` (with
+    /// `xfer`); otherwise the stack answers with an empty state.
+    pub app_state: bool,
 }
 
 impl Default for GmsConfig {
@@ -86,6 +89,7 @@ impl Default for GmsConfig {
             tick_ns: 20_000_000,
             join_timeout_ns: 300_000_000,
             app_block_ok: false,
+            app_state: false,
         }
     }
 }

@@ -66,6 +66,21 @@ pub struct Epoch {
     pub delivered: Vec<(EndpointId, u32)>,
     /// Casts this process made in it.
     pub cast: Vec<u32>,
+    /// The application's state when the view was installed: a
+    /// commutative hash of the casts it holds, and their count.
+    pub base: (u64, u64),
+    /// The state came by transfer with this view (a joiner's first).
+    pub transferred: bool,
+}
+
+/// Hash of one cast in an application state (summed: order-free).
+pub fn mix(src: EndpointId, index: u32) -> u64 {
+    let mut x = src ^ ((index as u64) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 /// Collects histories and judges them.
@@ -86,12 +101,22 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// `p` installed a view.
-    pub fn view(&mut self, p: EndpointId, id: ViewId, members: &[EndpointId]) {
+    /// `p` installed a view, holding state `base`; `transferred`: it
+    /// came with the view by state transfer.
+    pub fn view(
+        &mut self,
+        p: EndpointId,
+        id: ViewId,
+        members: &[EndpointId],
+        base: (u64, u64),
+        transferred: bool,
+    ) {
         self.views += 1;
         self.history.entry(p).or_default().push(Epoch {
             id,
             members: members.to_vec(),
+            base,
+            transferred,
             ..Epoch::default()
         });
     }
@@ -231,10 +256,38 @@ impl Checker {
                     .push((*p, &w[0]));
             }
         }
+        let cumulative = |e: &Epoch| {
+            let h = e
+                .delivered
+                .iter()
+                .fold(e.base.0, |h, (s, i)| h.wrapping_add(mix(*s, *i)));
+            (h, e.base.1 + e.delivered.len() as u64)
+        };
         for ((v, w), who) in &moves {
             let (p0, e0) = who[0];
             let set0: BTreeSet<&(EndpointId, u32)> = e0.delivered.iter().collect();
+            // State transfer: a joiner's state and its deliveries in its
+            // first view add up to what the member that gave it the state
+            // (rank 0) held at the end of that view.
+            let giver = who.iter().find(|(p, e)| e.members.first() == Some(p));
+            for (p, e) in who.iter().filter(|(_, e)| e.transferred) {
+                if let Some((g, ge)) = giver {
+                    if cumulative(e) != cumulative(ge) {
+                        self.violations.push(format!(
+                            "state transfer: joiner {p} ended view {}.{} holding (hash, count) {:?}, \
+                             the state's giver {g} {:?}",
+                            v.ltime,
+                            v.coord,
+                            cumulative(e),
+                            cumulative(ge)
+                        ));
+                    }
+                }
+            }
             for (p, e) in &who[1..] {
+                if e.transferred || e0.transferred {
+                    continue;
+                }
                 let set: BTreeSet<&(EndpointId, u32)> = e.delivered.iter().collect();
                 if set != set0 {
                     let only0: Vec<_> = set0.difference(&set).take(5).collect();

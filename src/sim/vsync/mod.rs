@@ -77,12 +77,15 @@ struct Proc {
     rx: Pool,
     tx: Pool,
     life: Life,
-    /// Views by frame tag: frames are routed by the view they were made in.
-    views: HashMap<u32, Arc<View>>,
     view: Option<Arc<View>>,
     casts: u32,
     wake: Option<Time>,
     leaving: bool,
+    /// The application's state: every cast it holds (delivered, or got by
+    /// state transfer).
+    state: std::collections::BTreeSet<(EndpointId, u32)>,
+    /// The state came by transfer and the view it goes with is next.
+    transferred: bool,
 }
 
 enum Ev {
@@ -181,6 +184,7 @@ impl<'a> Sim<'a> {
                 tick_ns: 10 * MS,
                 join_timeout_ns: 100 * MS,
                 app_block_ok: plan.app_block_ok,
+                app_state: true,
             },
         };
         Sim {
@@ -261,11 +265,12 @@ impl<'a> Sim<'a> {
             rx,
             tx,
             life: Life::Alive,
-            views: HashMap::new(),
             view: None,
             casts: 0,
             wake: None,
             leaving: false,
+            state: Default::default(),
+            transferred: false,
         });
         self.pump(i);
     }
@@ -455,9 +460,16 @@ impl<'a> Sim<'a> {
         let id = self.procs[i].id;
         match ev {
             Up::View(v) => {
-                self.check.view(id, v.id, &v.members);
+                let p = &mut self.procs[i];
+                let base = p
+                    .state
+                    .iter()
+                    .fold(0u64, |h, (s, x)| h.wrapping_add(check::mix(*s, *x)));
+                let transferred = std::mem::take(&mut p.transferred);
+                let n = p.state.len() as u64;
+                self.check
+                    .view(id, v.id, &v.members, (base, n), transferred);
                 let first = self.procs[i].view.is_none();
-                self.procs[i].views.insert(v.id.tag(), v.clone());
                 self.procs[i].view = Some(v);
                 if first {
                     let gap = self.rng.range(1, self.plan.cast_gap_ns);
@@ -474,9 +486,42 @@ impl<'a> Sim<'a> {
                     .as_ref()
                     .and_then(|v| v.members.get(src as usize).copied())
                     .unwrap_or(0);
-                match msg.contiguous() {
-                    Some(b) => self.check.deliver(id, src_id, b),
-                    None => self.check.deliver(id, src_id, &msg.to_vec()),
+                let b = msg.to_vec();
+                self.check.deliver(id, src_id, &b);
+                if let Some(t) = Tag::decode(&b) {
+                    if !self.procs[i].state.insert((t.src, t.index)) {
+                        self.check.violations.push(format!(
+                            "{id} delivered message {} of {} that its state already held",
+                            t.index, t.src
+                        ));
+                    }
+                }
+            }
+            Up::GetState => {
+                let mut b = Vec::with_capacity(12 * self.procs[i].state.len());
+                for (s, x) in &self.procs[i].state {
+                    b.extend_from_slice(&s.to_be_bytes());
+                    b.extend_from_slice(&x.to_be_bytes());
+                }
+                self.procs[i]
+                    .stack
+                    .handle_down(self.now, crate::event::Down::State(b.into()));
+            }
+            Up::State(st) => {
+                let p = &mut self.procs[i];
+                p.state.clear();
+                p.transferred = true;
+                if let Some(b) = st {
+                    if b.len() % 12 != 0 {
+                        self.check
+                            .violations
+                            .push(format!("{id}: state of {} bytes", b.len()));
+                    }
+                    for c in b.chunks_exact(12) {
+                        let s = u64::from_be_bytes(c[0..8].try_into().unwrap_or_default());
+                        let x = u32::from_be_bytes(c[8..12].try_into().unwrap_or_default());
+                        p.state.insert((s, x));
+                    }
                 }
             }
             Up::Exit => {
@@ -503,7 +548,13 @@ impl<'a> Sim<'a> {
             .get(COM_LEN - 4..COM_LEN)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             .unwrap_or(0);
-        let view = self.procs[i].views.get(&tag).cloned();
+        let view = self.procs[i]
+            .stack
+            .routes()
+            .1
+            .iter()
+            .find(|v| v.id.tag() == tag)
+            .cloned();
         let targets: Vec<usize> = match (&dst, &view) {
             (Dest::Addr(a), _) => self.by_addr.get(a).copied().into_iter().collect(),
             (Dest::All, Some(v)) => v
