@@ -93,6 +93,10 @@ pub struct View {
     /// The views this one merged (a merge after a partition healed);
     /// empty for an ordinary view change.
     pub merged: Vec<ViewId>,
+    /// In primary-partition mode, whether this view holds a majority of
+    /// the last primary view (a minority view blocks: no casts). Always
+    /// true otherwise.
+    pub primary: bool,
 }
 
 /// A transport address, opaque to the protocol layers (a shm name, an
@@ -123,6 +127,7 @@ impl View {
             addrs: Vec::new(),
             rank,
             merged: Vec::new(),
+            primary: true,
         })
     }
 

@@ -52,6 +52,10 @@ pub struct NodeOpts {
     /// Failure-detector timeout, ms (default: 50 on shm, 500 otherwise).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+    /// Primary-partition mode: only a majority partition goes on; a
+    /// minority view says `"primary": false` and sends nothing.
+    #[arg(long)]
+    pub primary: bool,
 }
 
 static TERM: AtomicBool = AtomicBool::new(false);
@@ -113,6 +117,7 @@ fn node(o: &NodeOpts) -> Result<(), String> {
         join_timeout_ns: (timeout_ns * 4).max(50_000_000),
         app_block_ok: false,
         app_state: true,
+        primary: o.primary,
     };
     let g = core.join(&spec).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
@@ -166,7 +171,7 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                     emit(json!({"event": "view", "t_ms": now_ms(t0),
                         "view": {"ltime": v.id.ltime, "coord": v.id.coord},
                         "members": v.members, "addrs": v.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                        "rank": v.rank, "merge": !v.merged.is_empty(),
+                        "rank": v.rank, "merge": !v.merged.is_empty(), "primary": v.primary,
                         "merged": v.merged.iter().map(|m| json!({"ltime": m.ltime, "coord": m.coord})).collect::<Vec<_>>()}));
                 }
                 Event::Cast { src, seq, msg } => {

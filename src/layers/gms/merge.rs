@@ -181,6 +181,8 @@ impl Member {
             at: co.at,
             members,
             addrs,
+            last_primary_id: self.last_primary_id,
+            last_primary: self.last_primary.clone(),
         };
         send_outside(cx, &to, &r);
         self.merge = Merge::Ready {

@@ -81,6 +81,10 @@ pub struct GmsConfig {
     /// The application answers `Up::GetState` with `Down::State` (with
     /// `xfer`); otherwise the stack answers with an empty state.
     pub app_state: bool,
+    /// Primary-partition mode: only a view holding a majority of the last
+    /// primary view may carry casts; a minority view says it is not
+    /// primary and refuses casts until it merges back.
+    pub primary: bool,
 }
 
 impl Default for GmsConfig {
@@ -90,6 +94,7 @@ impl Default for GmsConfig {
             join_timeout_ns: 300_000_000,
             app_block_ok: false,
             app_state: false,
+            primary: false,
         }
     }
 }
@@ -218,6 +223,11 @@ impl Gms {
                         || waited >= 3 * cfg.join_timeout_ns);
                 if found {
                     let req = j.req.clone();
+                    // Primary partition: only the designated founder (the
+                    // lowest address) starts a primary view; a process
+                    // that founds because it heard from nobody waits, in a
+                    // minority view, to merge with it.
+                    let primary = !cfg.primary || lowest;
                     let vm = ViewMsg {
                         from: Vec::new(),
                         ltime: 1,
@@ -226,6 +236,9 @@ impl Gms {
                         addrs: vec![req.addr.to_string()],
                         merged: Vec::new(),
                         reply_to: req.addr.to_string(),
+                        primary,
+                        last_primary_id: if primary { (1, req.me) } else { (0, 0) },
+                        last_primary: if primary { vec![req.me] } else { Vec::new() },
                     };
                     self.install(&vm, req.me, req.addr.clone(), cx);
                 } else {
@@ -271,6 +284,7 @@ impl Gms {
             cx.dropped(DropReason::BadField);
             return;
         };
+        view.primary = vm.primary;
         view.merged = vm
             .merged
             .iter()
@@ -282,15 +296,20 @@ impl Gms {
         let view = Arc::new(view);
         let old = std::mem::replace(&mut self.st, St::Idle);
         let mut m = match old {
-            St::Member(old) => Box::new(old.next(view.clone(), addr)),
+            St::Member(old) => Box::new(old.next(view.clone(), addr, vm)),
             St::Joining(j) => {
                 let mut m = Member::new(self.cfg, view.clone(), addr);
+                m.set_last_primary(vm);
                 for c in j.contacts {
                     m.learn(c);
                 }
                 Box::new(m)
             }
-            _ => Box::new(Member::new(self.cfg, view.clone(), addr)),
+            _ => {
+                let mut m = Member::new(self.cfg, view.clone(), addr);
+                m.set_last_primary(vm);
+                Box::new(m)
+            }
         };
         cx.down(Down::View(view.clone()));
         cx.up(Up::View(view));
@@ -372,9 +391,25 @@ impl Gms {
                 },
             ) => m.on_merge_request(ltime, vcoord, reply_to, cx),
             (St::Member(m), Outside::MergeGrant { .. }) => m.on_merge_grant(cx),
-            (St::Member(m), Outside::MergeReady { at, members, addrs }) => {
-                m.on_merge_ready(MergeIn { at, members, addrs }, cx)
-            }
+            (
+                St::Member(m),
+                Outside::MergeReady {
+                    at,
+                    members,
+                    addrs,
+                    last_primary_id,
+                    last_primary,
+                },
+            ) => m.on_merge_ready(
+                MergeIn {
+                    at,
+                    members,
+                    addrs,
+                    last_primary_id,
+                    last_primary,
+                },
+                cx,
+            ),
             (St::Member(m), Outside::ViewAck { ltime, vcoord, id })
             | (St::Leaving(m, _), Outside::ViewAck { ltime, vcoord, id })
                 if (ltime, vcoord) == m.sent_view_id() =>
@@ -567,6 +602,9 @@ impl ViewMsg {
             addrs: v.addrs.iter().map(|a| a.to_string()).collect(),
             merged: v.merged.iter().map(|m| (m.ltime, m.coord)).collect(),
             reply_to: reply_to.to_string(),
+            primary: v.primary,
+            last_primary_id: (v.id.ltime, v.id.coord),
+            last_primary: v.members.clone(),
         }
     }
 

@@ -121,6 +121,10 @@ pub enum Outside {
         members: Vec<u64>,
         /// Their addresses.
         addrs: Vec<String>,
+        /// The last primary view the asker's side knows: id and members.
+        last_primary_id: (u64, u64),
+        /// Its members.
+        last_primary: Vec<u64>,
     },
     /// A member installed a view.
     ViewAck {
@@ -151,6 +155,13 @@ pub struct ViewMsg {
     pub merged: Vec<(u64, u64)>,
     /// Where acknowledgements go (the installer's address).
     pub reply_to: String,
+    /// Primary-partition mode: the view is primary.
+    pub primary: bool,
+    /// The last primary view this view descends from (itself when it is
+    /// primary): id, and members.
+    pub last_primary_id: (u64, u64),
+    /// Its members.
+    pub last_primary: Vec<u64>,
 }
 
 /// Why a control message was refused.
@@ -245,6 +256,9 @@ mod tests {
             addrs: vec!["a".into(), "b".into()],
             merged: vec![(3, 7)],
             reply_to: "a".into(),
+            primary: true,
+            last_primary_id: (4, 9),
+            last_primary: vec![9],
         });
         assert_eq!(decode_outside(&encode(&o)).unwrap(), o);
     }

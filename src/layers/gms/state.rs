@@ -49,6 +49,9 @@ pub(super) struct MergeIn {
     pub at: Attempt,
     pub members: Vec<EndpointId>,
     pub addrs: Vec<String>,
+    /// The last primary view that side knows: id and members.
+    pub last_primary_id: (u64, u64),
+    pub last_primary: Vec<EndpointId>,
 }
 
 impl Coord {
@@ -109,6 +112,9 @@ pub(super) struct Member {
     pub(super) merging_in: Option<MergeIn>,
     /// Ticks since the view was installed.
     pub(super) ticks: u32,
+    /// The last primary view (primary-partition mode): id, members.
+    pub(super) last_primary_id: (u64, u64),
+    pub(super) last_primary: Vec<EndpointId>,
 }
 
 impl Member {
@@ -142,14 +148,17 @@ impl Member {
             merge: Merge::Idle,
             merging_in: None,
             ticks: 0,
+            last_primary_id: (0, 0),
+            last_primary: Vec::new(),
         };
         m.learn_view();
         m
     }
 
     /// The state for the next view, carrying what outlives a view.
-    pub fn next(self, view: Arc<View>, addr: Addr) -> Member {
+    pub fn next(self, view: Arc<View>, addr: Addr, vm: &ViewMsg) -> Member {
         let mut m = Member::new(self.cfg, view, addr);
+        m.set_last_primary(vm);
         m.pending = self.pending;
         m.want_leave = self.want_leave;
         m.joiners = self
@@ -179,7 +188,19 @@ impl Member {
     }
 
     pub fn ready(&self) -> bool {
-        self.ok_sent.is_none() && !self.want_leave
+        self.ok_sent.is_none() && !self.want_leave && self.view.primary
+    }
+
+    /// Takes the last primary view a view message names.
+    pub fn set_last_primary(&mut self, vm: &ViewMsg) {
+        self.last_primary_id = vm.last_primary_id;
+        self.last_primary = vm.last_primary.clone();
+    }
+
+    /// Whether `members` hold a majority of `of`.
+    fn majority(members: &[EndpointId], of: &[EndpointId]) -> bool {
+        let have = of.iter().filter(|m| members.contains(m)).count();
+        2 * have > of.len()
     }
 
     pub fn buffered(&self) -> usize {
@@ -642,6 +663,20 @@ impl Member {
             merged = vec![(v.id.ltime, v.id.coord), (m.at.ltime, m.at.vcoord)];
             ltime = ltime.max(m.at.ltime + 1);
         }
+        // Primary partition: the view goes on if it holds a majority of
+        // the newest primary view either side of a merge knows.
+        let (mut lp_id, mut lp) = (self.last_primary_id, self.last_primary.clone());
+        if let Some(m) = &co.merge_from {
+            if m.last_primary_id > lp_id {
+                (lp_id, lp) = (m.last_primary_id, m.last_primary.clone());
+            }
+        }
+        let primary = !self.cfg.primary || Member::majority(&members, &lp);
+        let (last_primary_id, last_primary) = if primary {
+            ((ltime, v.me()), members.clone())
+        } else {
+            (lp_id, lp)
+        };
         let me_id = v.me();
         let vm = ViewMsg {
             from,
@@ -651,6 +686,9 @@ impl Member {
             addrs,
             merged,
             reply_to: self.addr.to_string(),
+            primary,
+            last_primary_id,
+            last_primary,
         };
         // Everyone but this member gets the view: new members to install
         // it, leavers to learn they are out.

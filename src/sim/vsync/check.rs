@@ -98,6 +98,8 @@ pub struct Checker {
     pub delivered: u64,
     /// Views installed, all processes.
     pub views: u64,
+    /// Primary views seen: id and members.
+    primaries: BTreeMap<ViewId, Vec<EndpointId>>,
 }
 
 impl Checker {
@@ -119,6 +121,33 @@ impl Checker {
             transferred,
             ..Epoch::default()
         });
+    }
+
+    /// A view was installed; `primary`: as it says of itself.
+    pub fn primary(&mut self, id: ViewId, members: &[EndpointId], primary: bool) {
+        if primary {
+            self.primaries.entry(id).or_insert_with(|| members.to_vec());
+        }
+    }
+
+    /// Primary partition: the primary views, in logical-time order, form
+    /// one chain: each holds a majority of the one before, and no two
+    /// share a logical time.
+    pub fn primary_chain(&mut self) {
+        let mut prev: Option<(&ViewId, &Vec<EndpointId>)> = None;
+        for (id, m) in &self.primaries {
+            if let Some((pid, pm)) = prev {
+                let have = pm.iter().filter(|x| m.contains(x)).count();
+                if pid.ltime == id.ltime || 2 * have <= pm.len() {
+                    self.violations.push(format!(
+                        "primary partition: view {}.{} {:?} follows primary view {}.{} {:?} \
+                         without a majority of it",
+                        id.ltime, id.coord, m, pid.ltime, pid.coord, pm
+                    ));
+                }
+            }
+            prev = Some((id, m));
+        }
     }
 
     /// `p` cast message `index`.

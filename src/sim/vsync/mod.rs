@@ -185,6 +185,7 @@ impl<'a> Sim<'a> {
                 join_timeout_ns: 100 * MS,
                 app_block_ok: plan.app_block_ok,
                 app_state: true,
+                primary: plan.primary,
             },
         };
         Sim {
@@ -469,6 +470,7 @@ impl<'a> Sim<'a> {
                 let n = p.state.len() as u64;
                 self.check
                     .view(id, v.id, &v.members, (base, n), transferred);
+                self.check.primary(v.id, &v.members, v.primary);
                 let first = self.procs[i].view.is_none();
                 self.procs[i].view = Some(v);
                 if first {
@@ -608,6 +610,9 @@ impl<'a> Sim<'a> {
         self.check.finish(&live);
         if self.plan.total {
             self.check.total_order();
+        }
+        if self.plan.primary {
+            self.check.primary_chain();
         }
         let mut dump = String::new();
         if !self.check.violations.is_empty() {

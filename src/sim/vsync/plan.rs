@@ -68,6 +68,9 @@ pub struct Plan {
     pub suspect_ns: u64,
     /// Run `vsync-total` (checked for total order) rather than `vsync`.
     pub total: bool,
+    /// Primary-partition mode (checked: the primary views form one chain,
+    /// each holding a majority of the one before).
+    pub primary: bool,
     /// From the last fault (or heal) on, one view of all live processes
     /// must form within this, ns.
     pub settle_ns: u64,
@@ -129,6 +132,7 @@ impl Plan {
             statics: (0..4).map(|_| rng.chance(0.5)).collect(),
             suspect_ns: 40 * MS,
             total: rng.chance(0.5),
+            primary: rng.chance(0.3),
             settle_ns: 1_500 * MS,
         }
     }
@@ -153,9 +157,10 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed={} stack={} initial={} loss={:.3} delay={}us jitter={}us casts={} gap={}ms app_block_ok={} faults=[",
+            "seed={} stack={} primary={} initial={} loss={:.3} delay={}us jitter={}us casts={} gap={}ms app_block_ok={} faults=[",
             self.seed,
             if self.total { "vsync-total" } else { "vsync" },
+            self.primary,
             self.initial,
             self.loss,
             self.delay_ns / 1000,
