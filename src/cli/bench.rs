@@ -29,6 +29,9 @@ pub enum Mode {
     Pingpong,
     /// One sender, N receivers, as fast as possible.
     Throughput,
+    /// Every member of a group with membership sends as fast as it can
+    /// (`--stack` may list several stacks to compare, comma-separated).
+    Group,
 }
 
 /// Options of `tutti bench`.
@@ -68,6 +71,9 @@ pub struct BenchOpts {
     /// Directory for shm endpoint files.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Members (group mode).
+    #[arg(long, default_value_t = 3)]
+    pub group_size: usize,
 }
 
 /// The result line (`--json` prints exactly this).
@@ -100,6 +106,9 @@ pub fn run(o: &BenchOpts) -> ExitCode {
         eprintln!("error: --size and --count must be positive");
         return ExitCode::from(2);
     }
+    if o.mode == Mode::Group {
+        return super::groupbench::run(o);
+    }
     match (&o.members, &o.me) {
         (Some(m), Some(me)) => {
             let dir = o.dir.clone().unwrap_or_else(|| shm_dir("bench"));
@@ -124,6 +133,7 @@ fn local(o: &BenchOpts) -> ExitCode {
     let n = match o.mode {
         Mode::Pingpong => 2,
         Mode::Throughput => 1 + o.receivers.max(1),
+        Mode::Group => o.group_size,
     };
     let members: Vec<String> = match o.driver.as_str() {
         "shm" => (0..n).map(|i| format!("b{i}")).collect(),
@@ -144,6 +154,7 @@ fn local(o: &BenchOpts) -> ExitCode {
     let mode = match o.mode {
         Mode::Pingpong => "pingpong",
         Mode::Throughput => "throughput",
+        Mode::Group => "group",
     };
     let mut kids = Vec::new();
     for me in &members[1..] {
@@ -628,6 +639,7 @@ fn role_rank0(
         mode: match o.mode {
             Mode::Pingpong => "pingpong".into(),
             Mode::Throughput => "throughput".into(),
+            Mode::Group => "group".into(),
         },
         driver: o.driver.clone(),
         stack: if o.raw { "raw".into() } else { o.stack.clone() },
@@ -679,7 +691,7 @@ fn role_rank0(
             r.msgs_per_s = (warm + o.count) as f64 / secs;
             r.received = o.count;
         }
-        Mode::Throughput => {
+        Mode::Throughput | Mode::Group => {
             r.metric = "one-way".into();
             let started = Instant::now();
             for i in 0..o.count {

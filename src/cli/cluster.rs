@@ -41,6 +41,8 @@ pub struct NodeArgs {
 pub struct Cluster {
     pub args: NodeArgs,
     pub nodes: Vec<Node>,
+    /// More arguments for every node started from now on.
+    pub extra: Vec<String>,
 }
 
 /// A view as a node reported it.
@@ -80,6 +82,7 @@ impl Cluster {
         Ok(Cluster {
             args,
             nodes: Vec::new(),
+            extra: Vec::new(),
         })
     }
 
@@ -99,6 +102,7 @@ impl Cluster {
         if !contacts.is_empty() {
             cmd.args(["--contacts", &contacts.join(",")]);
         }
+        cmd.args(&self.extra);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -137,6 +141,28 @@ impl Cluster {
             .lock()
             .map(|l| l.clone())
             .unwrap_or_default()
+    }
+
+    /// Field `key` of node `i`'s latest `stats` line (0 if none).
+    pub fn stat(&self, i: usize, key: &str) -> u64 {
+        self.last_stats(i)
+            .and_then(|v| v[key].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Like [`Cluster::stat`], as a float.
+    pub fn stat_f(&self, i: usize, key: &str) -> f64 {
+        self.last_stats(i)
+            .and_then(|v| v[key].as_f64())
+            .unwrap_or(0.0)
+    }
+
+    fn last_stats(&self, i: usize) -> Option<Value> {
+        let l = self.nodes[i].lines.lock().ok()?;
+        l.iter()
+            .rev()
+            .find(|l| l.v["event"] == "stats")
+            .map(|l| l.v.clone())
     }
 
     /// Node `i`'s views so far, with when each was seen.

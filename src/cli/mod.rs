@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod common;
 pub mod demo;
 pub mod failover;
+pub mod groupbench;
 pub mod node;
 pub mod sim;
 pub mod timeline;

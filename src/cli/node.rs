@@ -56,6 +56,10 @@ pub struct NodeOpts {
     /// minority view says `"primary": false` and sends nothing.
     #[arg(long)]
     pub primary: bool,
+    /// No line per delivery or stability change: a `stats` line (counts,
+    /// first and last delivery) five times a second instead.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 static TERM: AtomicBool = AtomicBool::new(false);
@@ -153,6 +157,10 @@ fn node(o: &NodeOpts) -> Result<(), String> {
     // hash of them (what a joiner gets by state transfer).
     let mut held: u64 = 0;
     let mut digest: u64 = 0;
+    // First and last delivery, ms (for --quiet summaries).
+    let mut first: Option<f64> = None;
+    let mut last = 0.0f64;
+    let mut last_stats = Instant::now();
     let mut members: Vec<u64> = Vec::new();
     let mut in_view = false;
     let mut leaving: Option<Instant> = None;
@@ -175,14 +183,19 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                         "merged": v.merged.iter().map(|m| json!({"ltime": m.ltime, "coord": m.coord})).collect::<Vec<_>>()}));
                 }
                 Event::Cast { src, seq, msg } => {
-                    let b = msg.to_vec();
+                    let h = msg
+                        .segments()
+                        .fold(0xcbf2_9ce4_8422_2325u64, |h, seg| fnv64_more(h, seg));
                     held += 1;
-                    digest = digest.wrapping_add(fnv64_bytes(&b));
-                    emit(
-                        json!({"event": "deliver", "t_ms": now_ms(t0), "sender": src,
-                        "sender_id": members.get(src as usize).copied().unwrap_or(0),
-                        "seq": seq, "len": b.len(), "hash": format!("{:016x}", fnv64_bytes(&b))}),
-                    );
+                    digest = digest.wrapping_add(h);
+                    let t = now_ms(t0);
+                    first.get_or_insert(t);
+                    last = t;
+                    if !o.quiet {
+                        emit(json!({"event": "deliver", "t_ms": t, "sender": src,
+                            "sender_id": members.get(src as usize).copied().unwrap_or(0),
+                            "seq": seq, "len": msg.len(), "hash": format!("{h:016x}")}));
+                    }
                 }
                 Event::Send { src, seq, msg } => {
                     emit(json!({"event": "send", "t_ms": now_ms(t0), "sender": src,
@@ -212,7 +225,7 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                     emit(json!({"event": "state", "t_ms": now_ms(t0), "messages": h,
                         "digest": format!("{d:016x}"), "lost": st.is_none()}));
                 }
-                Event::Stable(v) => {
+                Event::Stable(v) if !o.quiet => {
                     emit(json!({"event": "stable", "t_ms": now_ms(t0), "vector": v.to_vec()}))
                 }
                 Event::Suspect(r) => {
@@ -230,6 +243,13 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                 }
                 _ => {}
             }
+        }
+        if o.quiet && last_stats.elapsed() >= Duration::from_millis(200) {
+            last_stats = Instant::now();
+            emit(
+                json!({"event": "stats", "t_ms": now_ms(t0), "delivered": held,
+                "first_ms": first, "last_ms": last, "sent": generated}),
+            );
         }
         if leaving.is_none() {
             let mut end = TERM.load(Ordering::SeqCst);
@@ -289,8 +309,7 @@ fn node(o: &NodeOpts) -> Result<(), String> {
     }
 }
 
-fn fnv64_bytes(b: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+fn fnv64_more(mut h: u64, b: &[u8]) -> u64 {
     for x in b {
         h ^= *x as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
