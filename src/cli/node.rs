@@ -183,9 +183,7 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                         "merged": v.merged.iter().map(|m| json!({"ltime": m.ltime, "coord": m.coord})).collect::<Vec<_>>()}));
                 }
                 Event::Cast { src, seq, msg } => {
-                    let h = msg
-                        .segments()
-                        .fold(0xcbf2_9ce4_8422_2325u64, |h, seg| fnv64_more(h, seg));
+                    let h = msg.segments().fold(0xcbf2_9ce4_8422_2325u64, fnv64_more);
                     held += 1;
                     digest = digest.wrapping_add(h);
                     let t = now_ms(t0);
