@@ -6,6 +6,7 @@ pub mod gms;
 pub mod nak;
 pub mod stable;
 pub mod suspect;
+pub mod token;
 pub mod total;
 pub mod xfer;
 

@@ -25,6 +25,7 @@ use crate::layers::gms::{Gms, GmsConfig};
 use crate::layers::nak::{Nak, NakConfig};
 use crate::layers::stable::{Stable, StableConfig};
 use crate::layers::suspect::{Suspect, SuspectConfig};
+use crate::layers::token::Token;
 use crate::layers::total::Total;
 use crate::layers::xfer::Xfer;
 
@@ -117,6 +118,13 @@ impl StaticLayer for Xfer {
     }
 }
 
+impl StaticLayer for Token {
+    const KIND: LayerKind = LayerKind::Token;
+    fn make(_cfg: &StackConfig, _id: u16) -> Self {
+        Token::new()
+    }
+}
+
 /// Builds one boxed layer of kind `k`.
 pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
     match k {
@@ -128,6 +136,7 @@ pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
         LayerKind::Gms => Box::new(Gms::make(cfg, id)),
         LayerKind::Total => Box::new(Total::make(cfg, id)),
         LayerKind::Xfer => Box::new(Xfer::make(cfg, id)),
+        LayerKind::Token => Box::new(Token::make(cfg, id)),
     }
 }
 

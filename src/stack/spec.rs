@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::layer::{LayerInfo, Prop};
-use crate::layers::{com, frag, gms, nak, stable, suspect, total, xfer};
+use crate::layers::{com, frag, gms, nak, stable, suspect, token, total, xfer};
 
 /// The layers tutti knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,11 +25,13 @@ pub enum LayerKind {
     Total,
     /// State transfer to joiners.
     Xfer,
+    /// Total order by a rotating token.
+    Token,
 }
 
 impl LayerKind {
     /// Every kind, in registry order.
-    pub const ALL: [LayerKind; 8] = [
+    pub const ALL: [LayerKind; 9] = [
         LayerKind::Com,
         LayerKind::Nak,
         LayerKind::Frag,
@@ -38,6 +40,7 @@ impl LayerKind {
         LayerKind::Gms,
         LayerKind::Total,
         LayerKind::Xfer,
+        LayerKind::Token,
     ];
 
     /// The layer's description.
@@ -51,6 +54,7 @@ impl LayerKind {
             LayerKind::Gms => &gms::INFO,
             LayerKind::Total => &total::INFO,
             LayerKind::Xfer => &xfer::INFO,
+            LayerKind::Token => &token::INFO,
         }
     }
 
@@ -85,6 +89,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "vsync-total",
         "com:nak:frag:stable:suspect:gms:total:xfer",
         "process groups with virtual synchrony, total order (sequencer), state transfer",
+    ),
+    (
+        "vsync-token",
+        "com:nak:frag:stable:suspect:gms:token:xfer",
+        "process groups with virtual synchrony, total order (rotating token), state transfer",
     ),
 ];
 

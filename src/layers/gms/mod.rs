@@ -121,7 +121,8 @@ struct Joining {
     req: Arc<JoinReq>,
     contacts: Vec<Addr>,
     started: Time,
-    heard_group: bool,
+    /// When a member last pointed us at its coordinator.
+    heard_group: Option<Time>,
 }
 
 /// A message of this layer: tag, then the control encoding.
@@ -202,7 +203,7 @@ impl Gms {
             req,
             contacts,
             started: cx.now(),
-            heard_group: false,
+            heard_group: None,
         };
         send_joins(&j, cx);
         self.st = St::Joining(j);
@@ -218,9 +219,15 @@ impl Gms {
             St::Joining(j) => {
                 let waited = now.since(j.started);
                 let lowest = j.contacts.iter().all(|c| **c > *j.req.addr);
-                let found = !j.heard_group
-                    && ((lowest && waited >= cfg.join_timeout_ns)
-                        || waited >= 3 * cfg.join_timeout_ns);
+                // A group that answered once but never let us in for three
+                // timeouts may be gone (every member failed): found anew.
+                let found = match j.heard_group {
+                    None => {
+                        (lowest && waited >= cfg.join_timeout_ns)
+                            || waited >= 3 * cfg.join_timeout_ns
+                    }
+                    Some(t) => now.since(t) >= 3 * cfg.join_timeout_ns,
+                };
                 if found {
                     let req = j.req.clone();
                     // Primary partition: only the designated founder (the
@@ -337,7 +344,7 @@ impl Gms {
         drop(msg);
         match (&mut self.st, o) {
             (St::Joining(j), Outside::Redirect { coord }) => {
-                j.heard_group = true;
+                j.heard_group = Some(cx.now());
                 let a = Addr::from(coord.as_str());
                 if a != j.req.addr && !j.contacts.contains(&a) {
                     j.contacts.insert(0, a.clone());
@@ -564,7 +571,7 @@ impl Layer for Gms {
         match &self.st {
             St::Idle => out.push_str("idle"),
             St::Joining(j) => out.push_str(&format!(
-                "joining since {} contacts={:?} heard={}",
+                "joining since {} contacts={:?} heard={:?}",
                 j.started, j.contacts, j.heard_group
             )),
             St::Member(m) => m.dump(out),

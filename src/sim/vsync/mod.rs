@@ -119,6 +119,7 @@ struct Sim<'a> {
 /// Runs one plan.
 pub fn run(plan: &Plan) -> Report {
     let mut sim = Sim::new(plan);
+    sim.check.late_sends = plan.total && plan.token;
     for _ in 0..plan.initial {
         sim.spawn();
     }

@@ -66,8 +66,12 @@ pub struct Plan {
     pub statics: Vec<bool>,
     /// Failure-detector timeout, ns.
     pub suspect_ns: u64,
-    /// Run `vsync-total` (checked for total order) rather than `vsync`.
+    /// Run a totally ordered stack (checked for total order) rather than
+    /// `vsync`.
     pub total: bool,
+    /// ... ordered by the rotating token (`vsync-token`) rather than the
+    /// sequencer.
+    pub token: bool,
     /// Primary-partition mode (checked: the primary views form one chain,
     /// each holding a majority of the one before).
     pub primary: bool,
@@ -131,9 +135,19 @@ impl Plan {
             app_block_ok: rng.chance(0.5),
             statics: (0..4).map(|_| rng.chance(0.5)).collect(),
             suspect_ns: 40 * MS,
-            total: rng.chance(0.5),
+            total: rng.chance(0.6),
+            token: rng.chance(0.5),
             primary: rng.chance(0.3),
             settle_ns: 1_500 * MS,
+        }
+    }
+
+    /// The stack preset the run uses.
+    pub fn spec(&self) -> &'static str {
+        match (self.total, self.token) {
+            (false, _) => "vsync",
+            (true, false) => "vsync-total",
+            (true, true) => "vsync-token",
         }
     }
 
@@ -159,7 +173,7 @@ impl fmt::Display for Plan {
             f,
             "seed={} stack={} primary={} initial={} loss={:.3} delay={}us jitter={}us casts={} gap={}ms app_block_ok={} faults=[",
             self.seed,
-            if self.total { "vsync-total" } else { "vsync" },
+            self.spec(),
             self.primary,
             self.initial,
             self.loss,
