@@ -292,6 +292,10 @@ pub enum Up {
     Suspect(Arc<[Rank]>),
     /// This member has left the group; the stack is finished.
     Exit,
+    /// Primary-partition mode: the current view, installed as a candidate,
+    /// is now primary (members holding a majority of the last primary view
+    /// installed it): casts may go.
+    Primary,
     /// A joiner needs the application's state: answer with `Down::State`,
     /// taken now (after everything delivered so far, before anything
     /// delivered later).

@@ -200,6 +200,7 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                         "seq": seq, "len": msg.len()}));
                 }
                 Event::Block => emit(json!({"event": "block", "t_ms": now_ms(t0)})),
+                Event::Primary => emit(json!({"event": "primary", "t_ms": now_ms(t0)})),
                 Event::GetState => {
                     let mut st = [0u8; 16];
                     st[..8].copy_from_slice(&held.to_be_bytes());

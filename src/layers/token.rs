@@ -116,7 +116,11 @@ impl TokenView {
         }
         // With nobody waiting, send everything; otherwise a batch, then
         // pass.
-        let waiting = self.wants.iter().enumerate().any(|(r, w)| *w && r != self.me as usize);
+        let waiting = self
+            .wants
+            .iter()
+            .enumerate()
+            .any(|(r, w)| *w && r != self.me as usize);
         let limit = if waiting { BATCH } else { usize::MAX };
         let mut sent = 0;
         while sent < limit {

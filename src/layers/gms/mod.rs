@@ -291,7 +291,10 @@ impl Gms {
             cx.dropped(DropReason::BadField);
             return;
         };
-        view.primary = vm.primary;
+        // Primary-partition mode: a founding view of the designated founder
+        // is primary at once; any other candidate once confirmed.
+        let founding_primary = vm.from.is_empty() && vm.primary;
+        view.primary = !self.cfg.primary || founding_primary;
         view.merged = vm
             .merged
             .iter()
@@ -328,6 +331,12 @@ impl Gms {
         if vm.reply_to != *m.addr {
             send_outside(cx, &Addr::from(vm.reply_to.as_str()), &ack);
         }
+        if self.cfg.primary && founding_primary {
+            m.primary_now = true;
+            m.last_primary_id = (vm.ltime, vm.vcoord);
+            m.last_primary = vm.members.clone();
+        }
+        m.proposed = vm.primary && !m.primary_now;
         m.after_install(cx);
         self.st = St::Member(m);
         self.arm(cx);

@@ -49,6 +49,10 @@ pub enum Ctrl {
         at: Attempt,
         /// Delivered vector, one entry per member of the view.
         delivered: Vec<u64>,
+        /// The newest primary view this participant knows: id and members.
+        last_primary_id: (u64, u64),
+        /// Its members.
+        last_primary: Vec<u64>,
     },
     /// Coordinator to participants: deliver exactly up to `cut`, fetching
     /// what is missing from `holder`.
@@ -67,6 +71,21 @@ pub enum Ctrl {
     },
     /// Member to coordinator: remove me from the group.
     Leave,
+    /// Member to rank 0: installed this candidate view.
+    Installed {
+        /// The view: logical time.
+        ltime: u64,
+        /// The view: coordinator id.
+        vcoord: u64,
+    },
+    /// Rank 0 to members: members holding a majority of the last primary
+    /// view installed this view; it is primary now.
+    Primary {
+        /// The view: logical time.
+        ltime: u64,
+        /// The view: coordinator id.
+        vcoord: u64,
+    },
 }
 
 /// Control messages between endpoints that share no view.
@@ -155,10 +174,11 @@ pub struct ViewMsg {
     pub merged: Vec<(u64, u64)>,
     /// Where acknowledgements go (the installer's address).
     pub reply_to: String,
-    /// Primary-partition mode: the view is primary.
+    /// Primary-partition mode: the view is a candidate to be primary (it
+    /// holds a majority of `last_primary`); it becomes primary on
+    /// `Ctrl::Primary`.
     pub primary: bool,
-    /// The last primary view this view descends from (itself when it is
-    /// primary): id, and members.
+    /// The newest primary view this view descends from: id, and members.
     pub last_primary_id: (u64, u64),
     /// Its members.
     pub last_primary: Vec<u64>,
@@ -236,6 +256,16 @@ mod tests {
             Ctrl::FlushOk {
                 at: at(),
                 delivered: vec![1, 2, 3],
+                last_primary_id: (2, 7),
+                last_primary: vec![7, 8],
+            },
+            Ctrl::Primary {
+                ltime: 4,
+                vcoord: 7,
+            },
+            Ctrl::Installed {
+                ltime: 4,
+                vcoord: 7,
             },
             Ctrl::Cut {
                 at: at(),

@@ -41,6 +41,8 @@ pub(super) struct Coord {
     pub merge_into: Option<Addr>,
     /// This flush takes in another view, flushed already.
     pub merge_from: Option<MergeIn>,
+    /// The newest primary view a participant reported: id, members.
+    pub newest_primary: ((u64, u64), Vec<EndpointId>),
 }
 
 /// A flushed view waiting to be merged in.
@@ -112,9 +114,17 @@ pub(super) struct Member {
     pub(super) merging_in: Option<MergeIn>,
     /// Ticks since the view was installed.
     pub(super) ticks: u32,
-    /// The last primary view (primary-partition mode): id, members.
+    /// The newest primary view known (primary-partition mode): id,
+    /// members.
     pub(super) last_primary_id: (u64, u64),
     pub(super) last_primary: Vec<EndpointId>,
+    /// The current view is primary (confirmed).
+    pub(super) primary_now: bool,
+    /// The current view is a candidate to be primary.
+    pub(super) proposed: bool,
+    /// Rank 0 of a candidate view: the last primary's members that
+    /// installed it.
+    pub(super) confirming: Vec<EndpointId>,
 }
 
 impl Member {
@@ -150,6 +160,9 @@ impl Member {
             ticks: 0,
             last_primary_id: (0, 0),
             last_primary: Vec::new(),
+            primary_now: !cfg.primary,
+            proposed: false,
+            confirming: Vec::new(),
         };
         m.learn_view();
         m
@@ -188,13 +201,35 @@ impl Member {
     }
 
     pub fn ready(&self) -> bool {
-        self.ok_sent.is_none() && !self.want_leave && self.view.primary
+        self.ok_sent.is_none() && !self.want_leave && self.primary_now
     }
 
     /// Takes the last primary view a view message names.
     pub fn set_last_primary(&mut self, vm: &ViewMsg) {
         self.last_primary_id = vm.last_primary_id;
         self.last_primary = vm.last_primary.clone();
+    }
+
+    /// Rank 0 of a candidate view: `id` installed it. Once members
+    /// holding a majority of the last primary view have, it is primary:
+    /// tell everyone.
+    fn on_installed(&mut self, id: EndpointId, cx: &mut Cx<'_>) {
+        if !self.proposed || self.primary_now || self.me() != 0 {
+            return;
+        }
+        if self.last_primary.contains(&id) && !self.confirming.contains(&id) {
+            self.confirming.push(id);
+        }
+        if 2 * self.confirming.len() > self.last_primary.len() {
+            let p = Ctrl::Primary {
+                ltime: self.view.id.ltime,
+                vcoord: self.view.id.coord,
+            };
+            for r in 0..self.n as Rank {
+                send_ctrl(cx, r, &p);
+            }
+            self.proposed = false;
+        }
     }
 
     /// Whether `members` hold a majority of `of`.
@@ -216,12 +251,27 @@ impl Member {
     /// After the view is installed: casts made while blocked go out, and
     /// a coordinator with work left starts the next flush.
     pub fn after_install(&mut self, cx: &mut Cx<'_>) {
+        if self.proposed {
+            let i = Ctrl::Installed {
+                ltime: self.view.id.ltime,
+                vcoord: self.view.id.coord,
+            };
+            send_ctrl(cx, 0, &i);
+        }
+        self.send_pending(cx);
+        self.maybe_flush(cx);
+    }
+
+    /// Casts made while blocked go out once the view may carry casts.
+    fn send_pending(&mut self, cx: &mut Cx<'_>) {
+        if !self.primary_now {
+            return;
+        }
         while let Some(m) = self.pending.pop_front() {
             if let Some(m) = tagged(m, cx) {
                 cx.down(Down::Cast(m));
             }
         }
-        self.maybe_flush(cx);
     }
 
     pub fn tick(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
@@ -377,8 +427,34 @@ impl Member {
                 failed,
                 participants,
             } if here(&at) => self.on_flush(src, at, &failed, &participants, cx),
-            Ctrl::FlushOk { at, delivered } if here(&at) => {
-                return self.on_flush_ok(src, at, delivered, cx)
+            Ctrl::FlushOk {
+                at,
+                delivered,
+                last_primary_id,
+                last_primary,
+            } if here(&at) => {
+                if let Some(co) = self.co.as_mut().filter(|c| c.at == at) {
+                    if last_primary_id > co.newest_primary.0 {
+                        co.newest_primary = (last_primary_id, last_primary);
+                    }
+                }
+                return self.on_flush_ok(src, at, delivered, cx);
+            }
+            Ctrl::Installed { ltime, vcoord } => {
+                if (ltime, vcoord) == (self.view.id.ltime, self.view.id.coord) {
+                    let id = self.view.members[src as usize];
+                    self.on_installed(id, cx);
+                }
+            }
+            Ctrl::Primary { ltime, vcoord } => {
+                let cur = (self.view.id.ltime, self.view.id.coord);
+                if (ltime, vcoord) == cur && !self.primary_now && src == 0 {
+                    self.primary_now = true;
+                    self.last_primary_id = cur;
+                    self.last_primary = self.view.members.clone();
+                    cx.up(Up::Primary);
+                    self.send_pending(cx);
+                }
             }
             Ctrl::Cut { at, cut, holder } if here(&at) => self.on_cut(src, at, cut, holder, cx),
             Ctrl::CutOk { at } if here(&at) => return self.on_cut_ok(src, at, cx),
@@ -438,6 +514,7 @@ impl Member {
             cut_oks: vec![false; self.n],
             merge_into,
             merge_from: self.merging_in.clone(),
+            newest_primary: (self.last_primary_id, self.last_primary.clone()),
         });
         let f = Ctrl::Flush {
             at,
@@ -503,6 +580,8 @@ impl Member {
         let ok = Ctrl::FlushOk {
             at,
             delivered: self.delivered.clone(),
+            last_primary_id: self.last_primary_id,
+            last_primary: self.last_primary.clone(),
         };
         send_ctrl(cx, at.coord, &ok);
     }
@@ -663,20 +742,18 @@ impl Member {
             merged = vec![(v.id.ltime, v.id.coord), (m.at.ltime, m.at.vcoord)];
             ltime = ltime.max(m.at.ltime + 1);
         }
-        // Primary partition: the view goes on if it holds a majority of
-        // the newest primary view either side of a merge knows.
-        let (mut lp_id, mut lp) = (self.last_primary_id, self.last_primary.clone());
+        // Primary partition: the view is a candidate if it holds a
+        // majority of the newest primary view any participant (or the
+        // other side of a merge) knows; it becomes primary once members
+        // holding that majority have installed it.
+        let (mut lp_id, mut lp) = co.newest_primary.clone();
         if let Some(m) = &co.merge_from {
             if m.last_primary_id > lp_id {
                 (lp_id, lp) = (m.last_primary_id, m.last_primary.clone());
             }
         }
-        let primary = !self.cfg.primary || Member::majority(&members, &lp);
-        let (last_primary_id, last_primary) = if primary {
-            ((ltime, v.me()), members.clone())
-        } else {
-            (lp_id, lp)
-        };
+        let primary = self.cfg.primary && Member::majority(&members, &lp);
+        let (last_primary_id, last_primary) = (lp_id, lp);
         let me_id = v.me();
         let vm = ViewMsg {
             from,

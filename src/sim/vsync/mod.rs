@@ -471,7 +471,9 @@ impl<'a> Sim<'a> {
                 let n = p.state.len() as u64;
                 self.check
                     .view(id, v.id, &v.members, (base, n), transferred);
-                self.check.primary(v.id, &v.members, v.primary);
+                if self.plan.primary {
+                    self.check.primary(v.id, &v.members, v.primary);
+                }
                 let first = self.procs[i].view.is_none();
                 self.procs[i].view = Some(v);
                 if first {
@@ -498,6 +500,11 @@ impl<'a> Sim<'a> {
                             t.index, t.src
                         ));
                     }
+                }
+            }
+            Up::Primary => {
+                if let Some(v) = &self.procs[i].view {
+                    self.check.primary(v.id, &v.members, true);
                 }
             }
             Up::GetState => {
