@@ -440,11 +440,11 @@ impl Member {
                 }
                 return self.on_flush_ok(src, at, delivered, cx);
             }
-            Ctrl::Installed { ltime, vcoord } => {
-                if (ltime, vcoord) == (self.view.id.ltime, self.view.id.coord) {
-                    let id = self.view.members[src as usize];
-                    self.on_installed(id, cx);
-                }
+            Ctrl::Installed { ltime, vcoord }
+                if (ltime, vcoord) == (self.view.id.ltime, self.view.id.coord) =>
+            {
+                let id = self.view.members[src as usize];
+                self.on_installed(id, cx);
             }
             Ctrl::Primary { ltime, vcoord } => {
                 let cur = (self.view.id.ltime, self.view.id.coord);
