@@ -26,6 +26,7 @@ use tutti_drivers::Msg;
 
 use crate::event::{Down, Rank, Up, View};
 use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
+use crate::layers::gms::{decode_xfer, encode, XferCtrl};
 
 /// Layer description.
 pub static INFO: LayerInfo = LayerInfo {
@@ -39,8 +40,8 @@ pub static INFO: LayerInfo = LayerInfo {
 
 const TICK: u64 = 1;
 const TAG_DATA: u8 = 0;
-const TAG_REQ: u8 = 1;
-const TAG_BEGIN: u8 = 2;
+/// An rkyv-encoded [`XferCtrl`].
+const TAG_CTRL: u8 = 1;
 const TAG_CHUNK: u8 = 3;
 /// Chunks sent per round at most (the rest when buffers come back).
 const CHUNKS_PER_ROUND: usize = 64;
@@ -129,7 +130,7 @@ impl Xfer {
                 begin: None,
                 data: Vec::new(),
             });
-            if let Some(m) = msg(cx, TAG_REQ, &[]) {
+            if let Some(m) = msg(cx, TAG_CTRL, &encode(&XferCtrl::Request)) {
                 cx.down(Down::Send(0, m));
             }
             return;
@@ -142,12 +143,11 @@ impl Xfer {
         let mut budget = CHUNKS_PER_ROUND;
         for o in &mut self.out {
             if o.sent.is_none() {
-                let mut body = Vec::with_capacity(8 + 8 * o.vector.len());
-                body.extend_from_slice(&(o.state.len() as u64).to_be_bytes());
-                for x in &o.vector {
-                    body.extend_from_slice(&x.to_be_bytes());
-                }
-                let Some(m) = msg(cx, TAG_BEGIN, &body) else {
+                let body = encode(&XferCtrl::Begin {
+                    len: o.state.len() as u64,
+                    vector: o.vector.clone(),
+                });
+                let Some(m) = msg(cx, TAG_CTRL, &body) else {
                     break;
                 };
                 cx.down(Down::Send(o.to, m));
@@ -185,59 +185,61 @@ impl Xfer {
         let _ = m.advance(1);
         match tag {
             TAG_DATA => self.pass(Up::Send { src, seq, msg: m }, cx),
-            TAG_REQ => {
-                if self.view.as_ref().is_some_and(|v| v.rank == 0) && self.wait.is_none() {
-                    if self.asked.is_empty() {
-                        self.asked_at = self.delivered.clone();
-                        cx.up(Up::GetState);
-                    }
-                    if !self.asked.contains(&src) {
-                        self.asked.push(src);
+            TAG_CTRL => match decode_xfer(m.front()) {
+                Ok(XferCtrl::Request) => {
+                    if self.view.as_ref().is_some_and(|v| v.rank == 0) && self.wait.is_none() {
+                        if self.asked.is_empty() {
+                            self.asked_at = self.delivered.clone();
+                            cx.up(Up::GetState);
+                        }
+                        if !self.asked.contains(&src) {
+                            self.asked.push(src);
+                        }
                     }
                 }
-            }
-            TAG_BEGIN | TAG_CHUNK => self.on_state_part(src, tag, m.front(), cx),
+                Ok(XferCtrl::Begin { len, vector }) => self.on_begin(src, len, vector, cx),
+                Err(_) => cx.dropped(DropReason::BadField),
+            },
+            TAG_CHUNK => self.on_chunk(src, m.front(), cx),
             _ => cx.dropped(DropReason::UnknownTag),
         }
     }
 
-    fn on_state_part(&mut self, src: Rank, tag: u8, b: &[u8], cx: &mut Cx<'_>) {
+    fn on_begin(&mut self, src: Rank, len: u64, vector: Vec<u64>, cx: &mut Cx<'_>) {
         let Some(w) = self.wait.as_mut() else {
+            return;
+        };
+        if src != 0 || vector.len() != w.view.size() || len > MAX_STATE {
+            cx.dropped(DropReason::BadField);
+            return;
+        }
+        w.begin = Some((vector, len));
+        w.data = Vec::with_capacity(len.min(1 << 24) as usize);
+        if len == 0 {
+            self.complete(cx);
+        }
+    }
+
+    fn on_chunk(&mut self, src: Rank, b: &[u8], cx: &mut Cx<'_>) {
+        let Some(w) = self.wait.as_mut() else {
+            return;
+        };
+        let Some((_, len)) = &w.begin else {
+            cx.dropped(DropReason::BadField);
             return;
         };
         if src != 0 || b.len() < 8 {
             cx.dropped(DropReason::BadField);
             return;
         }
-        let x = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let off = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         let rest = &b[8..];
-        if tag == TAG_BEGIN {
-            let n = w.view.size();
-            if rest.len() != 8 * n || x > MAX_STATE {
-                cx.dropped(DropReason::BadField);
-                return;
-            }
-            let vector = rest
-                .chunks_exact(8)
-                .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect();
-            w.begin = Some((vector, x));
-            w.data = Vec::with_capacity(x.min(1 << 24) as usize);
-        } else {
-            let Some((_, len)) = &w.begin else {
-                cx.dropped(DropReason::BadField);
-                return;
-            };
-            if x != w.data.len() as u64 || x + rest.len() as u64 > *len {
-                cx.dropped(DropReason::BadField);
-                return;
-            }
-            w.data.extend_from_slice(rest);
+        if off != w.data.len() as u64 || off + rest.len() as u64 > *len {
+            cx.dropped(DropReason::BadField);
+            return;
         }
-        if w.begin
-            .as_ref()
-            .is_some_and(|(_, len)| *len == w.data.len() as u64)
-        {
+        w.data.extend_from_slice(rest);
+        if w.data.len() as u64 == *len {
             self.complete(cx);
         }
     }

@@ -12,9 +12,10 @@
 //! asker to install a view of its own side after a timeout; a refusal
 //! while another merge or flush is under way keeps merges from storming.
 
+use super::coord::{Coord, MergeIn};
 use super::msg::Outside;
 use super::send_outside;
-use super::state::{Action, Coord, Member, MergeIn};
+use super::state::{Action, Member};
 use crate::event::Addr;
 use crate::layer::Cx;
 

@@ -35,6 +35,7 @@
 //! no group within the join timeout founds one (the lowest address among
 //! the contacts first, any after three timeouts).
 
+mod coord;
 mod merge;
 mod msg;
 mod state;
@@ -46,8 +47,11 @@ use tutti_drivers::Msg;
 use crate::event::{Addr, Down, EndpointId, JoinReq, Rank, Time, Up, View, ViewId};
 use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
 
-pub use msg::{decode_ctrl, decode_outside, encode, Attempt, Ctrl, Outside, ViewMsg};
-use state::{Action, Member, MergeIn};
+use coord::MergeIn;
+pub use msg::{
+    decode_ctrl, decode_outside, decode_xfer, encode, Attempt, Ctrl, Outside, ViewMsg, XferCtrl,
+};
+use state::{Action, Member};
 
 /// Layer description.
 pub static INFO: LayerInfo = LayerInfo {

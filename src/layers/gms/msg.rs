@@ -184,6 +184,28 @@ pub struct ViewMsg {
     pub last_primary: Vec<u64>,
 }
 
+/// State-transfer control messages (`xfer`), inside a view. The state's
+/// bytes themselves travel in raw chunks.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum XferCtrl {
+    /// Joiner to rank 0: the state, please.
+    Request,
+    /// Rank 0 to joiner: a state of `len` bytes follows, taken when rank
+    /// 0 had delivered, per sender, the casts below `vector`.
+    Begin {
+        /// Bytes of state.
+        len: u64,
+        /// Delivery vector of the state.
+        vector: Vec<u64>,
+    },
+}
+
+/// Decodes and validates an [`XferCtrl`].
+pub fn decode_xfer(b: &[u8]) -> Result<XferCtrl, DecodeError> {
+    let a = aligned(b)?;
+    rkyv::from_bytes::<XferCtrl, RkyvError>(&a).map_err(|_| DecodeError::Invalid)
+}
+
 /// Why a control message was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecodeError {
@@ -278,6 +300,15 @@ mod tests {
         for m in msgs {
             assert_eq!(decode_ctrl(&encode(&m)).unwrap(), m);
         }
+        for x in [
+            XferCtrl::Request,
+            XferCtrl::Begin {
+                len: 5,
+                vector: vec![1, 2],
+            },
+        ] {
+            assert_eq!(decode_xfer(&encode(&x)).unwrap(), x);
+        }
         let o = Outside::View(ViewMsg {
             from: vec![at()],
             ltime: 4,
@@ -298,6 +329,7 @@ mod tests {
         fn garbage_is_refused_not_panicked(b in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode_ctrl(&b);
             let _ = decode_outside(&b);
+            let _ = decode_xfer(&b);
         }
 
         #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tutti_drivers::Msg;
 
+use super::coord::{Coord, MergeIn};
 use super::merge::Merge;
 use super::msg::{Attempt, Ctrl, Outside, ViewMsg};
 use super::{send_ctrl, send_outside, tagged, GmsConfig};
@@ -27,82 +28,38 @@ pub(super) enum ViewVerdict {
     Ignore,
 }
 
-/// The coordinator's side of one flush attempt.
-pub(super) struct Coord {
-    pub at: Attempt,
-    pub participants: Vec<bool>,
-    pub leavers: Vec<bool>,
-    pub joiners: Vec<(EndpointId, Addr)>,
-    oks: Vec<Option<Vec<u64>>>,
-    cut_sent: bool,
-    cut_oks: Vec<bool>,
-    /// This flush ends the view so that it merges into the view
-    /// coordinated at this address.
-    pub merge_into: Option<Addr>,
-    /// This flush takes in another view, flushed already.
-    pub merge_from: Option<MergeIn>,
-    /// The newest primary view a participant reported: id, members.
-    pub newest_primary: ((u64, u64), Vec<EndpointId>),
-}
-
-/// A flushed view waiting to be merged in.
-#[derive(Clone, Debug)]
-pub(super) struct MergeIn {
-    pub at: Attempt,
-    pub members: Vec<EndpointId>,
-    pub addrs: Vec<String>,
-    /// The last primary view that side knows: id and members.
-    pub last_primary_id: (u64, u64),
-    pub last_primary: Vec<EndpointId>,
-}
-
-impl Coord {
-    /// Participants that stay, in rank order, with their addresses.
-    pub fn survivors(&self, v: &View) -> (Vec<EndpointId>, Vec<String>) {
-        let mut members = Vec::new();
-        let mut addrs = Vec::new();
-        for r in 0..v.size() {
-            if self.participants[r] && !self.leavers[r] {
-                members.push(v.members[r]);
-                addrs.push(v.addrs.get(r).map(|a| a.to_string()).unwrap_or_default());
-            }
-        }
-        (members, addrs)
-    }
-}
-
 pub(super) struct Member {
-    cfg: GmsConfig,
+    pub(super) cfg: GmsConfig,
     pub view: Arc<View>,
     pub addr: Addr,
-    n: usize,
+    pub(super) n: usize,
     /// Per sender, one past the highest sequence number delivered.
-    delivered: Vec<u64>,
+    pub(super) delivered: Vec<u64>,
     /// Suspected by the detector or failed in an accepted flush.
-    suspected: Vec<bool>,
+    pub(super) suspected: Vec<bool>,
     /// The flush this member follows.
-    accepted: Option<Attempt>,
+    pub(super) accepted: Option<Attempt>,
     /// `Block` given to the application in this view.
-    blocked: bool,
+    pub(super) blocked: bool,
     /// The application answered `BlockOk`.
-    app_ok: bool,
+    pub(super) app_ok: bool,
     /// `FlushOk` sent for this attempt: casts are held from then on.
-    ok_sent: Option<Attempt>,
-    hold: Vec<VecDeque<(u64, Msg)>>,
-    cut: Option<(Attempt, Vec<u64>, Vec<Rank>)>,
-    repaired: bool,
-    cut_ok_sent: Option<Attempt>,
+    pub(super) ok_sent: Option<Attempt>,
+    pub(super) hold: Vec<VecDeque<(u64, Msg)>>,
+    pub(super) cut: Option<(Attempt, Vec<u64>, Vec<Rank>)>,
+    pub(super) repaired: bool,
+    pub(super) cut_ok_sent: Option<Attempt>,
     /// Casts made while blocked: they go out in the next view.
-    pending: VecDeque<Msg>,
-    want_leave: bool,
+    pub(super) pending: VecDeque<Msg>,
+    pub(super) want_leave: bool,
     // Coordinator.
-    co: Option<Coord>,
-    attempts: u32,
-    leave_req: Vec<bool>,
-    joiners: Vec<(EndpointId, Addr)>,
+    pub(super) co: Option<Coord>,
+    pub(super) attempts: u32,
+    pub(super) leave_req: Vec<bool>,
+    pub(super) joiners: Vec<(EndpointId, Addr)>,
     /// The last view this member made and sent, and who has not
     /// acknowledged it.
-    sent_view: Option<ViewMsg>,
+    pub(super) sent_view: Option<ViewMsg>,
     pub unacked: Vec<(EndpointId, Addr)>,
     /// This member coordinated a flush that removes it.
     pub leaving_done: bool,
@@ -210,30 +167,8 @@ impl Member {
         self.last_primary = vm.last_primary.clone();
     }
 
-    /// Rank 0 of a candidate view: `id` installed it. Once members
-    /// holding a majority of the last primary view have, it is primary:
-    /// tell everyone.
-    fn on_installed(&mut self, id: EndpointId, cx: &mut Cx<'_>) {
-        if !self.proposed || self.primary_now || self.me() != 0 {
-            return;
-        }
-        if self.last_primary.contains(&id) && !self.confirming.contains(&id) {
-            self.confirming.push(id);
-        }
-        if 2 * self.confirming.len() > self.last_primary.len() {
-            let p = Ctrl::Primary {
-                ltime: self.view.id.ltime,
-                vcoord: self.view.id.coord,
-            };
-            for r in 0..self.n as Rank {
-                send_ctrl(cx, r, &p);
-            }
-            self.proposed = false;
-        }
-    }
-
     /// Whether `members` hold a majority of `of`.
-    fn majority(members: &[EndpointId], of: &[EndpointId]) -> bool {
+    pub(super) fn majority(members: &[EndpointId], of: &[EndpointId]) -> bool {
         let have = of.iter().filter(|m| members.contains(m)).count();
         2 * have > of.len()
     }
@@ -263,7 +198,7 @@ impl Member {
     }
 
     /// Casts made while blocked go out once the view may carry casts.
-    fn send_pending(&mut self, cx: &mut Cx<'_>) {
+    pub(super) fn send_pending(&mut self, cx: &mut Cx<'_>) {
         if !self.primary_now {
             return;
         }
@@ -482,51 +417,7 @@ impl Member {
         }
     }
 
-    pub(super) fn start_flush(&mut self, merge_into: Option<Addr>, cx: &mut Cx<'_>) {
-        self.attempts += 1;
-        let at = Attempt {
-            ltime: self.view.id.ltime,
-            vcoord: self.view.id.coord,
-            coord: self.me(),
-            n: self.attempts,
-        };
-        let participants: Vec<bool> = self.suspected.iter().map(|s| !s).collect();
-        let mut leavers: Vec<bool> = self
-            .leave_req
-            .iter()
-            .zip(&participants)
-            .map(|(l, p)| *l && *p)
-            .collect();
-        leavers[self.me() as usize] = self.want_leave;
-        let failed: Vec<Rank> = (0..self.n as Rank)
-            .filter(|r| self.suspected[*r as usize])
-            .collect();
-        let parts: Vec<Rank> = (0..self.n as Rank)
-            .filter(|r| participants[*r as usize])
-            .collect();
-        self.co = Some(Coord {
-            at,
-            participants,
-            leavers,
-            joiners: self.joiners.clone(),
-            oks: vec![None; self.n],
-            cut_sent: false,
-            cut_oks: vec![false; self.n],
-            merge_into,
-            merge_from: self.merging_in.clone(),
-            newest_primary: (self.last_primary_id, self.last_primary.clone()),
-        });
-        let f = Ctrl::Flush {
-            at,
-            failed,
-            participants: parts.clone(),
-        };
-        for p in parts {
-            send_ctrl(cx, p, &f);
-        }
-    }
-
-    fn on_flush(
+    pub(super) fn on_flush(
         &mut self,
         src: Rank,
         at: Attempt,
@@ -569,7 +460,7 @@ impl Member {
         self.maybe_send_ok(cx);
     }
 
-    fn maybe_send_ok(&mut self, cx: &mut Cx<'_>) {
+    pub(super) fn maybe_send_ok(&mut self, cx: &mut Cx<'_>) {
         let Some(at) = self.accepted else {
             return;
         };
@@ -586,7 +477,7 @@ impl Member {
         send_ctrl(cx, at.coord, &ok);
     }
 
-    fn on_cut(
+    pub(super) fn on_cut(
         &mut self,
         src: Rank,
         at: Attempt,
@@ -652,144 +543,6 @@ impl Member {
         } else if self.cut_ok_sent != Some(at) {
             self.cut_ok_sent = Some(at);
             send_ctrl(cx, at.coord, &Ctrl::CutOk { at });
-        }
-    }
-
-    fn on_flush_ok(
-        &mut self,
-        src: Rank,
-        at: Attempt,
-        delivered: Vec<u64>,
-        cx: &mut Cx<'_>,
-    ) -> Option<Action> {
-        let n = self.n;
-        let co = self.co.as_mut().filter(|c| c.at == at)?;
-        if delivered.len() != n || !co.participants[src as usize] {
-            cx.dropped(DropReason::BadField);
-            return None;
-        }
-        co.oks[src as usize] = Some(delivered);
-        let all = (0..n).all(|r| !co.participants[r] || co.oks[r].is_some());
-        if !all || co.cut_sent {
-            return None;
-        }
-        co.cut_sent = true;
-        let mut cut = vec![0u64; n];
-        let mut holder = vec![at.coord; n];
-        for s in 0..n {
-            for r in 0..n {
-                if let Some(d) = &co.oks[r] {
-                    if d[s] > cut[s] {
-                        cut[s] = d[s];
-                        holder[s] = r as Rank;
-                    }
-                }
-            }
-        }
-        let msg = Ctrl::Cut { at, cut, holder };
-        for r in 0..n {
-            if co.participants[r] {
-                send_ctrl(cx, r as Rank, &msg);
-            }
-        }
-        None
-    }
-
-    fn on_cut_ok(&mut self, src: Rank, at: Attempt, cx: &mut Cx<'_>) -> Option<Action> {
-        let n = self.n;
-        let co = self.co.as_mut().filter(|c| c.at == at && c.cut_sent)?;
-        if !co.participants[src as usize] {
-            return None;
-        }
-        co.cut_oks[src as usize] = true;
-        if !(0..n).all(|r| !co.participants[r] || co.cut_oks[r]) {
-            return None;
-        }
-        // Everyone delivered exactly the cut.
-        let co = self.co.take()?;
-        match co.merge_into.clone() {
-            Some(to) => {
-                self.merge_ready(co, to, cx);
-                None
-            }
-            None => self.make_view(co, cx),
-        }
-    }
-
-    /// The next view after flush `co`, sent to everyone concerned.
-    pub(super) fn make_view(&mut self, co: Coord, cx: &mut Cx<'_>) -> Option<Action> {
-        let n = self.n;
-        let at = co.at;
-        let v = &self.view;
-        let (mut members, mut addrs) = co.survivors(v);
-        for (id, a) in &co.joiners {
-            if !members.contains(id) {
-                members.push(*id);
-                addrs.push(a.to_string());
-            }
-        }
-        let mut from = vec![at];
-        let mut merged = Vec::new();
-        let mut ltime = v.id.ltime + 1;
-        if let Some(m) = &co.merge_from {
-            for (id, a) in m.members.iter().zip(&m.addrs) {
-                if !members.contains(id) {
-                    members.push(*id);
-                    addrs.push(a.clone());
-                }
-            }
-            from.push(m.at);
-            merged = vec![(v.id.ltime, v.id.coord), (m.at.ltime, m.at.vcoord)];
-            ltime = ltime.max(m.at.ltime + 1);
-        }
-        // Primary partition: the view is a candidate if it holds a
-        // majority of the newest primary view any participant (or the
-        // other side of a merge) knows; it becomes primary once members
-        // holding that majority have installed it.
-        let (mut lp_id, mut lp) = co.newest_primary.clone();
-        if let Some(m) = &co.merge_from {
-            if m.last_primary_id > lp_id {
-                (lp_id, lp) = (m.last_primary_id, m.last_primary.clone());
-            }
-        }
-        let primary = self.cfg.primary && Member::majority(&members, &lp);
-        let (last_primary_id, last_primary) = (lp_id, lp);
-        let me_id = v.me();
-        let vm = ViewMsg {
-            from,
-            ltime,
-            vcoord: me_id,
-            members,
-            addrs,
-            merged,
-            reply_to: self.addr.to_string(),
-            primary,
-            last_primary_id,
-            last_primary,
-        };
-        // Everyone but this member gets the view: new members to install
-        // it, leavers to learn they are out.
-        let mut to: Vec<(EndpointId, Addr)> = Vec::new();
-        for (i, id) in vm.members.iter().enumerate() {
-            if *id != me_id {
-                to.push((*id, Addr::from(vm.addrs[i].as_str())));
-            }
-        }
-        for r in 0..n {
-            if co.leavers[r] && r != self.me() as usize {
-                if let Some(a) = v.addrs.get(r) {
-                    to.push((v.members[r], a.clone()));
-                }
-            }
-        }
-        self.unacked = to;
-        self.sent_view = Some(vm.clone());
-        self.resend_view(cx);
-        if vm.members.contains(&me_id) {
-            Some(Action::Install(vm))
-        } else {
-            self.leaving_done = true;
-            Some(Action::Depart)
         }
     }
 
