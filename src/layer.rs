@@ -439,6 +439,21 @@ impl<'a> Cx<'a> {
         self.env.views_gen += 1;
     }
 
+    /// Puts a one-byte header (a layer's message type) in front of `m`;
+    /// `None`, counted, when there is no headroom left.
+    pub fn tagged(&mut self, mut m: Msg, tag: u8) -> Option<Msg> {
+        match m.push(1) {
+            Ok(b) => {
+                b[0] = tag;
+                Some(m)
+            }
+            Err(_) => {
+                self.dropped(DropReason::NoBuffer);
+                None
+            }
+        }
+    }
+
     /// Counts a dropped frame or header.
     #[inline]
     pub fn dropped(&mut self, r: DropReason) {

@@ -232,15 +232,7 @@ impl Core {
                 Some(self.driver.add_peer(m).map_err(JoinError::Driver)?)
             });
         }
-        let mut cfg = spec.config;
-        cfg.group = fnv64(&spec.name) as u32;
-        let mut stack = build(
-            &spec.stack,
-            &cfg,
-            self.driver.ctl_pool().clone(),
-            spec.prefer_static,
-        )
-        .map_err(JoinError::Spec)?;
+        let (gid, mut stack) = self.build_stack(spec)?;
         let ids: Vec<EndpointId> = spec.members.iter().map(|m| fnv64(m)).collect();
         let view = View::new(
             ViewId {
@@ -254,8 +246,33 @@ impl Core {
         let tag = view.id.tag();
         self.clock = self.now();
         stack.install_view(self.clock, view);
+        Ok(self.add_slot(gid, stack, tag, peers))
+    }
+
+    /// The stack for `spec`, and its group id.
+    fn build_stack(&self, spec: &GroupSpec) -> Result<(u32, Box<dyn GroupStack>), JoinError> {
+        let mut cfg = spec.config;
+        cfg.group = fnv64(&spec.name) as u32;
+        let stack = build(
+            &spec.stack,
+            &cfg,
+            self.driver.ctl_pool().clone(),
+            spec.prefer_static,
+        )
+        .map_err(JoinError::Spec)?;
+        Ok((cfg.group, stack))
+    }
+
+    /// Adds a joined group and runs its first output.
+    fn add_slot(
+        &mut self,
+        gid: u32,
+        stack: Box<dyn GroupStack>,
+        tag: u32,
+        peers: Vec<Option<PeerId>>,
+    ) -> GroupIx {
         self.groups.push(Slot {
-            gid: cfg.group,
+            gid,
             stack,
             tag,
             peers,
@@ -269,20 +286,12 @@ impl Core {
         self.recount_peers();
         let g = self.groups.len() - 1;
         self.flush(g);
-        Ok(g)
+        g
     }
 
     fn join_dynamic(&mut self, spec: &GroupSpec) -> Result<GroupIx, JoinError> {
         let me = self.driver.local_addr();
-        let mut cfg = spec.config;
-        cfg.group = fnv64(&spec.name) as u32;
-        let mut stack = build(
-            &spec.stack,
-            &cfg,
-            self.driver.ctl_pool().clone(),
-            spec.prefer_static,
-        )
-        .map_err(JoinError::Spec)?;
+        let (gid, mut stack) = self.build_stack(spec)?;
         let now = self.now();
         self.clock = now;
         stack.join(
@@ -297,21 +306,7 @@ impl Core {
                     .collect(),
             },
         );
-        self.groups.push(Slot {
-            gid: cfg.group,
-            stack,
-            tag: 0,
-            peers: Vec::new(),
-            older: VecDeque::new(),
-            routes_gen: 0,
-            npeers: 0,
-            events: VecDeque::new(),
-            backlog: VecDeque::new(),
-            casts: 0,
-        });
-        let g = self.groups.len() - 1;
-        self.flush(g);
-        Ok(g)
+        Ok(self.add_slot(gid, stack, 0, Vec::new()))
     }
 
     /// This endpoint's id in groups with membership: its address and an

@@ -159,21 +159,17 @@ impl Layer for Suspect {
             }
             Down::Timer(TICK) => self.tick(cx),
             Down::Timer(_) => {}
-            Down::CastRaw(mut m) => match m.push(1) {
-                Ok(b) => {
-                    b[0] = TAG_ABOVE;
+            Down::CastRaw(m) => {
+                if let Some(m) = cx.tagged(m, TAG_ABOVE) {
                     self.sent(cx.now());
                     cx.down(Down::CastRaw(m));
                 }
-                Err(_) => cx.dropped(DropReason::NoBuffer),
-            },
-            Down::SendRaw(d, mut m) => match m.push(1) {
-                Ok(b) => {
-                    b[0] = TAG_ABOVE;
+            }
+            Down::SendRaw(d, m) => {
+                if let Some(m) = cx.tagged(m, TAG_ABOVE) {
                     cx.down(Down::SendRaw(d, m));
                 }
-                Err(_) => cx.dropped(DropReason::NoBuffer),
-            },
+            }
             Down::Cast(m) => {
                 self.sent(cx.now());
                 cx.down(Down::Cast(m));

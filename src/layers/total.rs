@@ -196,13 +196,11 @@ impl Layer for Total {
 
     fn down(&mut self, ev: Down, cx: &mut Cx<'_>) {
         match ev {
-            Down::Cast(mut m) => match m.push(1) {
-                Ok(b) => {
-                    b[0] = TAG_DATA;
+            Down::Cast(m) => {
+                if let Some(m) = cx.tagged(m, TAG_DATA) {
                     cx.down(Down::Cast(m));
                 }
-                Err(_) => cx.dropped(DropReason::NoBuffer),
-            },
+            }
             Down::Timer(TICK) => {
                 if let Some(v) = self.v.as_mut() {
                     v.armed = false;

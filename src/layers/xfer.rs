@@ -282,20 +282,16 @@ impl Layer for Xfer {
 
     fn down(&mut self, ev: Down, cx: &mut Cx<'_>) {
         match ev {
-            Down::Cast(mut m) => match m.push(1) {
-                Ok(b) => {
-                    b[0] = TAG_DATA;
+            Down::Cast(m) => {
+                if let Some(m) = cx.tagged(m, TAG_DATA) {
                     cx.down(Down::Cast(m));
                 }
-                Err(_) => cx.dropped(DropReason::NoBuffer),
-            },
-            Down::Send(d, mut m) => match m.push(1) {
-                Ok(b) => {
-                    b[0] = TAG_DATA;
+            }
+            Down::Send(d, m) => {
+                if let Some(m) = cx.tagged(m, TAG_DATA) {
                     cx.down(Down::Send(d, m));
                 }
-                Err(_) => cx.dropped(DropReason::NoBuffer),
-            },
+            }
             Down::State(s) => {
                 for to in std::mem::take(&mut self.asked) {
                     self.out.push(Outgoing {

@@ -598,17 +598,8 @@ impl Layer for Gms {
 }
 
 /// Puts the data tag in front of an application message.
-fn tagged(mut m: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
-    match m.push(1) {
-        Ok(b) => {
-            b[0] = TAG_DATA;
-            Some(m)
-        }
-        Err(_) => {
-            cx.dropped(DropReason::NoBuffer);
-            None
-        }
-    }
+fn tagged(m: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+    cx.tagged(m, TAG_DATA)
 }
 
 impl ViewMsg {
