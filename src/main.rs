@@ -70,6 +70,10 @@ enum Cmd {
         /// Print the trace of failing runs.
         #[arg(long)]
         trace: bool,
+        /// Groups with membership under crashes, joins, leaves and
+        /// partitions (loss default 0.1 is a good choice here).
+        #[arg(long)]
+        membership: bool,
     },
 }
 
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
             seed,
             loss,
             trace,
-        } => cli::sim::run_sim(seeds, seed, loss, trace),
+            membership,
+        } => cli::sim::run_sim(seeds, seed, loss, trace, membership),
     }
 }
