@@ -178,3 +178,69 @@ fn joining_with_a_bad_spec_or_member_list_fails_clearly() {
     let e = Endpoint::builder().build().err().unwrap().to_string();
     assert!(e.contains("no driver"), "{e}");
 }
+
+/// Threaded endpoints with membership (`vsync`): two members find each
+/// other through contacts, agree on a view, multicast, and one leaves: the
+/// other installs a view of itself alone, the leaver gets `Exit`.
+#[test]
+fn threaded_endpoints_with_membership_join_cast_and_leave() {
+    let dir = tmp("vsync");
+    let eps: Vec<Endpoint> = ["va", "vb"]
+        .iter()
+        .map(|n| {
+            Endpoint::builder()
+                .driver(shm(&dir, n))
+                .idle(Idle::default())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let contacts: Vec<String> = eps.iter().map(|e| e.addr().to_string()).collect();
+    let mut spec = GroupSpec::new("m", "vsync", contacts);
+    spec.config.suspect = tutti::layers::suspect::SuspectConfig::SHM;
+    spec.config.gms.join_timeout_ns = 100_000_000;
+    spec.config.gms.tick_ns = 10_000_000;
+    let groups: Vec<_> = eps.iter().map(|e| e.join(spec.clone()).unwrap()).collect();
+    // Wait until both are in one view of two.
+    let t0 = Instant::now();
+    let mut size = [0usize; 2];
+    while size != [2, 2] {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no view of two: {size:?}"
+        );
+        for (i, g) in groups.iter().enumerate() {
+            if let Some(Event::View(v)) = g.recv(Duration::from_millis(10)) {
+                size[i] = v.size();
+            }
+        }
+    }
+    let m = groups[0].message(b"hello").unwrap();
+    groups[0].cast(m).unwrap();
+    let t0 = Instant::now();
+    let mut got = false;
+    while !got {
+        assert!(t0.elapsed() < Duration::from_secs(10), "cast not delivered");
+        if let Some(Event::Cast { msg, .. }) = groups[1].recv(Duration::from_millis(10)) {
+            got = msg.to_vec() == b"hello";
+        }
+    }
+    groups[1].leave();
+    let t0 = Instant::now();
+    let (mut exited, mut alone) = (false, false);
+    while !(exited && alone) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "exit {exited} alone {alone}"
+        );
+        if let Some(Event::Exit) = groups[1].recv(Duration::from_millis(5)) {
+            exited = true;
+        }
+        if let Some(Event::View(v)) = groups[0].recv(Duration::from_millis(5)) {
+            alone = v.size() == 1;
+        }
+    }
+    drop(groups);
+    drop(eps);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -434,9 +434,26 @@ impl Group {
             .unwrap_or_default()
     }
 
-    /// Leaves the group (static membership: this endpoint stops taking
-    /// part; the others keep the old view).
-    pub fn leave(self) {}
+    /// Answers `Event::Block` (with `GmsConfig::app_block_ok` set): this
+    /// member sends nothing more in the current view.
+    pub fn block_ok(&self) {
+        let _ = self.submit(Request::Down(Down::BlockOk));
+    }
+
+    /// Answers `Event::GetState` (with `GmsConfig::app_state` set): the
+    /// application's state as of that event, for a joiner.
+    pub fn give_state(&self, state: &[u8]) {
+        let _ = self.submit(Request::Down(Down::State(state.into())));
+    }
+
+    /// Leaves the group. With membership (`vsync`) the others install a
+    /// view without this member and `Event::Exit` follows here once they
+    /// have; wait for it with `recv` before dropping the group. Without
+    /// membership this endpoint just stops taking part (the others keep
+    /// the old view).
+    pub fn leave(&self) {
+        let _ = self.submit(Request::Down(Down::Leave));
+    }
 }
 
 impl Drop for Group {
