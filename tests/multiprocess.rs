@@ -30,6 +30,12 @@ fn demo_runs_a_group_of_three_and_its_checks_hold() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("all checks hold"), "{text}");
+    // The membership part: a join with state transfer, a kill, the checks.
+    assert!(text.contains("m3 joined with the group's state"), "{text}");
+    assert!(
+        text.contains("view agreement: ok; virtual synchrony: ok"),
+        "{text}"
+    );
     // Three member rows with complete deliveries from all three senders.
     let rows = text
         .lines()
