@@ -41,6 +41,8 @@ const TAG_TOKEN: u8 = 2;
 const BATCH: usize = 512;
 /// Casts waiting for the token before `ready()` says no.
 const BACKLOG: usize = 1024;
+/// Numbers further ahead of the next to deliver are refused.
+const AHEAD_MAX: u64 = 1 << 20;
 
 /// The `token` layer.
 #[derive(Default)]
@@ -173,6 +175,11 @@ impl TokenView {
                 let _ = msg.advance(9);
                 if g < self.deliver || self.pending.contains_key(&g) {
                     cx.dropped(DropReason::Duplicate);
+                    return;
+                }
+                if g - self.deliver > AHEAD_MAX {
+                    // No honest holder numbers that far ahead.
+                    cx.dropped(DropReason::OutOfWindow);
                     return;
                 }
                 self.pending.insert(g, (src, seq, msg));

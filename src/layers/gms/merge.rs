@@ -23,6 +23,9 @@ use crate::layer::Cx;
 const BEACON_EVERY: u32 = 5;
 /// A merge step that got no answer for this many ticks is abandoned.
 const MERGE_TIMEOUT: u32 = 30;
+/// Addresses remembered for beacons at most (the oldest go first): a
+/// flood of made-up addresses cannot grow memory without bound.
+const KNOWN_MAX: usize = 1024;
 
 /// Where a coordinator stands in a merge.
 #[derive(Default)]
@@ -53,6 +56,9 @@ impl Member {
     /// Remembers an address (beacons go to those outside the view).
     pub(super) fn learn(&mut self, a: Addr) {
         if a != self.addr && !self.known.contains(&a) {
+            if self.known.len() >= KNOWN_MAX {
+                self.known.remove(0);
+            }
             self.known.push(a);
         }
     }
