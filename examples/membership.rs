@@ -44,12 +44,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match group.recv(Duration::from_millis(50)) {
             Some(Event::View(v)) => {
                 members = v.addrs.iter().map(|a| a.to_string()).collect();
-                println!("[{name}] view {} {:?}, I am rank {}", v.id.ltime, members, v.rank);
+                println!(
+                    "[{name}] view {} {:?}, I am rank {}",
+                    v.id.ltime, members, v.rank
+                );
             }
             Some(Event::Cast { src, msg, .. }) => {
                 seen += 1;
                 let from = members.get(src as usize).cloned().unwrap_or_default();
-                println!("[{name}] {from}: {}", String::from_utf8_lossy(&msg.to_vec()));
+                println!(
+                    "[{name}] {from}: {}",
+                    String::from_utf8_lossy(&msg.to_vec())
+                );
             }
             // A joiner needs our state: as of this very event.
             Some(Event::GetState) => group.give_state(&seen.to_be_bytes()),
