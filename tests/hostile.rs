@@ -3,7 +3,8 @@
 //! truncated and corrupt frames at `b`, over shm and over UDP, and a
 //! stranger fires datagrams at `b`'s socket. Nothing crashes, every
 //! garbage frame is dropped and counted by reason, and every honest
-//! message arrives once, in order.
+//! message arrives once, in order. The same for membership control frames
+//! sprayed at a `vsync` group.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -191,4 +192,139 @@ fn garbage_over_udp() {
         [cfg(addrs[0]), cfg(addrs[1]), cfg(addrs[2])],
         Some(addrs[1]),
     );
+}
+
+/// Membership control frames from a process outside the group (garbage
+/// after a valid control header, truncated and mutated rkyv messages, views
+/// for other views, beacons naming made-up coordinators) sprayed at a
+/// `vsync` group over shm: the group keeps its view, the honest stream
+/// arrives complete and in order, the refusals are counted.
+#[test]
+fn control_garbage_at_a_vsync_group() {
+    use tutti::layers::gms::{encode, Outside, ViewMsg};
+    let dir = std::env::temp_dir().join(format!("tutti-hostile-ctl-{}", std::process::id()));
+    let cfg = |n: &str| {
+        DriverConfig::Shm(ShmConfig {
+            dir: dir.clone(),
+            name: n.into(),
+            ..ShmConfig::default()
+        })
+    };
+    let mut a = Core::new(cfg("a").open().unwrap());
+    let mut b = Core::new(cfg("b").open().unwrap());
+    let mut c = cfg("c").open().unwrap();
+    let members = vec!["a".to_string(), "b".to_string()];
+    let mut spec = GroupSpec::new("v1", "vsync", members);
+    spec.config.suspect = tutti::layers::suspect::SuspectConfig::SHM;
+    spec.config.gms.join_timeout_ns = 50_000_000;
+    spec.config.gms.tick_ns = 10_000_000;
+    let ga = a.join(&spec).unwrap();
+    let gb = b.join(&spec).unwrap();
+    c.add_peer("b").unwrap();
+    let group = fnv64("v1") as u32;
+    let stack = Spec::parse("vsync").unwrap().id();
+    // Wait for one view of both.
+    let t0 = Instant::now();
+    let (mut va, mut vb) = (0, 0);
+    while va != 2 || vb != 2 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no view of two");
+        a.poll().unwrap();
+        b.poll().unwrap();
+        while let Some(ev) = a.next_event(ga) {
+            if let Event::View(v) = ev {
+                va = v.size();
+            }
+        }
+        while let Some(ev) = b.next_event(gb) {
+            if let Event::View(v) = ev {
+                vb = v.size();
+            }
+        }
+    }
+    let valid: Vec<Vec<u8>> = vec![
+        encode(&Outside::View(ViewMsg {
+            from: Vec::new(),
+            ltime: 99,
+            vcoord: 7,
+            members: vec![7, 8],
+            addrs: vec!["x".into(), "y".into()],
+            merged: Vec::new(),
+            reply_to: "x".into(),
+            primary: true,
+            last_primary_id: (0, 0),
+            last_primary: Vec::new(),
+        })),
+        encode(&Outside::Redirect { coord: "z".into() }),
+        encode(&Outside::MergeGrant {
+            ltime: 1,
+            vcoord: 2,
+        }),
+    ];
+    let mut rng = Rng::new(11);
+    let total = 2000u32;
+    let (mut sent, mut next, mut sprayed) = (0u32, 0u32, 0u64);
+    let t0 = Instant::now();
+    while next < total && t0.elapsed() < Duration::from_secs(30) {
+        if sent < total {
+            let m = a.pool().alloc_copy(&sent.to_be_bytes()).unwrap();
+            if a.cast(ga, m).is_ok() {
+                sent += 1;
+            }
+        }
+        let mut frame = vec![0u8; LEN];
+        ComRepr::control(group, stack).emit(&mut frame);
+        let mut body = valid[rng.below(valid.len() as u64) as usize].clone();
+        match rng.below(3) {
+            // Random bytes.
+            0 => {
+                body = vec![0u8; rng.below(80) as usize];
+                rng.fill(&mut body);
+            }
+            // Truncated.
+            1 => body.truncate(rng.below(body.len() as u64) as usize),
+            // Mutated in place.
+            _ => {
+                let i = rng.below(body.len() as u64) as usize;
+                body[i] ^= 1 + rng.below(255) as u8;
+            }
+        }
+        frame.extend_from_slice(&body);
+        if let Some(mut m) = c.pool().alloc() {
+            if m.reserve(frame.len())
+                .map(|b| b.copy_from_slice(&frame))
+                .is_ok()
+            {
+                let mut q = VecDeque::from([Tx {
+                    to: To::All,
+                    frame: m,
+                }]);
+                c.send(&mut q).unwrap();
+                sprayed += 1;
+            }
+        }
+        let _ = c.recv(&mut Vec::new(), 64);
+        let _ = c.maintain();
+        a.poll().unwrap();
+        b.poll().unwrap();
+        while let Some(ev) = b.next_event(gb) {
+            match ev {
+                Event::Cast { msg, .. } => {
+                    let i = u32::from_be_bytes(msg.to_vec().try_into().unwrap());
+                    assert_eq!(i, next, "honest stream in order, nothing lost or invented");
+                    next += 1;
+                }
+                Event::View(v) => panic!("the garbage changed the view: {v:?}"),
+                _ => {}
+            }
+        }
+        while a.next_event(ga).is_some() {}
+    }
+    assert_eq!(next, total, "every honest message arrived");
+    let (drops, _) = b.group_stats(gb).unwrap();
+    println!("sprayed {sprayed} control frames: stack drops {drops}");
+    assert!(
+        drops.get(DropReason::BadField) > 0,
+        "refusals counted: {drops}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
