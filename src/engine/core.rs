@@ -388,6 +388,20 @@ impl Core {
             .map(|s| (s.stack.drops().clone(), *s.stack.stats()))
     }
 
+    /// Every layer's state in group `g`, one line each (diagnostics).
+    pub fn dump(&self, g: GroupIx) -> String {
+        self.groups.get(g).map_or(String::new(), |s| {
+            format!(
+                "{}engine: now {} timer {:?} wheel {:?} backlog {}\n",
+                s.stack.dump(),
+                self.now(),
+                s.stack.poll_timeout(),
+                self.wheel.due_of(g as u32),
+                s.backlog.len()
+            )
+        })
+    }
+
     /// Frames refused before any stack.
     pub fn drops(&self) -> EngineDrops {
         self.drops

@@ -183,6 +183,7 @@ enum Command {
         mpsc::Sender<Result<GroupIx, JoinError>>,
     ),
     Leave(GroupIx),
+    Dump(GroupIx, mpsc::Sender<String>),
 }
 
 /// An endpoint with its own polling thread. Dropping it stops the thread.
@@ -434,6 +435,17 @@ impl Group {
             .unwrap_or_default()
     }
 
+    /// Every layer's state, one line each (diagnostics); empty if the
+    /// polling thread does not answer within a second.
+    pub fn dump(&self) -> String {
+        let (tx, rx) = mpsc::channel();
+        if let Ok(mut c) = self.ep.commands.lock() {
+            c.push_back(Command::Dump(self.ix, tx));
+        }
+        self.ep.waker.wake();
+        rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default()
+    }
+
     /// Answers `Event::Block` (with `GmsConfig::app_block_ok` set): this
     /// member sends nothing more in the current view.
     pub fn block_ok(&self) {
@@ -501,6 +513,9 @@ fn run(mut core: Core, shared: Arc<EpShared>, idle: Idle) {
                             j.live = false;
                             j.overflow.clear();
                         }
+                    }
+                    Command::Dump(ix, reply) => {
+                        let _ = reply.send(core.dump(ix));
                     }
                 }
             }

@@ -54,6 +54,11 @@ impl TimerWheel {
         }
     }
 
+    /// `key`'s deadline.
+    pub fn due_of(&self, key: u32) -> Option<Time> {
+        self.due.get(key as usize).copied().flatten().map(Time)
+    }
+
     /// Earliest deadline of any key.
     pub fn next(&self) -> Option<Time> {
         self.due.iter().flatten().min().map(|t| Time(*t))

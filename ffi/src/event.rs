@@ -1,0 +1,223 @@
+//! Events for C: `tutti_poll` fills a `TuttiEvent`; its pointers stay
+//! valid until `tutti_event_clear` or the next `tutti_poll` with it.
+
+use std::ffi::c_void;
+
+use tutti_core::Event;
+
+use crate::TUTTI_OK;
+use crate::{guard, wait_event, TuttiGroup, TuttiStateWriter, TUTTI_ERR_NULL, TUTTI_ERR_TIMEOUT};
+
+/// Kinds of `TuttiEvent`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TuttiEventKind {
+    /// Nothing (a cleared event).
+    None = 0,
+    /// A multicast: `sender`, `seq`, `data`, `len`.
+    Deliver = 1,
+    /// A point-to-point message: `sender`, `seq`, `data`, `len`.
+    Send = 2,
+    /// A new view: `view_ltime`, `view_coord`, `rank`, `members`,
+    /// `nmembers`, `flags` (1: a merge, 2: primary).
+    View = 3,
+    /// A view change is under way: stop sending (answer with
+    /// `tutti_block_ok` when the endpoint has `TUTTI_APP_BLOCK_OK`).
+    Block = 4,
+    /// Stability: `vector`, `nvector` (per sender rank, how many casts
+    /// every member holds).
+    Stable = 5,
+    /// This member has left; the group is done.
+    Exit = 6,
+    /// Members suspected of failure: `vector` holds their ranks.
+    Suspect = 7,
+    /// Primary-partition mode: the current view became primary.
+    Primary = 8,
+    /// Casts of `sender` from `seq` to `len` (exclusive) were lost.
+    Lost = 9,
+}
+
+/// One event. Fill with `tutti_poll`; release with `tutti_event_clear`.
+#[repr(C)]
+pub struct TuttiEvent {
+    /// What happened.
+    pub kind: TuttiEventKind,
+    /// Sender's rank (deliveries).
+    pub sender: u16,
+    /// Own rank (views).
+    pub rank: u16,
+    /// View flags: 1 merge, 2 primary.
+    pub flags: u32,
+    /// Sequence number (deliveries).
+    pub seq: u64,
+    /// Payload (deliveries).
+    pub data: *const u8,
+    /// Payload length (deliveries; lost: end of the lost range).
+    pub len: usize,
+    /// View id: logical time.
+    pub view_ltime: u64,
+    /// View id: coordinator.
+    pub view_coord: u64,
+    /// Member ids in rank order (views).
+    pub members: *const u64,
+    /// Number of members.
+    pub nmembers: usize,
+    /// Stability vector or suspected ranks.
+    pub vector: *const u64,
+    /// Its length.
+    pub nvector: usize,
+    /// Owned by libtutti: keeps `data`, `members`, `vector` alive.
+    pub owned: *mut c_void,
+}
+
+/// What keeps an event's pointers valid.
+struct Owned {
+    bytes: Vec<u8>,
+    words: Vec<u64>,
+}
+
+/// Releases what `ev` holds and sets it to `TUTTI_EVENT_KIND_NONE`. Safe to
+/// call on a zeroed or cleared event.
+#[no_mangle]
+pub unsafe extern "C" fn tutti_event_clear(ev: *mut TuttiEvent) {
+    guard(|| {
+        // SAFETY: the caller passes a valid event or NULL.
+        let Some(ev) = (unsafe { ev.as_mut() }) else {
+            return TUTTI_ERR_NULL;
+        };
+        clear(ev);
+        TUTTI_OK
+    });
+}
+
+fn clear(ev: &mut TuttiEvent) {
+    if !ev.owned.is_null() {
+        // SAFETY: `owned` was made by `fill` from a `Box<Owned>`.
+        drop(unsafe { Box::from_raw(ev.owned as *mut Owned) });
+    }
+    *ev = TuttiEvent {
+        kind: TuttiEventKind::None,
+        sender: 0,
+        rank: 0,
+        flags: 0,
+        seq: 0,
+        data: std::ptr::null(),
+        len: 0,
+        view_ltime: 0,
+        view_coord: 0,
+        members: std::ptr::null(),
+        nmembers: 0,
+        vector: std::ptr::null(),
+        nvector: 0,
+        owned: std::ptr::null_mut(),
+    };
+}
+
+/// Waits up to `timeout_ms` (negative: forever) for the next event of `g`
+/// and writes it to `*ev` (clearing what `*ev` held first: pass a zeroed
+/// event the first time). State-transfer callbacks run inside this call.
+/// `TUTTI_ERR_TIMEOUT`: nothing happened. One thread at a time per group.
+#[no_mangle]
+pub unsafe extern "C" fn tutti_poll(
+    g: *mut TuttiGroup,
+    timeout_ms: i32,
+    ev: *mut TuttiEvent,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller passes a group from `tutti_join` and a valid
+        // event, or NULL.
+        let (Some(g), Some(ev)) = (unsafe { g.as_ref() }, unsafe { ev.as_mut() }) else {
+            return TUTTI_ERR_NULL;
+        };
+        clear(ev);
+        loop {
+            let Some(e) = wait_event(g, timeout_ms) else {
+                return TUTTI_ERR_TIMEOUT;
+            };
+            if fill(g, e, ev) {
+                return TUTTI_OK;
+            }
+        }
+    })
+}
+
+/// Writes event `e` to `ev`; false when it was handled here (state
+/// transfer) and the caller should wait for the next.
+fn fill(g: &TuttiGroup, e: Event, ev: &mut TuttiEvent) -> bool {
+    let mut o = Owned {
+        bytes: Vec::new(),
+        words: Vec::new(),
+    };
+    match e {
+        Event::Cast { src, seq, msg } => {
+            ev.kind = TuttiEventKind::Deliver;
+            ev.sender = src;
+            ev.seq = seq;
+            o.bytes = msg.to_vec();
+        }
+        Event::Send { src, seq, msg } => {
+            ev.kind = TuttiEventKind::Send;
+            ev.sender = src;
+            ev.seq = seq;
+            o.bytes = msg.to_vec();
+        }
+        Event::View(v) => {
+            ev.kind = TuttiEventKind::View;
+            ev.rank = v.rank;
+            ev.view_ltime = v.id.ltime;
+            ev.view_coord = v.id.coord;
+            ev.flags = (!v.merged.is_empty()) as u32 | (v.primary as u32) << 1;
+            o.words = v.members.clone();
+        }
+        Event::Block => ev.kind = TuttiEventKind::Block,
+        Event::Stable(s) => {
+            ev.kind = TuttiEventKind::Stable;
+            o.words = s.to_vec();
+        }
+        Event::Suspect(r) => {
+            ev.kind = TuttiEventKind::Suspect;
+            o.words = r.iter().map(|x| *x as u64).collect();
+        }
+        Event::Exit => ev.kind = TuttiEventKind::Exit,
+        Event::Primary => ev.kind = TuttiEventKind::Primary,
+        Event::Lost { src, from, to } => {
+            ev.kind = TuttiEventKind::Lost;
+            ev.sender = src;
+            ev.seq = from;
+            ev.len = to as usize;
+            return true;
+        }
+        Event::GetState => {
+            let mut w = TuttiStateWriter { buf: Vec::new() };
+            if let Some(f) = g.get_state {
+                // SAFETY: the application's callback, with its context.
+                unsafe { f(g.ctx, &mut w) };
+            }
+            g.g.give_state(&w.buf);
+            return false;
+        }
+        Event::State(s) => {
+            if let Some(f) = g.set_state {
+                let (p, n) = s
+                    .as_deref()
+                    .map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
+                // SAFETY: the application's callback; `p` lives for the call.
+                unsafe { f(g.ctx, p, n) };
+            }
+            return false;
+        }
+        _ => return false,
+    }
+    ev.data = o.bytes.as_ptr();
+    ev.len = o.bytes.len();
+    ev.members = o.words.as_ptr();
+    ev.nmembers = if ev.kind == TuttiEventKind::View {
+        o.words.len()
+    } else {
+        0
+    };
+    ev.vector = o.words.as_ptr();
+    ev.nvector = o.words.len();
+    ev.owned = Box::into_raw(Box::new(o)) as *mut c_void;
+    true
+}
