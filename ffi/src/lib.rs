@@ -149,6 +149,32 @@ unsafe fn bytes_arg<'a>(data: *const u8, len: usize) -> Result<&'a [u8], i32> {
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
+/// Frees a handle made by `Box::into_raw`; NULL is ignored.
+fn free_handle<T>(p: *mut T) {
+    guard(|| {
+        if !p.is_null() {
+            // SAFETY: made by this library with `Box::into_raw`, freed once
+            // (the caller's side of the contract).
+            drop(unsafe { Box::from_raw(p) });
+        }
+        TUTTI_OK
+    });
+}
+
+/// The group and a copy of the caller's bytes in a registered buffer.
+unsafe fn copied<'a>(
+    g: *mut TuttiGroup,
+    data: *const u8,
+    len: usize,
+) -> Result<(&'a TuttiGroup, Msg), i32> {
+    // SAFETY: made by `tutti_join` or NULL.
+    let g = unsafe { g.as_ref() }.ok_or(TUTTI_ERR_NULL)?;
+    // SAFETY: `len` readable bytes at `data` (documented).
+    let b = unsafe { bytes_arg(data, len) }?;
+    let m = g.g.message(b).ok_or(TUTTI_ERR_NO_BUFFER)?;
+    Ok((g, m))
+}
+
 fn send_error(k: SendErrorKind) -> i32 {
     match k {
         SendErrorKind::NoView => TUTTI_ERR_NO_VIEW,
@@ -276,13 +302,7 @@ pub unsafe extern "C" fn tutti_endpoint_open(
 /// ignored. Not concurrently with other calls on the same endpoint.
 #[no_mangle]
 pub unsafe extern "C" fn tutti_endpoint_close(ep: *mut TuttiEndpoint) {
-    guard(|| {
-        if !ep.is_null() {
-            // SAFETY: made by `tutti_endpoint_open`, closed once.
-            drop(unsafe { Box::from_raw(ep) });
-        }
-        TUTTI_OK
-    });
+    free_handle(ep);
 }
 
 /// Joins group `group` with stack spec or preset `stack` ("vsync",
@@ -375,13 +395,7 @@ pub unsafe extern "C" fn tutti_leave(g: *mut TuttiGroup) -> i32 {
 /// concurrently with other calls on the same group.
 #[no_mangle]
 pub unsafe extern "C" fn tutti_group_close(g: *mut TuttiGroup) {
-    guard(|| {
-        if !g.is_null() {
-            // SAFETY: made by `tutti_join`, closed once.
-            drop(unsafe { Box::from_raw(g) });
-        }
-        TUTTI_OK
-    });
+    free_handle(g);
 }
 
 /// Multicasts a copy of `len` bytes at `data` (read during the call
@@ -390,23 +404,13 @@ pub unsafe extern "C" fn tutti_group_close(g: *mut TuttiGroup) {
 #[no_mangle]
 pub unsafe extern "C" fn tutti_cast(g: *mut TuttiGroup, data: *const u8, len: usize) -> i32 {
     guard(|| {
-        // SAFETY: pointers from the caller, checked for NULL here or in the
-        // helper; the caller keeps them valid for the call (documented).
-        let Some(g) = (unsafe { g.as_ref() }) else {
-            return TUTTI_ERR_NULL;
-        };
-        // SAFETY: pointers from the caller, checked for NULL here or in the
-        // helper; the caller keeps them valid for the call (documented).
-        let b = match unsafe { bytes_arg(data, len) } {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
-        let Some(m) = g.g.message(b) else {
-            return TUTTI_ERR_NO_BUFFER;
-        };
-        match g.g.cast(m) {
-            Ok(()) => TUTTI_OK,
-            Err(e) => send_error(e.kind),
+        // SAFETY: the caller's pointers, checked in `copied`.
+        match unsafe { copied(g, data, len) } {
+            Ok((g, m)) => {
+                g.g.cast(m)
+                    .map_or_else(|e| send_error(e.kind), |()| TUTTI_OK)
+            }
+            Err(e) => e,
         }
     })
 }
@@ -421,23 +425,13 @@ pub unsafe extern "C" fn tutti_send(
     len: usize,
 ) -> i32 {
     guard(|| {
-        // SAFETY: pointers from the caller, checked for NULL here or in the
-        // helper; the caller keeps them valid for the call (documented).
-        let Some(g) = (unsafe { g.as_ref() }) else {
-            return TUTTI_ERR_NULL;
-        };
-        // SAFETY: pointers from the caller, checked for NULL here or in the
-        // helper; the caller keeps them valid for the call (documented).
-        let b = match unsafe { bytes_arg(data, len) } {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
-        let Some(m) = g.g.message(b) else {
-            return TUTTI_ERR_NO_BUFFER;
-        };
-        match g.g.send(rank, m) {
-            Ok(()) => TUTTI_OK,
-            Err(e) => send_error(e.kind),
+        // SAFETY: the caller's pointers, checked in `copied`.
+        match unsafe { copied(g, data, len) } {
+            Ok((g, m)) => {
+                g.g.send(rank, m)
+                    .map_or_else(|e| send_error(e.kind), |()| TUTTI_OK)
+            }
+            Err(e) => e,
         }
     })
 }
@@ -516,13 +510,7 @@ pub unsafe extern "C" fn tutti_buffer_cast(g: *mut TuttiGroup, b: *mut TuttiBuff
 /// Gives a buffer from `tutti_buffer_take` back unsent. NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn tutti_buffer_free(b: *mut TuttiBuffer) {
-    guard(|| {
-        if !b.is_null() {
-            // SAFETY: made by `tutti_buffer_take`, freed once.
-            drop(unsafe { Box::from_raw(b) });
-        }
-        TUTTI_OK
-    });
+    free_handle(b);
 }
 
 /// Answers `TUTTI_EVENT_KIND_BLOCK` (with `TUTTI_APP_BLOCK_OK`): this member
