@@ -253,6 +253,10 @@ int32_t tutti_buffer_take(struct TuttiGroup *g,
 // `TUTTI_ERR_WOULD_BLOCK` it is still the caller's (retry, or free it).
 int32_t tutti_buffer_cast(struct TuttiGroup *g, struct TuttiBuffer *b);
 
+// Sends a buffer from `tutti_buffer_take` to the member of rank `rank`,
+// without a copy. Consumed as with `tutti_buffer_cast`.
+int32_t tutti_buffer_send(struct TuttiGroup *g, uint16_t rank, struct TuttiBuffer *b);
+
 // Gives a buffer from `tutti_buffer_take` back unsent. NULL is ignored.
 void tutti_buffer_free(struct TuttiBuffer *b);
 

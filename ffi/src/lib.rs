@@ -477,34 +477,54 @@ pub unsafe extern "C" fn tutti_buffer_take(
 /// `TUTTI_ERR_WOULD_BLOCK` it is still the caller's (retry, or free it).
 #[no_mangle]
 pub unsafe extern "C" fn tutti_buffer_cast(g: *mut TuttiGroup, b: *mut TuttiBuffer) -> i32 {
-    guard(|| {
-        if g.is_null() || b.is_null() {
-            return TUTTI_ERR_NULL;
+    // SAFETY: the caller's handles, checked in `buffer_out`.
+    guard(|| unsafe { buffer_out(g, b, None) })
+}
+
+/// Sends a buffer from `tutti_buffer_take` to the member of rank `rank`,
+/// without a copy. Consumed as with `tutti_buffer_cast`.
+#[no_mangle]
+pub unsafe extern "C" fn tutti_buffer_send(
+    g: *mut TuttiGroup,
+    rank: u16,
+    b: *mut TuttiBuffer,
+) -> i32 {
+    // SAFETY: the caller's handles, checked in `buffer_out`.
+    guard(|| unsafe { buffer_out(g, b, Some(rank)) })
+}
+
+/// Casts (`to` None) or sends a taken buffer; see `tutti_buffer_cast`.
+unsafe fn buffer_out(g: *mut TuttiGroup, b: *mut TuttiBuffer, to: Option<u16>) -> i32 {
+    if g.is_null() || b.is_null() {
+        return TUTTI_ERR_NULL;
+    }
+    // SAFETY: checked non-NULL; made by `tutti_join` and
+    // `tutti_buffer_take`, not in use elsewhere (documented).
+    let (g, buf) = unsafe { (&*g, &mut *b) };
+    let Some(msg) = buf.msg.take() else {
+        return TUTTI_ERR_INVALID;
+    };
+    let r = match to {
+        None => g.g.cast(msg),
+        Some(rank) => g.g.send(rank, msg),
+    };
+    match r {
+        Ok(()) => {
+            // SAFETY: made by `tutti_buffer_take`; consumed here, once.
+            drop(unsafe { Box::from_raw(b) });
+            TUTTI_OK
         }
-        // SAFETY: checked non-NULL; made by `tutti_join` and
-        // `tutti_buffer_take`, not in use elsewhere (documented).
-        let (g, buf) = unsafe { (&*g, &mut *b) };
-        let Some(msg) = buf.msg.take() else {
-            return TUTTI_ERR_INVALID;
-        };
-        match g.g.cast(msg) {
-            Ok(()) => {
-                // SAFETY: made by `tutti_buffer_take`; consumed here, once.
-                drop(unsafe { Box::from_raw(b) });
-                TUTTI_OK
-            }
-            Err(e) if e.kind == SendErrorKind::WouldBlock => {
-                // Still the caller's: retry, or free it.
-                buf.msg = Some(e.msg);
-                TUTTI_ERR_WOULD_BLOCK
-            }
-            Err(e) => {
-                // SAFETY: as above.
-                drop(unsafe { Box::from_raw(b) });
-                send_error(e.kind)
-            }
+        Err(e) if e.kind == SendErrorKind::WouldBlock => {
+            // Still the caller's: retry, or free it.
+            buf.msg = Some(e.msg);
+            TUTTI_ERR_WOULD_BLOCK
         }
-    })
+        Err(e) => {
+            // SAFETY: as above.
+            drop(unsafe { Box::from_raw(b) });
+            send_error(e.kind)
+        }
+    }
 }
 
 /// Gives a buffer from `tutti_buffer_take` back unsent. NULL is ignored.

@@ -595,11 +595,28 @@ fn run(mut core: Core, shared: Arc<EpShared>, idle: Idle) {
             }
         }
     }
+    // Stopping: what the application submitted before it dropped the
+    // endpoint still goes out (once; there is nobody left to repair it).
+    for j in groups.iter().filter(|j| j.live) {
+        while let Some(r) = j.shared.submit.pop() {
+            core.submit(j.ix, r);
+        }
+    }
+    let t = Instant::now();
+    while groups.iter().any(|j| core.backlog(j.ix) > 0) && t.elapsed() < STOP_FLUSH {
+        if core.poll().is_err() {
+            break;
+        }
+    }
+    let _ = core.poll();
     if let Ok(mut s) = shared.driver_stats.lock() {
         *s = core.driver_stats();
     }
     publish_stats(&core, &groups);
 }
+
+/// Longest a stopping endpoint spends sending what was submitted.
+const STOP_FLUSH: Duration = Duration::from_millis(100);
 
 fn publish_stats(core: &Core, groups: &[Joined]) {
     for j in groups {
