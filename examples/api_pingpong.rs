@@ -51,7 +51,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     n += 1;
                 }
                 Some(_) => {}
-                None => return Err("nothing for 5 s".into()),
+                None => {
+                    return Err(
+                        format!("echo: nothing for 5 s after {n}; stack:\n{}", g.dump()).into(),
+                    )
+                }
             }
         }
         return Ok(());
@@ -69,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match g.recv(Duration::from_secs(5)) {
                 Some(Event::Cast { src: 1, .. }) => break,
                 Some(_) => {}
-                None => return Err(format!("no answer to {i}").into()),
+                None => return Err(format!("no answer to {i}; stack:\n{}", g.dump()).into()),
             }
         }
         if i >= warm {
