@@ -59,21 +59,28 @@ pub struct ViewId {
     pub coord: EndpointId,
 }
 
+/// FNV-1a starting value.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, continuing from `h` (start with [`FNV_OFFSET`]):
+/// ids from names, view tags, payload digests.
+pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 impl ViewId {
     /// 32-bit tag of this view carried in every frame header: frames of
     /// another view (an older one, or a concurrent one in another
     /// partition with the same logical time) do not match.
     pub fn tag(&self) -> u32 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self
-            .ltime
-            .to_le_bytes()
-            .iter()
-            .chain(self.coord.to_le_bytes().iter())
-        {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        let h = fnv1a(
+            fnv1a(FNV_OFFSET, &self.ltime.to_le_bytes()),
+            &self.coord.to_le_bytes(),
+        );
         (h ^ (h >> 32)) as u32
     }
 }

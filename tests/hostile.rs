@@ -67,6 +67,26 @@ fn garbage(rng: &mut Rng, group: u32, stack: u16, view: u32) -> Vec<u8> {
     }
 }
 
+/// Sends `bytes` as one frame from the raw driver `c` to all its peers;
+/// whether a buffer was free.
+fn spray(c: &mut dyn tutti_drivers::Driver, bytes: &[u8]) -> bool {
+    let Some(mut m) = c.pool().alloc() else {
+        return false;
+    };
+    if m.reserve(bytes.len())
+        .map(|b| b.copy_from_slice(bytes))
+        .is_err()
+    {
+        return false;
+    }
+    let mut q = VecDeque::from([Tx {
+        to: To::All,
+        frame: m,
+    }]);
+    c.send(&mut q).unwrap();
+    true
+}
+
 fn run(cfgs: [DriverConfig; 3], stranger: Option<std::net::SocketAddr>) {
     let [ca, cb, cc] = cfgs;
     let mut a = Core::new(ca.open().unwrap());
@@ -109,18 +129,8 @@ fn run(cfgs: [DriverConfig; 3], stranger: Option<std::net::SocketAddr>) {
         }
         // Garbage from a known peer...
         let bytes = garbage(&mut rng, group, stack, view);
-        if let Some(mut m) = c.pool().alloc() {
-            if m.reserve(bytes.len())
-                .map(|b| b.copy_from_slice(&bytes))
-                .is_ok()
-            {
-                let mut q = VecDeque::from([Tx {
-                    to: To::All,
-                    frame: m,
-                }]);
-                c.send(&mut q).unwrap();
-                sprayed += 1;
-            }
+        if spray(c.as_mut(), &bytes) {
+            sprayed += 1;
         }
         // ...and from a stranger.
         if let Some(to) = stranger {
@@ -289,18 +299,8 @@ fn control_garbage_at_a_vsync_group() {
             }
         }
         frame.extend_from_slice(&body);
-        if let Some(mut m) = c.pool().alloc() {
-            if m.reserve(frame.len())
-                .map(|b| b.copy_from_slice(&frame))
-                .is_ok()
-            {
-                let mut q = VecDeque::from([Tx {
-                    to: To::All,
-                    frame: m,
-                }]);
-                c.send(&mut q).unwrap();
-                sprayed += 1;
-            }
+        if spray(c.as_mut(), &frame) {
+            sprayed += 1;
         }
         let _ = c.recv(&mut Vec::new(), 64);
         let _ = c.maintain();

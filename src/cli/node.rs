@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tutti::engine::{Core, GroupSpec};
+use tutti::event::{fnv1a, FNV_OFFSET};
 use tutti::layers::gms::GmsConfig;
 use tutti::layers::suspect::SuspectConfig;
 use tutti::{Down, Event, SendErrorKind};
@@ -183,7 +184,7 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                         "merged": v.merged.iter().map(|m| json!({"ltime": m.ltime, "coord": m.coord})).collect::<Vec<_>>()}));
                 }
                 Event::Cast { src, seq, msg } => {
-                    let h = msg.segments().fold(0xcbf2_9ce4_8422_2325u64, fnv64_more);
+                    let h = msg.segments().fold(FNV_OFFSET, fnv1a);
                     held += 1;
                     digest = digest.wrapping_add(h);
                     let t = now_ms(t0);
@@ -306,12 +307,4 @@ fn node(o: &NodeOpts) -> Result<(), String> {
         }
         idler.step(work, &mut core);
     }
-}
-
-fn fnv64_more(mut h: u64, b: &[u8]) -> u64 {
-    for x in b {
-        h ^= *x as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }

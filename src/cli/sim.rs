@@ -26,18 +26,9 @@ pub fn run_sim(
         let r = sim::run(&cfg);
         print!("{}", r.trace);
         print_report(&r);
-        return if r.ok() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
+        return exit(r.ok());
     }
-    let first = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
+    let first = first_seed(seed);
     println!(
         "tutti sim: {seeds} seeds from {first}, loss up to {:.0}%",
         loss * 100.0
@@ -118,18 +109,9 @@ fn run_membership(seeds: u64, seed: Option<u64>, loss: f64) -> ExitCode {
                 ns / 1_000_000
             ))
         );
-        return if r.ok() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
+        return exit(r.ok());
     }
-    let first = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
+    let first = first_seed(seed);
     println!(
         "tutti sim --membership: {seeds} fault schedules from seed {first}, loss up to {:.0}%",
         loss * 100.0
@@ -159,6 +141,24 @@ fn run_membership(seeds: u64, seed: Option<u64>, loss: f64) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         println!("replay a failure with TUTTI_SEED=<seed> cargo run --release -- sim --membership");
+        ExitCode::FAILURE
+    }
+}
+
+/// The first seed: given, or from the clock (printed, so it replays).
+fn first_seed(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     }
 }

@@ -78,12 +78,7 @@ impl std::error::Error for JoinError {}
 
 /// FNV-1a, for group ids and endpoint ids derived from names.
 pub fn fnv64(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    crate::event::fnv1a(crate::event::FNV_OFFSET, s.as_bytes())
 }
 
 /// A request the application made of a group.

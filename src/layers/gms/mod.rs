@@ -451,6 +451,18 @@ fn send_joins(j: &Joining, cx: &mut Cx<'_>) {
     }
 }
 
+impl Gms {
+    /// A coordinator that made a view without itself only resends it from
+    /// now on (whichever event finished that flush: a message or a tick).
+    fn after_departure(&mut self) {
+        if matches!(&self.st, St::Member(m) if m.leaving_done) {
+            if let St::Member(m) = std::mem::replace(&mut self.st, St::Gone) {
+                self.st = St::Leaving(m, 0);
+            }
+        }
+    }
+}
+
 impl Layer for Gms {
     fn info(&self) -> &'static LayerInfo {
         &INFO
@@ -459,7 +471,10 @@ impl Layer for Gms {
     fn down(&mut self, ev: Down, cx: &mut Cx<'_>) {
         match ev {
             Down::Join(req) => self.join(req, cx),
-            Down::Timer(TICK) => self.tick(cx),
+            Down::Timer(TICK) => {
+                self.tick(cx);
+                self.after_departure();
+            }
             Down::Timer(_) => {}
             Down::View(v) => {
                 // A static view from the caller: adopt it as the first view.
@@ -476,7 +491,7 @@ impl Layer for Gms {
             },
             Down::Send(d, m) => match &mut self.st {
                 St::Member(_) => {
-                    if let Some(m) = tagged(m, cx) {
+                    if let Some(m) = cx.tagged(m, TAG_DATA) {
                         cx.down(Down::Send(d, m));
                     }
                 }
@@ -497,15 +512,7 @@ impl Layer for Gms {
             },
             other => cx.down(other),
         }
-        if let St::Member(m) = &mut self.st {
-            if m.leaving_done {
-                let m = match std::mem::replace(&mut self.st, St::Gone) {
-                    St::Member(m) => m,
-                    _ => return,
-                };
-                self.st = St::Leaving(m, 0);
-            }
-        }
+        self.after_departure();
     }
 
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
@@ -557,13 +564,7 @@ impl Layer for Gms {
             Up::CastRaw { .. } | Up::SendRaw { .. } => cx.dropped(DropReason::UnknownTag),
             other => cx.up(other),
         }
-        if let St::Member(m) = &mut self.st {
-            if m.leaving_done {
-                if let St::Member(m) = std::mem::replace(&mut self.st, St::Gone) {
-                    self.st = St::Leaving(m, 0);
-                }
-            }
-        }
+        self.after_departure();
     }
 
     fn ready(&self) -> bool {
@@ -595,11 +596,6 @@ impl Layer for Gms {
             St::Gone => out.push_str("gone"),
         }
     }
-}
-
-/// Puts the data tag in front of an application message.
-fn tagged(m: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
-    cx.tagged(m, TAG_DATA)
 }
 
 impl ViewMsg {

@@ -9,7 +9,7 @@ use tutti_drivers::Msg;
 use super::coord::{Coord, MergeIn};
 use super::merge::Merge;
 use super::msg::{Attempt, Ctrl, Outside, ViewMsg};
-use super::{send_ctrl, send_outside, tagged, GmsConfig};
+use super::{send_ctrl, send_outside, GmsConfig, TAG_DATA};
 use crate::event::{Addr, Down, EndpointId, Rank, Up, View};
 use crate::layer::{Cx, DropReason};
 
@@ -203,7 +203,7 @@ impl Member {
             return;
         }
         while let Some(m) = self.pending.pop_front() {
-            if let Some(m) = tagged(m, cx) {
+            if let Some(m) = cx.tagged(m, TAG_DATA) {
                 cx.down(Down::Cast(m));
             }
         }
@@ -245,7 +245,7 @@ impl Member {
     pub fn cast(&mut self, m: Msg, cx: &mut Cx<'_>) {
         if self.ok_sent.is_some() {
             self.pending.push_back(m);
-        } else if let Some(m) = tagged(m, cx) {
+        } else if let Some(m) = cx.tagged(m, TAG_DATA) {
             cx.down(Down::Cast(m));
         }
     }
