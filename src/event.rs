@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use tutti_drivers::Msg;
 
+pub use crate::secure::{GroupKey, PubKey};
+
 /// A member's position in a view's member list. Rank 0 coordinates.
 pub type Rank = u16;
 
@@ -104,6 +106,12 @@ pub struct View {
     /// the last primary view (a minority view blocks: no casts). Always
     /// true otherwise.
     pub primary: bool,
+    /// Secure groups: each member's long-term public key, in rank order
+    /// (empty otherwise).
+    pub keys: Vec<PubKey>,
+    /// Secure groups: the view's group key, fresh for every view (`crypt`
+    /// encrypts the view's frames under it). `None` otherwise.
+    pub key: Option<GroupKey>,
 }
 
 /// A transport address, opaque to the protocol layers (a shm name, an
@@ -135,6 +143,8 @@ impl View {
             rank,
             merged: Vec::new(),
             primary: true,
+            keys: Vec::new(),
+            key: None,
         })
     }
 
@@ -334,6 +344,21 @@ pub enum Up {
         next: u64,
     },
     /// Internal: a membership control frame from outside the view (see
-    /// [`Down::Ctl`]); `com` checked group and stack, `gms` reads it.
-    Ctl(Msg),
+    /// [`Down::Ctl`]); `com` checked group and stack, `sign` (in a secure
+    /// stack) its signature, `gms` reads it.
+    Ctl(Msg, Option<Signer>),
+    /// Secure groups: a process was refused (a joiner whose key is not
+    /// authorized, on the coordinator's side; a refusal from the group, on
+    /// the joiner's side). A line for the log.
+    Refused(Arc<str>),
+}
+
+/// Who signed a control frame (see [`Up::Ctl`]): the signature was valid
+/// for this key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signer {
+    /// The signer's public key.
+    pub key: PubKey,
+    /// Whether the key is among the group's authorized keys.
+    pub authorized: bool,
 }

@@ -27,6 +27,10 @@ pub enum Prop {
     Fifo,
     /// Stability is known and retransmit buffers are collected.
     Stability,
+    /// Membership control frames are signed by authorized keys.
+    Authenticated,
+    /// Frames are encrypted and authenticated under the view's group key.
+    Encrypted,
     /// Messages larger than one buffer are carried.
     Large,
     /// Members that fall silent are reported as suspected.
@@ -48,6 +52,8 @@ impl Prop {
             Prop::Reliable => "reliable",
             Prop::Fifo => "fifo",
             Prop::Stability => "stability",
+            Prop::Authenticated => "authenticated-control",
+            Prop::Encrypted => "encryption",
             Prop::Large => "large-messages",
             Prop::FailureDetection => "failure-detection",
             Prop::Membership => "membership",
@@ -148,11 +154,22 @@ pub enum DropReason {
     NoBuffer,
     /// Arrived before any view was installed.
     NoView,
+    /// A control frame without a valid signature.
+    BadSignature,
+    /// Signed by a key that is not authorized in the group.
+    Unauthorized,
+    /// An encrypted frame that does not authenticate under the view's key
+    /// (forged, corrupted, or from a process without the key).
+    Forged,
+    /// An encrypted frame whose counter was seen already (a replay).
+    Replayed,
+    /// The view carries no group key (a secure stack fails closed).
+    NoKey,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Truncated,
         DropReason::BadMagic,
         DropReason::BadVersion,
@@ -171,6 +188,11 @@ impl DropReason {
         DropReason::TooLarge,
         DropReason::NoBuffer,
         DropReason::NoView,
+        DropReason::BadSignature,
+        DropReason::Unauthorized,
+        DropReason::Forged,
+        DropReason::Replayed,
+        DropReason::NoKey,
     ];
 
     /// Counter name.
@@ -194,6 +216,11 @@ impl DropReason {
             DropReason::TooLarge => "too_large",
             DropReason::NoBuffer => "no_buffer",
             DropReason::NoView => "no_view",
+            DropReason::BadSignature => "bad_signature",
+            DropReason::Unauthorized => "unauthorized",
+            DropReason::Forged => "forged",
+            DropReason::Replayed => "replayed",
+            DropReason::NoKey => "no_key",
         }
     }
 

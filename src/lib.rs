@@ -13,6 +13,7 @@ pub mod engine;
 pub mod event;
 pub mod layer;
 pub mod layers;
+pub mod secure;
 pub mod sim;
 pub mod stack;
 pub mod wire;

@@ -51,6 +51,14 @@ enum Cmd {
     /// at every survivor, for several group sizes over shm, and checks
     /// virtual synchrony on each run.
     Failover(FailoverOpts),
+    /// Makes a long-term key pair for secure groups: writes the secret key
+    /// file (mode 0600) and prints the public key, the line to add to the
+    /// group's authorized-keys file.
+    Keygen {
+        /// Secret key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measures latency (pingpong) or throughput between processes,
     /// through a stack or through the bare driver (--raw).
     Bench(BenchOpts),
@@ -95,6 +103,7 @@ fn main() -> ExitCode {
             opts,
         } => cli::demo::member(&dir, &name, &names, &opts),
         Cmd::Bench(o) => cli::bench::run(&o),
+        Cmd::Keygen { out } => cli::keys::keygen(&out),
         Cmd::Sim {
             seeds,
             seed,

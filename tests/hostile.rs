@@ -263,6 +263,9 @@ fn control_garbage_at_a_vsync_group() {
             primary: true,
             last_primary_id: (0, 0),
             last_primary: Vec::new(),
+            keys: Vec::new(),
+            sealed: Vec::new(),
+            sealer: None,
         })),
         encode(&Outside::Redirect { coord: "z".into() }),
         encode(&Outside::MergeGrant {

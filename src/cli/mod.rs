@@ -6,6 +6,7 @@ pub mod common;
 pub mod demo;
 pub mod failover;
 pub mod groupbench;
+pub mod keys;
 pub mod node;
 pub mod sim;
 pub mod timeline;

@@ -18,6 +18,7 @@ use tutti::layers::suspect::SuspectConfig;
 use tutti::{Down, Event, SendErrorKind};
 
 use super::common::{driver_config, Idler};
+use super::keys::KeyOpts;
 
 /// Options of `tutti node`.
 #[derive(Clone, Debug, clap::Args)]
@@ -61,6 +62,9 @@ pub struct NodeOpts {
     /// first and last delivery) five times a second instead.
     #[arg(long)]
     pub quiet: bool,
+    /// Identity and authorized keys (secure stacks).
+    #[command(flatten)]
+    pub keys: KeyOpts,
 }
 
 static TERM: AtomicBool = AtomicBool::new(false);
@@ -124,6 +128,7 @@ fn node(o: &NodeOpts) -> Result<(), String> {
         app_state: true,
         primary: o.primary,
     };
+    spec.config.secure = o.keys.load()?;
     let g = core.join(&spec).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let me = core.incarnation(&o.name);
@@ -234,6 +239,10 @@ fn node(o: &NodeOpts) -> Result<(), String> {
                 Event::Lost { src, from, to } => emit(
                     json!({"event": "lost", "t_ms": now_ms(t0), "sender": src, "from": from, "to": to}),
                 ),
+                Event::Refused(why) => {
+                    eprintln!("tutti node {}: {why}", o.name);
+                    emit(json!({"event": "refused", "t_ms": now_ms(t0), "why": why.to_string()}));
+                }
                 Event::Exit => {
                     emit(
                         json!({"event": "exit", "t_ms": now_ms(t0), "messages": held,

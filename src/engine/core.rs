@@ -246,7 +246,7 @@ impl Core {
 
     /// The stack for `spec`, and its group id.
     fn build_stack(&self, spec: &GroupSpec) -> Result<(u32, Box<dyn GroupStack>), JoinError> {
-        let mut cfg = spec.config;
+        let mut cfg = spec.config.clone();
         cfg.group = fnv64(&spec.name) as u32;
         let stack = build(
             &spec.stack,

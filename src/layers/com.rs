@@ -143,7 +143,7 @@ impl Layer for Com {
             match why {
                 Some(r) => cx.dropped(r),
                 None if frame.advance(LEN).is_err() => cx.dropped(DropReason::Truncated),
-                None => cx.up(Up::Ctl(frame)),
+                None => cx.up(Up::Ctl(frame, None)),
             }
             return;
         }

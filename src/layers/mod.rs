@@ -1,9 +1,11 @@
 //! The micro-protocol layers, one per file.
 
 pub mod com;
+pub mod crypt;
 pub mod frag;
 pub mod gms;
 pub mod nak;
+pub mod sign;
 pub mod stable;
 pub mod suspect;
 pub mod token;

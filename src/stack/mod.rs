@@ -20,6 +20,9 @@ use tutti_drivers::{Msg, Pool};
 use crate::event::{Dest, Down, JoinReq, Rank, Time, Up, View};
 use crate::layer::{Drops, Env, Layer, Prop, Stats};
 use crate::layers::com::Com;
+use crate::layers::crypt::Crypt;
+use crate::layers::sign::Sign;
+use crate::secure::Secure;
 use crate::layers::frag::{Frag, MAX_MSG_DEFAULT};
 use crate::layers::gms::{Gms, GmsConfig};
 use crate::layers::nak::{Nak, NakConfig};
@@ -33,7 +36,7 @@ pub use compose::{BuildPart, Cons, Dynamic, Nil, Part, StaticLayer};
 pub use spec::{LayerKind, Spec, SpecError, PRESETS};
 
 /// Configuration shared by the layers of a stack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackConfig {
     /// Group id carried in every frame.
     pub group: u32,
@@ -47,6 +50,34 @@ pub struct StackConfig {
     pub suspect: SuspectConfig,
     /// `gms` parameters.
     pub gms: GmsConfig,
+    /// Identity and authorized keys, for secure stacks (`sign`, `crypt`);
+    /// ignored by the others.
+    pub secure: Option<Arc<Secure>>,
+}
+
+impl StackConfig {
+    /// This configuration as the stack `spec` uses it: a secure stack
+    /// without an identity is refused; other stacks drop the identity (so
+    /// that `gms` neither signs nor seals where no layer would carry it).
+    pub fn for_spec(&self, spec: &Spec) -> Result<StackConfig, SpecError> {
+        let mut cfg = self.clone();
+        if !spec.is_secure() {
+            cfg.secure = None;
+        } else if cfg.secure.is_none() {
+            return Err(SpecError(format!(
+                "stack `{spec}` is secure: it needs an identity and the authorized keys                  (StackConfig::secure; `--key` and `--authorized` on the command line)"
+            )));
+        } else if !(spec.layers().contains(&LayerKind::Sign)
+            && spec.layers().contains(&LayerKind::Crypt))
+        {
+            return Err(SpecError(
+                "`sign` and `crypt` go together: `crypt` takes its keys from views that \
+                 only signed membership frames can deliver"
+                    .into(),
+            ));
+        }
+        Ok(cfg)
+    }
 }
 
 impl Default for StackConfig {
@@ -58,6 +89,7 @@ impl Default for StackConfig {
             max_msg: MAX_MSG_DEFAULT,
             suspect: SuspectConfig::default(),
             gms: GmsConfig::default(),
+            secure: None,
         }
     }
 }
@@ -100,7 +132,21 @@ impl StaticLayer for Suspect {
 impl StaticLayer for Gms {
     const KIND: LayerKind = LayerKind::Gms;
     fn make(cfg: &StackConfig, _id: u16) -> Self {
-        Gms::new(cfg.gms)
+        Gms::new(cfg.gms).secured(cfg.group, cfg.secure.clone())
+    }
+}
+
+impl StaticLayer for Sign {
+    const KIND: LayerKind = LayerKind::Sign;
+    fn make(cfg: &StackConfig, id: u16) -> Self {
+        Sign::new(cfg.secure.clone(), cfg.group, id)
+    }
+}
+
+impl StaticLayer for Crypt {
+    const KIND: LayerKind = LayerKind::Crypt;
+    fn make(cfg: &StackConfig, id: u16) -> Self {
+        Crypt::new(cfg.group, id)
     }
 }
 
@@ -137,6 +183,8 @@ pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
         LayerKind::Total => Box::new(Total::make(cfg, id)),
         LayerKind::Xfer => Box::new(Xfer::make(cfg, id)),
         LayerKind::Token => Box::new(Token::make(cfg, id)),
+        LayerKind::Sign => Box::new(Sign::make(cfg, id)),
+        LayerKind::Crypt => Box::new(Crypt::make(cfg, id)),
     }
 }
 
@@ -157,6 +205,13 @@ pub type VsyncStatic = stack_type![Xfer, Gms, Suspect, Stable, Frag, Nak, Com];
 /// Static `com:nak:frag:stable:suspect:gms:total:xfer` (preset
 /// `vsync-total`).
 pub type VsyncTotalStatic = stack_type![Xfer, Total, Gms, Suspect, Stable, Frag, Nak, Com];
+/// Static `com:sign:crypt:nak:frag:stable:suspect:gms:xfer` (preset
+/// `vsync-secure`).
+pub type VsyncSecureStatic = stack_type![Xfer, Gms, Suspect, Stable, Frag, Nak, Crypt, Sign, Com];
+/// Static `com:sign:crypt:nak:frag:stable:suspect:gms:total:xfer` (preset
+/// `vsync-total-secure`).
+pub type VsyncTotalSecureStatic =
+    stack_type![Xfer, Total, Gms, Suspect, Stable, Frag, Nak, Crypt, Sign, Com];
 
 /// Why the application's message was not taken. The message comes back.
 pub struct SendError {
@@ -221,8 +276,9 @@ impl<P: BuildPart> Stack<P> {
         let mut kinds = Vec::new();
         P::kinds(&mut kinds);
         let spec = Spec::from_layers(kinds)?;
-        let part = P::build(cfg, spec.id());
-        Ok(Stack::with_part(part, spec, cfg, ctl))
+        let cfg = cfg.for_spec(&spec)?;
+        let part = P::build(&cfg, spec.id());
+        Ok(Stack::with_part(part, spec, &cfg, ctl))
     }
 }
 
@@ -234,13 +290,14 @@ impl Stack<Dynamic> {
         ctl: Pool,
     ) -> Result<Stack<Dynamic>, SpecError> {
         let spec = Spec::parse(spec)?;
+        let cfg = cfg.for_spec(&spec)?;
         let layers = spec
             .layers()
             .iter()
             .rev()
-            .map(|k| make_layer(*k, cfg, spec.id()))
+            .map(|k| make_layer(*k, &cfg, spec.id()))
             .collect();
-        Ok(Stack::with_part(Dynamic::new(layers), spec, cfg, ctl))
+        Ok(Stack::with_part(Dynamic::new(layers), spec, &cfg, ctl))
     }
 }
 
@@ -379,7 +436,7 @@ impl<P: Part> Stack<P> {
                 | Up::Recv(_)
                 | Up::CastRaw { .. }
                 | Up::SendRaw { .. }
-                | Up::Ctl(_) => {}
+                | Up::Ctl(..) => {}
                 Up::View(v) => {
                     self.view = Some(v.clone());
                     return Some(Up::View(v));
@@ -614,6 +671,14 @@ pub fn build(
         }
         if canon == "com:nak:frag:stable:suspect:gms:total:xfer" {
             return Ok(Box::new(Stack::<VsyncTotalStatic>::new_static(cfg, ctl)?));
+        }
+        if canon == "com:sign:crypt:nak:frag:stable:suspect:gms:xfer" {
+            return Ok(Box::new(Stack::<VsyncSecureStatic>::new_static(cfg, ctl)?));
+        }
+        if canon == "com:sign:crypt:nak:frag:stable:suspect:gms:total:xfer" {
+            return Ok(Box::new(Stack::<VsyncTotalSecureStatic>::new_static(
+                cfg, ctl,
+            )?));
         }
     }
     Ok(Box::new(Stack::new_dynamic(spec, cfg, ctl)?))

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::layer::{LayerInfo, Prop};
-use crate::layers::{com, frag, gms, nak, stable, suspect, token, total, xfer};
+use crate::layers::{com, crypt, frag, gms, nak, sign, stable, suspect, token, total, xfer};
 
 /// The layers tutti knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,11 +27,15 @@ pub enum LayerKind {
     Xfer,
     /// Total order by a rotating token.
     Token,
+    /// Signed membership control frames.
+    Sign,
+    /// Encrypted, authenticated frames under the view's group key.
+    Crypt,
 }
 
 impl LayerKind {
     /// Every kind, in registry order.
-    pub const ALL: [LayerKind; 9] = [
+    pub const ALL: [LayerKind; 11] = [
         LayerKind::Com,
         LayerKind::Nak,
         LayerKind::Frag,
@@ -41,6 +45,8 @@ impl LayerKind {
         LayerKind::Total,
         LayerKind::Xfer,
         LayerKind::Token,
+        LayerKind::Sign,
+        LayerKind::Crypt,
     ];
 
     /// The layer's description.
@@ -55,6 +61,8 @@ impl LayerKind {
             LayerKind::Total => &total::INFO,
             LayerKind::Xfer => &xfer::INFO,
             LayerKind::Token => &token::INFO,
+            LayerKind::Sign => &sign::INFO,
+            LayerKind::Crypt => &crypt::INFO,
         }
     }
 
@@ -94,6 +102,16 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "vsync-token",
         "com:nak:frag:stable:suspect:gms:token:xfer",
         "process groups with virtual synchrony, total order (rotating token), state transfer",
+    ),
+    (
+        "vsync-secure",
+        "com:sign:crypt:nak:frag:stable:suspect:gms:xfer",
+        "vsync for authorized members only: signed joins, frames encrypted under a key fresh in every view",
+    ),
+    (
+        "vsync-total-secure",
+        "com:sign:crypt:nak:frag:stable:suspect:gms:total:xfer",
+        "vsync-total for authorized members only: signed joins, frames encrypted under a key fresh in every view",
     ),
 ];
 
@@ -214,6 +232,13 @@ impl Spec {
     /// Layers, bottom first.
     pub fn layers(&self) -> &[LayerKind] {
         &self.layers
+    }
+
+    /// Whether the stack is secure (needs an identity and authorized keys).
+    pub fn is_secure(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|k| matches!(k, LayerKind::Sign | LayerKind::Crypt))
     }
 
     /// Whether some layer provides `p`.

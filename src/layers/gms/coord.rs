@@ -4,7 +4,7 @@
 use super::msg::{Attempt, Ctrl, ViewMsg};
 use super::send_ctrl;
 use super::state::{Action, Member};
-use crate::event::{Addr, EndpointId, Rank, View};
+use crate::event::{Addr, EndpointId, PubKey, Rank, View};
 use crate::layer::{Cx, DropReason};
 
 /// The coordinator's side of one flush attempt.
@@ -12,7 +12,7 @@ pub(super) struct Coord {
     pub at: Attempt,
     pub participants: Vec<bool>,
     pub leavers: Vec<bool>,
-    pub joiners: Vec<(EndpointId, Addr)>,
+    pub joiners: Vec<(EndpointId, Addr, Option<PubKey>)>,
     pub oks: Vec<Option<Vec<u64>>>,
     pub cut_sent: bool,
     pub cut_oks: Vec<bool>,
@@ -31,23 +31,30 @@ pub(super) struct MergeIn {
     pub at: Attempt,
     pub members: Vec<EndpointId>,
     pub addrs: Vec<String>,
+    /// Their public keys (secure groups; empty otherwise).
+    pub keys: Vec<PubKey>,
     /// The last primary view that side knows: id and members.
     pub last_primary_id: (u64, u64),
     pub last_primary: Vec<EndpointId>,
 }
 
 impl Coord {
-    /// Participants that stay, in rank order, with their addresses.
-    pub fn survivors(&self, v: &View) -> (Vec<EndpointId>, Vec<String>) {
+    /// Participants that stay, in rank order, with their addresses and
+    /// (secure groups) keys.
+    pub fn survivors(&self, v: &View) -> (Vec<EndpointId>, Vec<String>, Vec<PubKey>) {
         let mut members = Vec::new();
         let mut addrs = Vec::new();
+        let mut keys = Vec::new();
         for r in 0..v.size() {
             if self.participants[r] && !self.leavers[r] {
                 members.push(v.members[r]);
                 addrs.push(v.addrs.get(r).map(|a| a.to_string()).unwrap_or_default());
+                if let Some(k) = v.keys.get(r) {
+                    keys.push(*k);
+                }
             }
         }
-        (members, addrs)
+        (members, addrs, keys)
     }
 }
 
@@ -162,22 +169,39 @@ impl Member {
         let n = self.n;
         let at = co.at;
         let v = &self.view;
-        let (mut members, mut addrs) = co.survivors(v);
-        for (id, a) in &co.joiners {
-            if !members.contains(id) {
-                members.push(*id);
-                addrs.push(a.to_string());
+        let (mut members, mut addrs, mut keys) = co.survivors(v);
+        let secure = self.sec.is_some();
+        for (id, a, k) in &co.joiners {
+            if members.contains(id) {
+                continue;
             }
+            match (secure, k) {
+                (true, Some(k)) => keys.push(*k),
+                // Cannot happen: a secure coordinator admits only joiners
+                // with keys.
+                (true, None) => continue,
+                (false, _) => {}
+            }
+            members.push(*id);
+            addrs.push(a.to_string());
         }
         let mut from = vec![at];
         let mut merged = Vec::new();
         let mut ltime = v.id.ltime + 1;
         if let Some(m) = &co.merge_from {
-            for (id, a) in m.members.iter().zip(&m.addrs) {
-                if !members.contains(id) {
-                    members.push(*id);
-                    addrs.push(a.clone());
+            for (i, (id, a)) in m.members.iter().zip(&m.addrs).enumerate() {
+                if members.contains(id) {
+                    continue;
                 }
+                if secure {
+                    // Checked when the merge came in: one key per member.
+                    let Some(k) = m.keys.get(i) else {
+                        continue;
+                    };
+                    keys.push(*k);
+                }
+                members.push(*id);
+                addrs.push(a.clone());
             }
             from.push(m.at);
             merged = vec![(v.id.ltime, v.id.coord), (m.at.ltime, m.at.vcoord)];
@@ -196,7 +220,7 @@ impl Member {
         let primary = self.cfg.primary && Member::majority(&members, &lp);
         let (last_primary_id, last_primary) = (lp_id, lp);
         let me_id = v.me();
-        let vm = ViewMsg {
+        let mut vm = ViewMsg {
             from,
             ltime,
             vcoord: me_id,
@@ -207,7 +231,18 @@ impl Member {
             primary,
             last_primary_id,
             last_primary,
+            keys,
+            sealed: Vec::new(),
+            sealer: None,
         };
+        if let Some(sec) = &self.sec {
+            if sec.seal_view(&mut vm).is_err() {
+                // A member without a usable key: cannot happen for keys
+                // that were authorized (they are valid points).
+                cx.dropped(DropReason::BadField);
+                return None;
+            }
+        }
         // Everyone but this member gets the view: new members to install
         // it, leavers to learn they are out.
         let mut to: Vec<(EndpointId, Addr)> = Vec::new();

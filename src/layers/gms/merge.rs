@@ -17,7 +17,7 @@ use super::msg::Outside;
 use super::send_outside;
 use super::state::{Action, Member};
 use crate::event::Addr;
-use crate::layer::Cx;
+use crate::layer::{Cx, DropReason};
 
 /// Beacon period, in `gms` ticks.
 const BEACON_EVERY: u32 = 5;
@@ -183,11 +183,12 @@ impl Member {
 
     /// The asker's flush is done: hand the members over and wait.
     pub(super) fn merge_ready(&mut self, co: Coord, to: Addr, cx: &mut Cx<'_>) {
-        let (members, addrs) = co.survivors(&self.view);
+        let (members, addrs, keys) = co.survivors(&self.view);
         let r = Outside::MergeReady {
             at: co.at,
             members,
             addrs,
+            keys,
             last_primary_id: self.last_primary_id,
             last_primary: self.last_primary.clone(),
         };
@@ -207,6 +208,12 @@ impl Member {
             || m.members.is_empty()
         {
             return;
+        }
+        if let Some(sec) = &self.sec {
+            if m.keys.len() != m.members.len() || !sec.all_authorized(&m.keys) {
+                cx.dropped(DropReason::Unauthorized);
+                return;
+            }
         }
         for a in &m.addrs {
             self.learn(Addr::from(a.as_str()));

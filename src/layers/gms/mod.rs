@@ -36,6 +36,7 @@
 //! the contacts first, any after three timeouts).
 
 mod coord;
+mod keys;
 mod merge;
 mod msg;
 mod state;
@@ -44,10 +45,12 @@ use std::sync::Arc;
 
 use tutti_drivers::Msg;
 
-use crate::event::{Addr, Down, EndpointId, JoinReq, Rank, Time, Up, View, ViewId};
+use crate::event::{Addr, Down, EndpointId, GroupKey, JoinReq, Rank, Signer, Time, Up, View, ViewId};
 use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
+use crate::secure::{short, Secure};
 
 use coord::MergeIn;
+use keys::SecCtx;
 pub use msg::{
     decode_ctrl, decode_outside, decode_xfer, encode, Attempt, Ctrl, Outside, ViewMsg, XferCtrl,
 };
@@ -103,12 +106,19 @@ impl Default for GmsConfig {
     }
 }
 
+/// Refused keys remembered, so that a joiner retrying is reported once.
+const REFUSED_MAX: usize = 64;
+
 /// The `gms` layer.
 pub struct Gms {
     cfg: GmsConfig,
     st: St,
     /// Time the current tick timer fires (one timer at a time).
     armed: Option<Time>,
+    /// Secure groups: identity and authorized keys.
+    sec: Option<Arc<SecCtx>>,
+    /// Keys whose joins were refused and reported (bounded).
+    refused: Vec<[u8; 32]>,
 }
 
 enum St {
@@ -182,6 +192,26 @@ impl Gms {
             cfg,
             st: St::Idle,
             armed: None,
+            sec: None,
+            refused: Vec::new(),
+        }
+    }
+
+    /// The same layer for a secure group (`secure` given): joins carry
+    /// this member's key, views carry a fresh group key sealed for each
+    /// member, and membership messages are taken only from authorized
+    /// signers.
+    pub fn secured(mut self, group: u32, secure: Option<Arc<Secure>>) -> Gms {
+        self.sec = secure.map(|secure| Arc::new(SecCtx { secure, group }));
+        self
+    }
+
+    /// The group key of a view this member made or adopted (`Ok(None)`
+    /// outside secure groups).
+    fn own_key(&self, vm: &ViewMsg, me: EndpointId) -> Result<Option<GroupKey>, &'static str> {
+        match &self.sec {
+            None => Ok(None),
+            Some(sec) => sec.open_view(vm, me, None).map(Some),
         }
     }
 
@@ -209,7 +239,7 @@ impl Gms {
             started: cx.now(),
             heard_group: None,
         };
-        send_joins(&j, cx);
+        send_joins(&j, self.sec.as_deref(), cx);
         self.st = St::Joining(j);
         self.arm(cx);
     }
@@ -239,7 +269,7 @@ impl Gms {
                     // that founds because it heard from nobody waits, in a
                     // minority view, to merge with it.
                     let primary = !cfg.primary || lowest;
-                    let vm = ViewMsg {
+                    let mut vm = ViewMsg {
                         from: Vec::new(),
                         ltime: 1,
                         vcoord: req.me,
@@ -250,16 +280,27 @@ impl Gms {
                         primary,
                         last_primary_id: if primary { (1, req.me) } else { (0, 0) },
                         last_primary: if primary { vec![req.me] } else { Vec::new() },
+                        keys: Vec::new(),
+                        sealed: Vec::new(),
+                        sealer: None,
                     };
-                    self.install(&vm, req.me, req.addr.clone(), cx);
+                    if let Some(sec) = &self.sec {
+                        vm.keys = vec![sec.secure.public()];
+                        if sec.seal_view(&mut vm).is_err() {
+                            cx.dropped(DropReason::BadField);
+                            self.arm(cx);
+                            return;
+                        }
+                    }
+                    self.install_own(&vm, req.me, req.addr.clone(), cx);
                 } else {
-                    send_joins(j, cx);
+                    send_joins(j, self.sec.as_deref(), cx);
                 }
             }
             St::Member(m) => {
                 if let Some(Action::Install(vm)) = m.tick(cx) {
                     let (me, addr) = (m.view.me(), m.addr.clone());
-                    self.install(&vm, me, addr, cx);
+                    self.install_own(&vm, me, addr, cx);
                 }
             }
             St::Leaving(m, n) => {
@@ -275,9 +316,25 @@ impl Gms {
         self.arm(cx);
     }
 
-    /// Installs `vm` (this endpoint is `me` at `addr`). Leaves the group if
-    /// it is not among the members.
-    fn install(&mut self, vm: &ViewMsg, me: EndpointId, addr: Addr, cx: &mut Cx<'_>) {
+    /// Installs a view this member made.
+    fn install_own(&mut self, vm: &ViewMsg, me: EndpointId, addr: Addr, cx: &mut Cx<'_>) {
+        match self.own_key(vm, me) {
+            Ok(key) => self.install(vm, me, addr, key, cx),
+            // Cannot happen: the key was sealed here a moment ago.
+            Err(_) => cx.dropped(DropReason::NoKey),
+        }
+    }
+
+    /// Installs `vm` (this endpoint is `me` at `addr`) with its group key
+    /// (secure groups). Leaves the group if it is not among the members.
+    fn install(
+        &mut self,
+        vm: &ViewMsg,
+        me: EndpointId,
+        addr: Addr,
+        key: Option<GroupKey>,
+        cx: &mut Cx<'_>,
+    ) {
         let Some(rank) = vm.members.iter().position(|m| *m == me) else {
             return;
         };
@@ -295,6 +352,8 @@ impl Gms {
             cx.dropped(DropReason::BadField);
             return;
         };
+        view.keys = vm.keys.clone();
+        view.key = key;
         // Primary-partition mode: a founding view of the designated founder
         // is primary at once; any other candidate once confirmed.
         let founding_primary = vm.from.is_empty() && vm.primary;
@@ -312,7 +371,7 @@ impl Gms {
         let mut m = match old {
             St::Member(old) => Box::new(old.next(view.clone(), addr, vm)),
             St::Joining(j) => {
-                let mut m = Member::new(self.cfg, view.clone(), addr);
+                let mut m = Member::new(self.cfg, self.sec.clone(), view.clone(), addr);
                 m.set_last_primary(vm);
                 for c in j.contacts {
                     m.learn(c);
@@ -320,7 +379,7 @@ impl Gms {
                 Box::new(m)
             }
             _ => {
-                let mut m = Member::new(self.cfg, view.clone(), addr);
+                let mut m = Member::new(self.cfg, self.sec.clone(), view.clone(), addr);
                 m.set_last_primary(vm);
                 Box::new(m)
             }
@@ -346,7 +405,78 @@ impl Gms {
         self.arm(cx);
     }
 
-    fn on_outside(&mut self, msg: Msg, cx: &mut Cx<'_>) {
+    /// Checks a view from `signer` (secure groups) and opens this
+    /// member's group key. A view without this member (it left) needs only
+    /// a good signer.
+    fn check_view(
+        &self,
+        vm: &ViewMsg,
+        me: EndpointId,
+        signer: Option<&Signer>,
+    ) -> Result<Option<GroupKey>, &'static str> {
+        let Some(sec) = &self.sec else {
+            return Ok(None);
+        };
+        if vm.members.contains(&me) {
+            return sec.open_view(vm, me, signer).map(Some);
+        }
+        match (signer, vm.sealer) {
+            (Some(s), Some(k)) if s.key == k && s.authorized => Ok(None),
+            _ => Err("view not signed by its sealer"),
+        }
+    }
+
+    /// Refuses a joiner: tells it (signed, so it can trust the refusal)
+    /// and reports it once per key.
+    fn refuse(&mut self, key: [u8; 32], addr: &str, why: String, cx: &mut Cx<'_>) {
+        if !self.refused.contains(&key) {
+            if self.refused.len() >= REFUSED_MAX {
+                self.refused.remove(0);
+            }
+            self.refused.push(key);
+            cx.up(Up::Refused(Arc::from(why.as_str())));
+        }
+        send_outside(cx, &Addr::from(addr), &Outside::Refused { why });
+    }
+
+    /// Secure groups: whether `o` may be handled, given who signed it.
+    /// Refuses unauthorized joiners; ends a join the group refused.
+    fn screen(&mut self, o: &Outside, signer: Option<Signer>, cx: &mut Cx<'_>) -> bool {
+        let Some(sec) = self.sec.clone() else {
+            return true;
+        };
+        let Some(signer) = signer else {
+            cx.dropped(DropReason::Unauthorized);
+            return false;
+        };
+        match o {
+            Outside::Join { id, addr, key } if matches!(self.st, St::Member(_)) => {
+                match sec.admit(*id, addr, *key, &signer) {
+                    Ok(_) => true,
+                    Err(why) => {
+                        self.refuse(signer.key, addr, why, cx);
+                        false
+                    }
+                }
+            }
+            _ if !signer.authorized => {
+                cx.dropped(DropReason::Unauthorized);
+                false
+            }
+            Outside::Refused { why } => {
+                if let St::Joining(_) = self.st {
+                    let line = format!("join refused by {}: {why}", short(&signer.key));
+                    cx.up(Up::Refused(Arc::from(line.as_str())));
+                    self.st = St::Gone;
+                    cx.up(Up::Exit);
+                }
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn on_outside(&mut self, msg: Msg, signer: Option<Signer>, cx: &mut Cx<'_>) {
         let o = match decode_outside(msg.front()) {
             Ok(o) => o,
             Err(_) => {
@@ -355,6 +485,9 @@ impl Gms {
             }
         };
         drop(msg);
+        if !self.screen(&o, signer, cx) {
+            return;
+        }
         match (&mut self.st, o) {
             (St::Joining(j), Outside::Redirect { coord }) => {
                 j.heard_group = Some(cx.now());
@@ -362,28 +495,39 @@ impl Gms {
                 if a != j.req.addr && !j.contacts.contains(&a) {
                     j.contacts.insert(0, a.clone());
                 }
-                let join = Outside::Join {
-                    id: j.req.me,
-                    addr: j.req.addr.to_string(),
-                };
+                let join = join_msg(&j.req, self.sec.as_deref());
                 send_outside(cx, &a, &join);
             }
             (St::Joining(j), Outside::View(vm))
                 if vm.members.contains(&j.req.me) && vm.check().is_ok() =>
             {
                 let (me, addr) = (j.req.me, j.req.addr.clone());
-                self.install(&vm, me, addr, cx);
+                match self.check_view(&vm, me, signer.as_ref()) {
+                    Ok(key) => self.install(&vm, me, addr, key, cx),
+                    Err(_) => cx.dropped(DropReason::Unauthorized),
+                }
             }
             (St::Member(m), Outside::View(vm)) => {
                 if vm.check().is_err() {
                     cx.dropped(DropReason::BadField);
                     return;
                 }
+                let me = m.view.me();
+                let key = match self.check_view(&vm, me, signer.as_ref()) {
+                    Ok(k) => k,
+                    Err(_) => {
+                        cx.dropped(DropReason::Unauthorized);
+                        return;
+                    }
+                };
+                let St::Member(m) = &mut self.st else {
+                    return;
+                };
                 match m.accept_view(&vm, cx) {
                     state::ViewVerdict::Install => {
                         let (me, addr) = (m.view.me(), m.addr.clone());
                         if vm.members.contains(&me) {
-                            self.install(&vm, me, addr, cx);
+                            self.install(&vm, me, addr, key, cx);
                         } else {
                             // This member asked to leave: done.
                             self.st = St::Gone;
@@ -393,7 +537,7 @@ impl Gms {
                     state::ViewVerdict::Ignore => {}
                 }
             }
-            (St::Member(m), Outside::Join { id, addr }) => m.on_join(id, addr, cx),
+            (St::Member(m), Outside::Join { id, addr, key }) => m.on_join(id, addr, key, cx),
             (
                 St::Member(m),
                 Outside::Beacon {
@@ -417,6 +561,7 @@ impl Gms {
                     at,
                     members,
                     addrs,
+                    keys,
                     last_primary_id,
                     last_primary,
                 },
@@ -425,6 +570,7 @@ impl Gms {
                     at,
                     members,
                     addrs,
+                    keys,
                     last_primary_id,
                     last_primary,
                 },
@@ -441,11 +587,17 @@ impl Gms {
     }
 }
 
-fn send_joins(j: &Joining, cx: &mut Cx<'_>) {
-    let join = Outside::Join {
-        id: j.req.me,
-        addr: j.req.addr.to_string(),
-    };
+/// This process's join request.
+fn join_msg(req: &JoinReq, sec: Option<&SecCtx>) -> Outside {
+    Outside::Join {
+        id: req.me,
+        addr: req.addr.to_string(),
+        key: sec.map(|s| s.secure.public()),
+    }
+}
+
+fn send_joins(j: &Joining, sec: Option<&SecCtx>, cx: &mut Cx<'_>) {
+    let join = join_msg(&j.req, sec);
     for c in &j.contacts {
         send_outside(cx, c, &join);
     }
@@ -482,7 +634,8 @@ impl Layer for Gms {
                     let me = v.me();
                     let addr = v.addrs.get(v.rank as usize).cloned().unwrap_or_default();
                     let vm = ViewMsg::of(&v, Vec::new(), &addr);
-                    self.install(&vm, me, addr, cx);
+                    // A secure static view brings its (pre-shared) key.
+                    self.install(&vm, me, addr, v.key.clone(), cx);
                 }
             }
             Down::Cast(m) => match &mut self.st {
@@ -517,7 +670,7 @@ impl Layer for Gms {
 
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         match ev {
-            Up::Ctl(msg) => self.on_outside(msg, cx),
+            Up::Ctl(msg, signer) => self.on_outside(msg, signer, cx),
             Up::Cast { src, seq, mut msg } => {
                 let St::Member(m) = &mut self.st else {
                     return;
@@ -545,7 +698,7 @@ impl Layer for Gms {
                             drop(msg);
                             if let Some(Action::Install(vm)) = m.on_ctrl(src, c, cx) {
                                 let (me, addr) = (m.view.me(), m.addr.clone());
-                                self.install(&vm, me, addr, cx);
+                                self.install_own(&vm, me, addr, cx);
                             }
                         }
                         Err(_) => cx.dropped(DropReason::BadField),
@@ -612,6 +765,9 @@ impl ViewMsg {
             primary: v.primary,
             last_primary_id: (v.id.ltime, v.id.coord),
             last_primary: v.members.clone(),
+            keys: v.keys.clone(),
+            sealed: Vec::new(),
+            sealer: None,
         }
     }
 
@@ -620,6 +776,12 @@ impl ViewMsg {
     pub fn check(&self) -> Result<(), &'static str> {
         if self.addrs.len() != self.members.len() {
             return Err("one address per member");
+        }
+        if !self.keys.is_empty() && self.keys.len() != self.members.len() {
+            return Err("one key per member");
+        }
+        if !self.sealed.is_empty() && self.sealed.len() != self.members.len() {
+            return Err("one sealed key per member");
         }
         View::new(
             ViewId {

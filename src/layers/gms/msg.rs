@@ -97,6 +97,13 @@ pub enum Outside {
         id: u64,
         /// Its transport address.
         addr: String,
+        /// Secure groups: its public key (the frame is signed with it).
+        key: Option<[u8; 32]>,
+    },
+    /// Secure groups: the coordinator refuses a joiner.
+    Refused {
+        /// Why, for the joiner's log.
+        why: String,
     },
     /// A member that does not coordinate names the coordinator.
     Redirect {
@@ -140,6 +147,8 @@ pub enum Outside {
         members: Vec<u64>,
         /// Their addresses.
         addrs: Vec<String>,
+        /// Secure groups: their public keys (empty otherwise).
+        keys: Vec<[u8; 32]>,
         /// The last primary view the asker's side knows: id and members.
         last_primary_id: (u64, u64),
         /// Its members.
@@ -182,6 +191,14 @@ pub struct ViewMsg {
     pub last_primary_id: (u64, u64),
     /// Its members.
     pub last_primary: Vec<u64>,
+    /// Secure groups: member public keys in rank order (empty otherwise).
+    pub keys: Vec<[u8; 32]>,
+    /// Secure groups: the view's fresh group key sealed for each member,
+    /// in rank order (empty otherwise).
+    pub sealed: Vec<Vec<u8>>,
+    /// Secure groups: the public key of the coordinator that made the
+    /// view and sealed its key (it may be leaving, so not a member).
+    pub sealer: Option<[u8; 32]>,
 }
 
 /// State-transfer control messages (`xfer`), inside a view. The state's
@@ -320,6 +337,9 @@ mod tests {
             primary: true,
             last_primary_id: (4, 9),
             last_primary: vec![9],
+            keys: vec![[1; 32], [2; 32]],
+            sealed: vec![vec![3; 60], vec![4; 60]],
+            sealer: Some([1; 32]),
         });
         assert_eq!(decode_outside(&encode(&o)).unwrap(), o);
     }
@@ -334,7 +354,7 @@ mod tests {
 
         #[test]
         fn mutated_messages_never_panic(i in 0usize..64, x in any::<u8>()) {
-            let mut b = encode(&Outside::Join { id: 5, addr: "node-a".into() });
+            let mut b = encode(&Outside::Join { id: 5, addr: "node-a".into(), key: Some([7; 32]) });
             let n = b.len();
             b[i % n] ^= x;
             let _ = decode_outside(&b);

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use tutti_drivers::Msg;
 
 use super::coord::{Coord, MergeIn};
+use super::keys::SecCtx;
 use super::merge::Merge;
 use super::msg::{Attempt, Ctrl, Outside, ViewMsg};
 use super::{send_ctrl, send_outside, GmsConfig, TAG_DATA};
-use crate::event::{Addr, Down, EndpointId, Rank, Up, View};
+use crate::event::{Addr, Down, EndpointId, PubKey, Rank, Up, View};
 use crate::layer::{Cx, DropReason};
 
 /// What the layer must do after a control message.
@@ -30,6 +31,8 @@ pub(super) enum ViewVerdict {
 
 pub(super) struct Member {
     pub(super) cfg: GmsConfig,
+    /// Secure groups: identity, authorized keys.
+    pub(super) sec: Option<Arc<SecCtx>>,
     pub view: Arc<View>,
     pub addr: Addr,
     pub(super) n: usize,
@@ -56,7 +59,7 @@ pub(super) struct Member {
     pub(super) co: Option<Coord>,
     pub(super) attempts: u32,
     pub(super) leave_req: Vec<bool>,
-    pub(super) joiners: Vec<(EndpointId, Addr)>,
+    pub(super) joiners: Vec<(EndpointId, Addr, Option<PubKey>)>,
     /// The last view this member made and sent, and who has not
     /// acknowledged it.
     pub(super) sent_view: Option<ViewMsg>,
@@ -85,10 +88,16 @@ pub(super) struct Member {
 }
 
 impl Member {
-    pub fn new(cfg: GmsConfig, view: Arc<View>, addr: Addr) -> Member {
+    pub fn new(
+        cfg: GmsConfig,
+        sec: Option<Arc<SecCtx>>,
+        view: Arc<View>,
+        addr: Addr,
+    ) -> Member {
         let n = view.size();
         let mut m = Member {
             cfg,
+            sec,
             view,
             addr,
             n,
@@ -127,14 +136,14 @@ impl Member {
 
     /// The state for the next view, carrying what outlives a view.
     pub fn next(self, view: Arc<View>, addr: Addr, vm: &ViewMsg) -> Member {
-        let mut m = Member::new(self.cfg, view, addr);
+        let mut m = Member::new(self.cfg, self.sec.clone(), view, addr);
         m.set_last_primary(vm);
         m.pending = self.pending;
         m.want_leave = self.want_leave;
         m.joiners = self
             .joiners
             .into_iter()
-            .filter(|(id, _)| m.view.rank_of(*id).is_none())
+            .filter(|(id, _, _)| m.view.rank_of(*id).is_none())
             .collect();
         m.sent_view = self.sent_view;
         m.unacked = self.unacked;
@@ -306,7 +315,13 @@ impl Member {
         self.maybe_flush(cx);
     }
 
-    pub fn on_join(&mut self, id: EndpointId, addr: String, cx: &mut Cx<'_>) {
+    pub fn on_join(
+        &mut self,
+        id: EndpointId,
+        addr: String,
+        key: Option<PubKey>,
+        cx: &mut Cx<'_>,
+    ) {
         if !self.is_coord() {
             let c = self.coordinator() as usize;
             let coord = self.view.addrs.get(c).map(|a| a.to_string());
@@ -319,8 +334,8 @@ impl Member {
             // Joined already; the view will be resent until acknowledged.
             return;
         }
-        if !self.joiners.iter().any(|(j, _)| *j == id) {
-            self.joiners.push((id, Addr::from(addr.as_str())));
+        if !self.joiners.iter().any(|(j, _, _)| *j == id) {
+            self.joiners.push((id, Addr::from(addr.as_str()), key));
         }
         self.maybe_flush(cx);
     }

@@ -188,6 +188,7 @@ impl<'a> Sim<'a> {
                 app_state: true,
                 primary: plan.primary,
             },
+            secure: None,
         };
         Sim {
             plan,
