@@ -31,12 +31,19 @@ fn membership_holds_under_random_faults() {
     }
     let batch = run_seeds(1, seeds(), 0.1, partitions());
     println!(
-        "{} plans: {} casts delivered, {} views installed, worst time to one view after the faults: {} ms",
+        "{} plans ({} secure, {} with an intruder, refused in {}): {} casts delivered, {} views installed, worst time to one view after the faults: {} ms",
         batch.runs,
+        batch.secure,
+        batch.intruders,
+        batch.refused,
         batch.delivered,
         batch.views,
         batch.worst_settle_ns / 1_000_000
     );
+    // Secure runs and intruders are drawn often enough to matter, and an
+    // intruder that reached the group was refused nearly always.
+    assert!(batch.secure * 5 > batch.runs, "too few secure plans");
+    assert!(batch.refused * 10 >= batch.intruders * 8, "intruders not refused");
     let failed = batch.failed;
     for r in failed.iter().take(5) {
         eprintln!("FAILED {}\n  {}", r.plan, r.violations.join("\n  "));

@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use tutti_drivers::{Msg, Pool, PoolConfig};
 
-use crate::event::{Addr, Dest, EndpointId, JoinReq, Time, Up, View};
+use crate::event::{Addr, Dest, EndpointId, JoinReq, PubKey, Time, Up, View};
 use crate::layers::gms::GmsConfig;
 use crate::layers::nak::NakConfig;
 use crate::layers::stable::StableConfig;
 use crate::layers::suspect::SuspectConfig;
+use crate::secure::{Identity, Secure};
 use crate::stack::{build, GroupStack, StackConfig};
 use crate::wire::com::LEN as COM_LEN;
 use check::{Checker, Tag, HDR};
@@ -54,6 +55,9 @@ pub struct Report {
     pub settle_ns: Option<u64>,
     /// Each process's layer state at the end, when the run failed.
     pub dump: String,
+    /// Secure runs with an intruder: whether the group refused it (it may
+    /// also never have reached a member, and founded a group of its own).
+    pub intruder_refused: Option<bool>,
 }
 
 impl Report {
@@ -86,6 +90,18 @@ struct Proc {
     state: std::collections::BTreeSet<(EndpointId, u32)>,
     /// The state came by transfer and the view it goes with is next.
     transferred: bool,
+    /// Holds a key that is not authorized (secure runs).
+    intruder: bool,
+}
+
+/// Processes a secure run may start (their keys are authorized).
+const KEYED_PROCS: usize = 16;
+
+fn identity(seed: u64, i: usize) -> Identity {
+    let mut b = [0x5e_u8; 32];
+    b[..8].copy_from_slice(&seed.to_le_bytes());
+    b[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+    Identity::from_seed(b)
 }
 
 enum Ev {
@@ -95,6 +111,7 @@ enum Ev {
     BlockOk(usize),
     Fault(usize),
     Heal,
+    Intruder,
 }
 
 struct Sim<'a> {
@@ -114,6 +131,11 @@ struct Sim<'a> {
     settled: Option<Time>,
     /// When the faults stop.
     quiet: Time,
+    /// Secure runs: the keys of processes `0..KEYED_PROCS`.
+    authorized: Vec<PubKey>,
+    /// The intruder's id, once started.
+    intruder: Option<EndpointId>,
+    intruder_refused: bool,
 }
 
 /// Runs one plan.
@@ -121,10 +143,13 @@ pub fn run(plan: &Plan) -> Report {
     let mut sim = Sim::new(plan);
     sim.check.late_sends = plan.total && plan.token;
     for _ in 0..plan.initial {
-        sim.spawn();
+        sim.spawn(false);
     }
     for (i, (t, _)) in plan.faults.iter().enumerate() {
         sim.at(*t, Ev::Fault(i));
+    }
+    if let Some(t) = plan.intruder {
+        sim.at(t, Ev::Intruder);
     }
     let end = plan.quiet_from().plus_ns(plan.settle_ns);
     sim.run(end);
@@ -144,6 +169,12 @@ pub struct Batch {
     pub delivered: u64,
     /// Views installed, all runs.
     pub views: u64,
+    /// Secure runs.
+    pub secure: u64,
+    /// Runs with an intruder, and how many of those refused it.
+    pub intruders: u64,
+    /// See [`Batch::intruders`].
+    pub refused: u64,
 }
 
 /// Runs seeds `first..first + count`.
@@ -155,6 +186,11 @@ pub fn run_seeds(first: u64, count: u64, max_loss: f64, partitions: bool) -> Bat
         b.delivered += r.delivered;
         b.views += r.views;
         b.worst_settle_ns = b.worst_settle_ns.max(r.settle_ns.unwrap_or(0));
+        b.secure += u64::from(r.plan.contains("secure") || r.plan.contains("sign"));
+        if let Some(refused) = r.intruder_refused {
+            b.intruders += 1;
+            b.refused += u64::from(refused);
+        }
         if !r.ok() {
             b.failed.push(r);
         }
@@ -205,6 +241,15 @@ impl<'a> Sim<'a> {
             frames: 0,
             settled: None,
             quiet: plan.quiet_from(),
+            authorized: if plan.secure {
+                (0..KEYED_PROCS)
+                    .map(|i| identity(plan.seed, i).public())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            intruder: None,
+            intruder_refused: false,
         }
     }
 
@@ -214,9 +259,13 @@ impl<'a> Sim<'a> {
         self.queue.push(Reverse((t, self.seq)));
     }
 
-    /// Starts a process that joins through every address started so far.
-    fn spawn(&mut self) {
+    /// Starts a process that joins through every address started so far
+    /// (an intruder: with a key the group does not authorize).
+    fn spawn(&mut self, intruder: bool) {
         let i = self.procs.len();
+        if self.plan.secure && i >= KEYED_PROCS && !intruder {
+            return;
+        }
         let addr: Addr = Addr::from(format!("p{i}").as_str());
         let id = 1000 + i as u64;
         let pc = |slots: u32| PoolConfig {
@@ -233,12 +282,21 @@ impl<'a> Sim<'a> {
         };
         let statics = &self.plan.statics;
         let stat = statics[i % statics.len()];
-        let spec = if self.plan.total {
-            "vsync-total"
-        } else {
-            "vsync"
-        };
-        let mut stack = match build(spec, &self.cfg, ctl, stat) {
+        let spec = self.plan.spec();
+        let mut cfg = self.cfg.clone();
+        if self.plan.secure {
+            let key = if intruder { KEYED_PROCS + 1 } else { i };
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+            match Secure::with_seed(identity(self.plan.seed, key), &self.authorized, seed) {
+                Ok(s) => cfg.secure = Some(Arc::new(s)),
+                Err(e) => {
+                    self.check.violations.push(format!("keys: {e}"));
+                    return;
+                }
+            }
+        }
+        let mut stack = match build(spec, &cfg, ctl, stat) {
             Ok(s) => s,
             Err(e) => {
                 self.check.violations.push(format!("stack: {e}"));
@@ -274,13 +332,21 @@ impl<'a> Sim<'a> {
             leaving: false,
             state: Default::default(),
             transferred: false,
+            intruder,
         });
+        if intruder {
+            self.intruder = Some(id);
+        }
         self.pump(i);
     }
 
+    /// Live honest processes that are not leaving.
     fn live(&self) -> Vec<usize> {
         (0..self.procs.len())
-            .filter(|i| self.procs[*i].life == Life::Alive && !self.procs[*i].leaving)
+            .filter(|i| {
+                let p = &self.procs[*i];
+                p.life == Life::Alive && !p.leaving && !p.intruder
+            })
             .collect()
     }
 
@@ -321,6 +387,7 @@ impl<'a> Sim<'a> {
                 }
                 Ev::Fault(f) => self.fault(f),
                 Ev::Heal => self.side = None,
+                Ev::Intruder => self.spawn(true),
             }
             if self.settled.is_none() && t >= self.plan.quiet_from() && self.agreed() {
                 self.settled = Some(t);
@@ -369,7 +436,7 @@ impl<'a> Sim<'a> {
                     }
                 }
             }
-            Fault::Join => self.spawn(),
+            Fault::Join => self.spawn(false),
             Fault::Leave { pick } => {
                 let members: Vec<usize> = live
                     .iter()
@@ -398,7 +465,7 @@ impl<'a> Sim<'a> {
 
     fn cast(&mut self, i: usize) {
         let p = &mut self.procs[i];
-        if p.life != Life::Alive || p.leaving || p.casts >= self.plan.casts {
+        if p.life != Life::Alive || p.leaving || p.intruder || p.casts >= self.plan.casts {
             return;
         }
         let Some(v) = p.view.clone() else {
@@ -459,10 +526,52 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// What the intruder sees: it may found a group of its own, but no
+    /// honest process may ever be in a view with it.
+    fn intruder_app(&mut self, i: usize, ev: Up) {
+        match ev {
+            Up::View(v) => {
+                let honest: Vec<EndpointId> = self
+                    .procs
+                    .iter()
+                    .filter(|p| !p.intruder)
+                    .map(|p| p.id)
+                    .collect();
+                if v.members.iter().any(|m| honest.contains(m)) {
+                    self.check.violations.push(format!(
+                        "the intruder installed a view with honest members: {:?}",
+                        v.members
+                    ));
+                }
+                self.procs[i].view = Some(v);
+            }
+            Up::Refused(_) => self.intruder_refused = true,
+            Up::Exit => {
+                self.procs[i].life = Life::Left;
+                self.procs[i].view = None;
+            }
+            _ => {}
+        }
+    }
+
     fn app(&mut self, i: usize, ev: Up) {
+        if self.procs[i].intruder {
+            self.intruder_app(i, ev);
+            return;
+        }
         let id = self.procs[i].id;
         match ev {
             Up::View(v) => {
+                if let Some(x) = self.intruder.filter(|x| v.members.contains(x)) {
+                    self.check
+                        .violations
+                        .push(format!("{id} installed a view with the intruder {x}"));
+                }
+                if self.plan.secure && v.key.is_none() {
+                    self.check
+                        .violations
+                        .push(format!("{id} installed a view without a group key"));
+                }
                 let p = &mut self.procs[i];
                 let base = p
                     .state
@@ -644,6 +753,7 @@ impl<'a> Sim<'a> {
             settled: self.settled,
             settle_ns: self.settled.map(|t| t.since(self.quiet)),
             dump,
+            intruder_refused: self.intruder.map(|_| self.intruder_refused),
         }
     }
 }

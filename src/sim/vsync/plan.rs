@@ -78,6 +78,12 @@ pub struct Plan {
     /// From the last fault (or heal) on, one view of all live processes
     /// must form within this, ns.
     pub settle_ns: u64,
+    /// Run the secure variant of the stack (`sign`, `crypt`): every
+    /// process has its own key, all of them authorized.
+    pub secure: bool,
+    /// Secure runs: a process whose key is not authorized tries to join at
+    /// this time (it must never enter a view, nor take anyone into one).
+    pub intruder: Option<Time>,
 }
 
 impl Plan {
@@ -139,15 +145,32 @@ impl Plan {
             token: rng.chance(0.5),
             primary: rng.chance(0.3),
             settle_ns: 1_500 * MS,
+            secure: false,
+            intruder: None,
         }
+        .secured(&mut rng)
     }
 
-    /// The stack preset the run uses.
+    /// Draws the security part of the plan (after everything else, so
+    /// that the other draws of a seed stay what they were before secure
+    /// runs existed).
+    fn secured(mut self, rng: &mut Rng) -> Plan {
+        self.secure = rng.chance(0.35);
+        if self.secure && rng.chance(0.5) {
+            self.intruder = Some(Time(rng.range(150, 1_200) * MS));
+        }
+        self
+    }
+
+    /// The stack (preset or spec) the run uses.
     pub fn spec(&self) -> &'static str {
-        match (self.total, self.token) {
-            (false, _) => "vsync",
-            (true, false) => "vsync-total",
-            (true, true) => "vsync-token",
+        match (self.total, self.token, self.secure) {
+            (false, _, false) => "vsync",
+            (true, false, false) => "vsync-total",
+            (true, true, false) => "vsync-token",
+            (false, _, true) => "vsync-secure",
+            (true, false, true) => "vsync-total-secure",
+            (true, true, true) => "com:sign:crypt:nak:frag:stable:suspect:gms:token:xfer",
         }
     }
 
@@ -196,6 +219,10 @@ impl fmt::Display for Plan {
             };
             write!(f, "{name} at {t}")?;
         }
-        f.write_str("]")
+        f.write_str("]")?;
+        if let Some(t) = self.intruder {
+            write!(f, " intruder at {t}")?;
+        }
+        Ok(())
     }
 }
