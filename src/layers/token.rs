@@ -6,16 +6,22 @@
 //! once it has sent what it had (at most a batch), casts TOKEN naming the
 //! next requester after it in rank order and the next number, so the token
 //! moves only among members that have something to send; an idle group
-//! leaves it where it is. Everything travels as ordinary casts through
-//! `gms`: FIFO per sender and virtually synchronous, so a new holder's
-//! numbers follow the old holder's casts and every survivor holds the same
-//! casts at a view change. There each survivor delivers what it holds in
+//! leaves it where it is. Each pass is numbered: passes from different
+//! members travel on different FIFO channels, so a member can hear of an
+//! older pass after a newer one, and ignores it. Everything travels as
+//! ordinary casts through `gms`, virtually synchronous, so every survivor
+//! holds the same casts at a view change. There each survivor delivers what it holds in
 //! number order (a gap left by a holder that failed is skipped the same way
 //! everywhere), and the token starts again at rank 0 with number 0.
 //!
 //! A cast waits here until this member holds the token; one still waiting
 //! when the view changes goes out in the next view (the application's cast
-//! returned at once; the message is sent when the token comes).
+//! returned at once; the message is sent when the token comes). So does a
+//! cast numbered in one view that the layers below could only send in the
+//! next (a batch larger than their window): data carries its view's tag,
+//! members drop numbered casts of another view, and the sender, which
+//! keeps each of its casts until it delivers it itself, numbers the ones
+//! it did not deliver again in the next view.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -37,6 +43,8 @@ pub static INFO: LayerInfo = LayerInfo {
 const TAG_DATA: u8 = 0;
 const TAG_REQUEST: u8 = 1;
 const TAG_TOKEN: u8 = 2;
+/// Data header: tag, number, view tag.
+const DATA_HDR: usize = 13;
 /// Casts a holder sends before it passes the token to a requester.
 const BATCH: usize = 512;
 /// Casts waiting for the token before `ready()` says no.
@@ -58,6 +66,10 @@ struct TokenView {
     holder: Rank,
     /// Next number (meaningful at the holder).
     next: u64,
+    /// Passes of the token in this view, as far as this member knows.
+    /// Passes from different members travel on different FIFO channels,
+    /// so an older pass can arrive after a newer one: it is ignored.
+    passes: u64,
     /// Members that asked for the token.
     wants: Vec<bool>,
     /// A REQUEST of ours is out.
@@ -68,6 +80,11 @@ struct TokenView {
     deliver: u64,
     /// `BlockOk` went down: nothing more is sent in this view.
     stopped: bool,
+    /// Tag of the view (numbers mean something only within it).
+    tag: u32,
+    /// This member's casts numbered in this view and not yet delivered
+    /// here, by number (sent again in the next view if they never are).
+    mine: BTreeMap<u64, Msg>,
 }
 
 fn ctl(cx: &mut Cx<'_>, tag: u8, body: &[u8]) -> Option<Msg> {
@@ -85,16 +102,22 @@ impl TokenView {
             n: v.size(),
             holder: 0,
             next: 0,
+            passes: 0,
             wants: vec![false; v.size()],
             asked: false,
             pending: BTreeMap::new(),
             deliver: 0,
             stopped: false,
+            tag: v.id.tag(),
+            mine: BTreeMap::new(),
         }
     }
 
     fn deliver(&mut self, cx: &mut Cx<'_>) {
         while let Some((src, seq, msg)) = self.pending.remove(&self.deliver) {
+            if src == self.me {
+                self.mine.remove(&self.deliver);
+            }
             self.deliver += 1;
             cx.up(Up::Cast { src, seq, msg });
         }
@@ -129,10 +152,13 @@ impl TokenView {
             let Some(mut m) = backlog.pop_front() else {
                 break;
             };
-            match m.push(9) {
+            let keep = m.share();
+            match m.push(DATA_HDR) {
                 Ok(b) => {
                     b[0] = TAG_DATA;
                     b[1..9].copy_from_slice(&self.next.to_be_bytes());
+                    b[9..13].copy_from_slice(&self.tag.to_be_bytes());
+                    self.mine.insert(self.next, keep);
                     self.next += 1;
                     cx.down(Down::Cast(m));
                     sent += 1;
@@ -145,12 +171,14 @@ impl TokenView {
             .map(|k| ((self.me as usize + k) % self.n) as Rank)
             .find(|r| self.wants[*r as usize]);
         if let Some(to) = to {
-            let mut body = [0u8; 10];
+            let mut body = [0u8; 18];
             body[..2].copy_from_slice(&to.to_be_bytes());
-            body[2..].copy_from_slice(&self.next.to_be_bytes());
+            body[2..10].copy_from_slice(&self.next.to_be_bytes());
+            body[10..].copy_from_slice(&(self.passes + 1).to_be_bytes());
             if let Some(m) = ctl(cx, TAG_TOKEN, &body) {
                 cx.stats().control += 1;
                 cx.down(Down::Cast(m));
+                self.passes += 1;
                 self.holder = to;
                 self.wants[to as usize] = false;
                 self.asked = false;
@@ -170,9 +198,16 @@ impl TokenView {
     ) {
         let b = msg.front();
         match b.first().copied() {
-            Some(TAG_DATA) if b.len() >= 9 => {
+            Some(TAG_DATA) if b.len() >= DATA_HDR => {
                 let g = u64::from_be_bytes([b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8]]);
-                let _ = msg.advance(9);
+                let tag = u32::from_be_bytes([b[9], b[10], b[11], b[12]]);
+                if tag != self.tag {
+                    // Numbered in another view, sent late: its sender
+                    // numbers it again.
+                    cx.dropped(DropReason::WrongView);
+                    return;
+                }
+                let _ = msg.advance(DATA_HDR);
                 if g < self.deliver || self.pending.contains_key(&g) {
                     cx.dropped(DropReason::Duplicate);
                     return;
@@ -193,9 +228,11 @@ impl TokenView {
                     self.work(backlog, cx);
                 }
             }
-            Some(TAG_TOKEN) if b.len() >= 11 => {
+            Some(TAG_TOKEN) if b.len() >= 19 => {
                 let to = u16::from_be_bytes([b[1], b[2]]);
                 let next = u64::from_be_bytes([b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10]]);
+                let passes =
+                    u64::from_be_bytes([b[11], b[12], b[13], b[14], b[15], b[16], b[17], b[18]]);
                 if to as usize >= self.n {
                     cx.dropped(DropReason::BadRank);
                     return;
@@ -204,6 +241,11 @@ impl TokenView {
                     // Our own pass, looped back: done already.
                     return;
                 }
+                if passes <= self.passes {
+                    // An older pass, overtaken by a newer one.
+                    return;
+                }
+                self.passes = passes;
                 self.holder = to;
                 self.next = next;
                 self.wants[to as usize] = false;
@@ -218,10 +260,17 @@ impl TokenView {
         }
     }
 
-    /// Ends the view: what is held, in number order, gaps skipped.
-    fn finish(&mut self, cx: &mut Cx<'_>) {
-        for (_, (src, seq, msg)) in std::mem::take(&mut self.pending) {
+    /// Ends the view: what is held, in number order, gaps skipped. Own
+    /// casts that never came back go to the front of `backlog`, in order.
+    fn finish(&mut self, backlog: &mut VecDeque<Msg>, cx: &mut Cx<'_>) {
+        for (g, (src, seq, msg)) in std::mem::take(&mut self.pending) {
+            if src == self.me {
+                self.mine.remove(&g);
+            }
             cx.up(Up::Cast { src, seq, msg });
+        }
+        for (_, m) in std::mem::take(&mut self.mine).into_iter().rev() {
+            backlog.push_front(m);
         }
     }
 }
@@ -274,7 +323,7 @@ impl Layer for Token {
             },
             Up::View(view) => {
                 if let Some(v) = self.v.as_mut() {
-                    v.finish(cx);
+                    v.finish(&mut self.backlog, cx);
                 }
                 let mut v = TokenView::new(&view);
                 cx.up(Up::View(view));
@@ -283,7 +332,7 @@ impl Layer for Token {
             }
             Up::Exit => {
                 if let Some(v) = self.v.as_mut() {
-                    v.finish(cx);
+                    v.finish(&mut self.backlog, cx);
                 }
                 self.v = None;
                 cx.up(Up::Exit);
