@@ -43,7 +43,10 @@ fn membership_holds_under_random_faults() {
     // Secure runs and intruders are drawn often enough to matter, and an
     // intruder that reached the group was refused nearly always.
     assert!(batch.secure * 5 > batch.runs, "too few secure plans");
-    assert!(batch.refused * 10 >= batch.intruders * 8, "intruders not refused");
+    assert!(
+        batch.refused * 10 >= batch.intruders * 8,
+        "intruders not refused"
+    );
     let failed = batch.failed;
     for r in failed.iter().take(5) {
         eprintln!("FAILED {}\n  {}", r.plan, r.violations.join("\n  "));

@@ -62,12 +62,8 @@ pub fn write_key(out: &Path) -> Result<String, String> {
         .mode(0o600)
         .open(out)
         .map_err(|e| format!("{}: {e}", out.display()))?;
-    writeln!(
-        f,
-        "# tutti secret key; public key {}",
-        hex(&id.public())
-    )
-    .and_then(|_| writeln!(f, "{}", id.secret_hex()))
-    .map_err(|e| format!("{}: {e}", out.display()))?;
+    writeln!(f, "# tutti secret key; public key {}", hex(&id.public()))
+        .and_then(|_| writeln!(f, "{}", id.secret_hex()))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(hex(&id.public()))
 }

@@ -35,7 +35,8 @@ pub static INFO: LayerInfo = LayerInfo {
     needs_above: &[Prop::Membership],
     provides: &[Prop::Encrypted],
     bottom: false,
-    about: "encrypts and authenticates every frame under the view's group key, with replay protection",
+    about:
+        "encrypts and authenticates every frame under the view's group key, with replay protection",
 };
 
 /// The `crypt` layer.

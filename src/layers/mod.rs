@@ -13,4 +13,6 @@ pub mod total;
 pub mod xfer;
 
 #[cfg(test)]
+mod secure_tests;
+#[cfg(test)]
 mod tests;

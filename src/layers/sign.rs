@@ -53,7 +53,14 @@ impl Sign {
         }
     }
 
-    fn verify(&mut self, s: &Secure, key: &PubKey, sig: &[u8; 64], body: &[u8], now: Time) -> Option<Signer> {
+    fn verify(
+        &mut self,
+        s: &Secure,
+        key: &PubKey,
+        sig: &[u8; 64],
+        body: &[u8],
+        now: Time,
+    ) -> Option<Signer> {
         let authorized = s.is_authorized(key);
         if !authorized {
             if self
@@ -91,7 +98,8 @@ impl Layer for Sign {
                 cx.dropped(DropReason::TooLarge);
                 return;
             };
-            s.identity().sign(&[SIGN_DOMAIN, &self.group, &self.stack, body])
+            s.identity()
+                .sign(&[SIGN_DOMAIN, &self.group, &self.stack, body])
         };
         let public = s.public();
         match m.push(SIG_LEN) {

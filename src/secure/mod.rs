@@ -258,7 +258,11 @@ impl fmt::Debug for Secure {
 impl PartialEq for Secure {
     fn eq(&self, other: &Secure) -> bool {
         self.id.public == other.id.public
-            && self.authorized.iter().map(|a| a.0).eq(other.authorized.iter().map(|a| a.0))
+            && self
+                .authorized
+                .iter()
+                .map(|a| a.0)
+                .eq(other.authorized.iter().map(|a| a.0))
     }
 }
 

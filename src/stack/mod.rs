@@ -21,16 +21,16 @@ use crate::event::{Dest, Down, JoinReq, Rank, Time, Up, View};
 use crate::layer::{Drops, Env, Layer, Prop, Stats};
 use crate::layers::com::Com;
 use crate::layers::crypt::Crypt;
-use crate::layers::sign::Sign;
-use crate::secure::Secure;
 use crate::layers::frag::{Frag, MAX_MSG_DEFAULT};
 use crate::layers::gms::{Gms, GmsConfig};
 use crate::layers::nak::{Nak, NakConfig};
+use crate::layers::sign::Sign;
 use crate::layers::stable::{Stable, StableConfig};
 use crate::layers::suspect::{Suspect, SuspectConfig};
 use crate::layers::token::Token;
 use crate::layers::total::Total;
 use crate::layers::xfer::Xfer;
+use crate::secure::Secure;
 
 pub use compose::{BuildPart, Cons, Dynamic, Nil, Part, StaticLayer};
 pub use spec::{LayerKind, Spec, SpecError, PRESETS};

@@ -45,7 +45,9 @@ use std::sync::Arc;
 
 use tutti_drivers::Msg;
 
-use crate::event::{Addr, Down, EndpointId, GroupKey, JoinReq, Rank, Signer, Time, Up, View, ViewId};
+use crate::event::{
+    Addr, Down, EndpointId, GroupKey, JoinReq, Rank, Signer, Time, Up, View, ViewId,
+};
 use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
 use crate::secure::{short, Secure};
 

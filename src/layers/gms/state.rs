@@ -88,12 +88,7 @@ pub(super) struct Member {
 }
 
 impl Member {
-    pub fn new(
-        cfg: GmsConfig,
-        sec: Option<Arc<SecCtx>>,
-        view: Arc<View>,
-        addr: Addr,
-    ) -> Member {
+    pub fn new(cfg: GmsConfig, sec: Option<Arc<SecCtx>>, view: Arc<View>, addr: Addr) -> Member {
         let n = view.size();
         let mut m = Member {
             cfg,
@@ -315,13 +310,7 @@ impl Member {
         self.maybe_flush(cx);
     }
 
-    pub fn on_join(
-        &mut self,
-        id: EndpointId,
-        addr: String,
-        key: Option<PubKey>,
-        cx: &mut Cx<'_>,
-    ) {
+    pub fn on_join(&mut self, id: EndpointId, addr: String, key: Option<PubKey>, cx: &mut Cx<'_>) {
         if !self.is_coord() {
             let c = self.coordinator() as usize;
             let coord = self.view.addrs.get(c).map(|a| a.to_string());
