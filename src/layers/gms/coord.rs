@@ -262,7 +262,7 @@ impl Member {
         self.sent_view = Some(vm.clone());
         self.resend_view(cx);
         if vm.members.contains(&me_id) {
-            Some(Action::Install(vm))
+            Some(Action::Install(Box::new(vm)))
         } else {
             self.leaving_done = true;
             Some(Action::Depart)

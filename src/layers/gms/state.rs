@@ -17,7 +17,7 @@ use crate::layer::{Cx, DropReason};
 /// What the layer must do after a control message.
 pub(super) enum Action {
     /// Install this view (this member is in it).
-    Install(ViewMsg),
+    Install(Box<ViewMsg>),
     /// This member coordinated its own departure: the view is sent, wait
     /// for acknowledgements, then exit.
     Depart,
