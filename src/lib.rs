@@ -11,6 +11,8 @@
 
 pub mod engine;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod layer;
 pub mod layers;
 pub mod secure;

@@ -66,6 +66,47 @@ impl Default for ShmConfig {
     }
 }
 
+/// A receive descriptor: where in which sender's region a frame lies.
+/// Written by the sender into the receiver's ring, so untrusted: the
+/// receiver checks every field against the sender's region before it
+/// touches a byte ([`Pool::adopt`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Desc {
+    /// The sender endpoint's id.
+    pub sender: u64,
+    /// Which of its regions (data, control).
+    pub region: u32,
+    /// Slot in that region.
+    pub slot: u32,
+    /// Offset of the frame in the slot.
+    pub off: u32,
+    /// Length of the frame.
+    pub len: u32,
+}
+
+impl Desc {
+    /// The three ring words of a descriptor.
+    pub fn to_record(&self) -> [u64; 3] {
+        [
+            self.sender,
+            ((self.region as u64) << 32) | self.slot as u64,
+            ((self.off as u64) << 32) | self.len as u64,
+        ]
+    }
+
+    /// A descriptor from three ring words (any words decode; the fields
+    /// are checked where they are used).
+    pub fn from_record(r: [u64; 3]) -> Desc {
+        Desc {
+            sender: r[0],
+            region: (r[1] >> 32) as u32,
+            slot: r[1] as u32,
+            off: (r[2] >> 32) as u32,
+            len: r[2] as u32,
+        }
+    }
+}
+
 const REGION_DATA: u64 = 0;
 const REGION_CTL: u64 = 1;
 /// How often `maintain` checks that peers live.
@@ -521,12 +562,15 @@ impl Driver for ShmDriver {
                 self.stats.tx_full += 1;
                 continue;
             }
-            let (slot, off, len) = (frame.slot(), frame.offset(), frame.len() as u64);
-            let rec = [
-                self.id,
-                ((region as u64) << 32) | slot as u64,
-                ((off as u64) << 32) | len,
-            ];
+            let (slot, len) = (frame.slot(), frame.len() as u64);
+            let rec = Desc {
+                sender: self.id,
+                region: region as u32,
+                slot,
+                off: frame.offset(),
+                len: len as u32,
+            }
+            .to_record();
             let range = match to {
                 To::All => 0..self.peers.len(),
                 To::Peer(p) => p as usize..(p as usize + 1).min(self.peers.len()),
@@ -570,11 +614,17 @@ impl Driver for ShmDriver {
     fn recv(&mut self, out: &mut Vec<Msg>, max: usize) -> Result<usize, DriverError> {
         let mut n = 0;
         while n < max {
-            let Some([sid, rs, ol]) = self.rx.pop() else {
+            let Some(rec) = self.rx.pop() else {
                 break;
             };
-            let (region, slot) = ((rs >> 32) as usize, rs as u32);
-            let (off, len) = ((ol >> 32) as u32, ol as u32);
+            let Desc {
+                sender: sid,
+                region,
+                slot,
+                off,
+                len,
+            } = Desc::from_record(rec);
+            let region = region as usize;
             let mut p = self.peer_by_id(sid);
             if p.is_none() {
                 // A peer that came up since we last looked, or a process

@@ -1,0 +1,5 @@
+#![no_main]
+//! See `tutti::fuzz::secure_parts`.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| tutti::fuzz::secure_parts(data));
