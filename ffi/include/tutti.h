@@ -60,6 +60,10 @@
 // No member with that rank.
 #define TUTTI_ERR_BAD_RANK -12
 
+// A key file or authorized-keys file is unreadable or invalid, or only
+// one of the two was given.
+#define TUTTI_ERR_KEYS -13
+
 // `TuttiConfig::flags`: the application answers `TUTTI_EVENT_KIND_BLOCK` with
 // `tutti_block_ok` itself.
 #define TUTTI_APP_BLOCK_OK 1
@@ -93,6 +97,10 @@ enum TuttiEventKind
   TUTTI_EVENT_KIND_PRIMARY = 8,
   // Casts of `sender` from `seq` to `len` (exclusive) were lost.
   TUTTI_EVENT_KIND_LOST = 9,
+  // Secure groups: a process was refused (a joiner whose key is not
+  // authorized; or, in a joiner, the group refused it and an `EXIT`
+  // follows). `data`, `len`: the reason, UTF-8, not NUL-terminated.
+  TUTTI_EVENT_KIND_REFUSED = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -131,6 +139,12 @@ typedef struct TuttiConfig {
   uint32_t timeout_ms;
   // `TUTTI_APP_BLOCK_OK` or 0.
   uint32_t flags;
+  // Secure stacks (`vsync-secure`, `vsync-total-secure`): this
+  // process's secret key file (from `tutti keygen`); NULL otherwise.
+  const char *key_file;
+  // Secure stacks: the authorized public keys, one per line; NULL
+  // otherwise. Both or neither.
+  const char *authorized_file;
 } TuttiConfig;
 
 // Called (from `tutti_poll`) when a joiner needs the application's

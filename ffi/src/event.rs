@@ -35,6 +35,10 @@ pub enum TuttiEventKind {
     Primary = 8,
     /// Casts of `sender` from `seq` to `len` (exclusive) were lost.
     Lost = 9,
+    /// Secure groups: a process was refused (a joiner whose key is not
+    /// authorized; or, in a joiner, the group refused it and an `EXIT`
+    /// follows). `data`, `len`: the reason, UTF-8, not NUL-terminated.
+    Refused = 10,
 }
 
 /// One event. Fill with `tutti_poll`; release with `tutti_event_clear`.
@@ -179,6 +183,10 @@ fn fill(g: &TuttiGroup, e: Event, ev: &mut TuttiEvent) -> bool {
             o.words = r.iter().map(|x| *x as u64).collect();
         }
         Event::Exit => ev.kind = TuttiEventKind::Exit,
+        Event::Refused(why) => {
+            ev.kind = TuttiEventKind::Refused;
+            o.bytes = why.as_bytes().to_vec();
+        }
         Event::Primary => ev.kind = TuttiEventKind::Primary,
         Event::Lost { src, from, to } => {
             ev.kind = TuttiEventKind::Lost;

@@ -13,11 +13,13 @@ mod event;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tutti_core::engine::{DriverConfig, Endpoint, GroupSpec, Idle};
 use tutti_core::layers::suspect::SuspectConfig;
+use tutti_core::secure::{load_authorized, Identity, Secure};
 use tutti_core::{Group, Msg, SendErrorKind};
 
 pub use event::{tutti_event_clear, tutti_poll, TuttiEvent, TuttiEventKind};
@@ -48,6 +50,9 @@ pub const TUTTI_ERR_CLOSED: i32 = -10;
 pub const TUTTI_ERR_PANIC: i32 = -11;
 /// No member with that rank.
 pub const TUTTI_ERR_BAD_RANK: i32 = -12;
+/// A key file or authorized-keys file is unreadable or invalid, or only
+/// one of the two was given.
+pub const TUTTI_ERR_KEYS: i32 = -13;
 
 /// `TuttiConfig::flags`: the application answers `TUTTI_EVENT_KIND_BLOCK` with
 /// `tutti_block_ok` itself.
@@ -70,6 +75,12 @@ pub struct TuttiConfig {
     pub timeout_ms: u32,
     /// `TUTTI_APP_BLOCK_OK` or 0.
     pub flags: u32,
+    /// Secure stacks (`vsync-secure`, `vsync-total-secure`): this
+    /// process's secret key file (from `tutti keygen`); NULL otherwise.
+    pub key_file: *const c_char,
+    /// Secure stacks: the authorized public keys, one per line; NULL
+    /// otherwise. Both or neither.
+    pub authorized_file: *const c_char,
 }
 
 /// An open endpoint (one polling thread).
@@ -77,6 +88,7 @@ pub struct TuttiEndpoint {
     ep: Endpoint,
     timeout_ns: u64,
     app_block_ok: bool,
+    secure: Option<Arc<Secure>>,
 }
 
 /// Receives a state from `TuttiGetStateFn`.
@@ -207,9 +219,33 @@ pub extern "C" fn tutti_strerror(code: i32) -> *const c_char {
         TUTTI_ERR_CLOSED => "endpoint closed\0",
         TUTTI_ERR_PANIC => "internal error in libtutti\0",
         TUTTI_ERR_BAD_RANK => "no member with that rank\0",
+        TUTTI_ERR_KEYS => "bad key file or authorized-keys file\0",
         _ => "unknown error code\0",
     };
     s.as_ptr().cast()
+}
+
+/// The identity and authorized keys named by two optional paths.
+///
+/// # Safety
+/// Each pointer is NULL or a NUL-terminated string valid for the call.
+unsafe fn load_keys(
+    key: *const c_char,
+    authorized: *const c_char,
+) -> Result<Option<Arc<Secure>>, i32> {
+    if key.is_null() && authorized.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller's contract (NULL is refused by the helper).
+    let (k, a) = match unsafe { (str_arg(key), str_arg(authorized)) } {
+        (Ok(k), Ok(a)) => (k, a),
+        _ => return Err(TUTTI_ERR_KEYS),
+    };
+    let id = Identity::load(Path::new(k)).map_err(|_| TUTTI_ERR_KEYS)?;
+    let list = load_authorized(Path::new(a)).map_err(|_| TUTTI_ERR_KEYS)?;
+    Secure::new(id, &list)
+        .map(|s| Some(Arc::new(s)))
+        .map_err(|_| TUTTI_ERR_KEYS)
 }
 
 /// Opens an endpoint and starts its polling thread. On success `*out`
@@ -241,6 +277,12 @@ pub unsafe extern "C" fn tutti_endpoint_open(
                 Ok(d) => PathBuf::from(d),
                 Err(e) => return e,
             }
+        };
+        // SAFETY: pointers from the caller, NULL allowed (checked in the
+        // helper); valid for the call (documented).
+        let secure = match unsafe { load_keys(c.key_file, c.authorized_file) } {
+            Ok(s) => s,
+            Err(e) => return e,
         };
         let dc = match driver {
             "shm" => {
@@ -290,6 +332,7 @@ pub unsafe extern "C" fn tutti_endpoint_open(
             ep,
             timeout_ns,
             app_block_ok: c.flags & TUTTI_APP_BLOCK_OK != 0,
+            secure,
         });
         // SAFETY: checked non-NULL.
         unsafe { *out = Box::into_raw(e) };
@@ -357,6 +400,7 @@ pub unsafe extern "C" fn tutti_join(
         spec.config.gms.join_timeout_ns = (e.timeout_ns * 4).max(50_000_000);
         spec.config.gms.app_block_ok = e.app_block_ok;
         spec.config.gms.app_state = get_state.is_some();
+        spec.config.secure = e.secure.clone();
         let g = match e.ep.join(spec) {
             Ok(g) => g,
             Err(tutti_core::engine::EndpointError::Stopped) => return TUTTI_ERR_CLOSED,

@@ -156,3 +156,73 @@ fn c_programs_use_the_api() {
     );
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// A secure group from C: two members with authorized keys exchange
+/// hellos over `vsync-secure`; a third process whose key is not
+/// authorized gets `TUTTI_EVENT_KIND_REFUSED`, then `EXIT`, and the member
+/// that refused it reports it too.
+#[test]
+fn c_secure_group_refuses_an_intruder() {
+    use tutti_core::secure::{hex, Identity};
+    if !have("cc") {
+        println!("skipping: no C compiler (cc) on this machine");
+        return;
+    }
+    let lib = libtutti();
+    let work = std::env::temp_dir().join(format!("tutti-csecure-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let prog = work.join("secure_test");
+    compile("cc", &ffi_dir().join("tests/c/secure_test.c"), &prog, &lib);
+    let mut auth = String::new();
+    for (i, n) in ["sa", "sb", "sx"].iter().enumerate() {
+        let id = Identity::from_seed([0x20 + i as u8; 32]);
+        std::fs::write(work.join(format!("{n}.key")), id.secret_hex()).unwrap();
+        if i < 2 {
+            auth.push_str(&hex(&id.public()));
+            auth.push('\n');
+        }
+    }
+    std::fs::write(work.join("authorized"), auth).unwrap();
+    let dir = work.join("shm");
+    let run = |name: &str, role: &str| {
+        Command::new(&prog)
+            .arg(&dir)
+            .arg(name)
+            .arg("sa,sb")
+            .arg(work.join(format!("{name}.key")))
+            .arg(work.join("authorized"))
+            .arg(role)
+            .arg("2")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = run("sa", "member");
+    let b = run("sb", "member");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let x = run("sx", "intruder");
+    let mut outs = Vec::new();
+    for k in [a, b, x] {
+        let o = k.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success(), "a process failed:\n{text}");
+        outs.push(text);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    for t in &outs[..2] {
+        assert!(t.contains("ok secure delivered 2 hellos"), "{t}");
+        assert!(t.contains("ok left"), "{t}");
+    }
+    assert!(
+        outs[..2]
+            .iter()
+            .any(|t| t.contains("ok refused: refused join") && t.contains("not authorized")),
+        "a member reports the refusal: {outs:?}"
+    );
+    assert!(outs[2].contains("not authorized"), "{}", outs[2]);
+    assert!(
+        outs[2].contains("ok intruder refused and out"),
+        "{}",
+        outs[2]
+    );
+}

@@ -29,6 +29,9 @@ pub struct Node {
 /// What to start nodes with.
 #[derive(Clone, Debug)]
 pub struct NodeArgs {
+    /// Driver: shm (names are endpoint names) or udp (names are
+    /// `ip:port`).
+    pub driver: String,
     pub dir: PathBuf,
     pub group: String,
     pub stack: String,
@@ -92,7 +95,7 @@ impl Cluster {
         let a = &self.args;
         let mut cmd = Command::new(exe);
         cmd.arg("node")
-            .args(["--name", name, "--group", &a.group, "--driver", "shm"])
+            .args(["--name", name, "--group", &a.group, "--driver", &a.driver])
             .args(["--stack", &a.stack])
             .arg("--dir")
             .arg(&a.dir)
@@ -101,6 +104,13 @@ impl Cluster {
             .args(["--send-rate", &a.send_rate.to_string()]);
         if !contacts.is_empty() {
             cmd.args(["--contacts", &contacts.join(",")]);
+        }
+        let key = self.key_file(name);
+        if key.exists() {
+            cmd.arg("--key")
+                .arg(key)
+                .arg("--authorized")
+                .arg(self.args.dir.join("keys/authorized"));
         }
         cmd.args(&self.extra);
         let mut child = cmd
@@ -132,6 +142,49 @@ impl Cluster {
             killed_at: None,
         });
         Ok(self.nodes.len() - 1)
+    }
+
+    fn key_file(&self, name: &str) -> PathBuf {
+        let safe: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        self.args.dir.join("keys").join(format!("{safe}.key"))
+    }
+
+    /// For a secure stack: makes a key for each of `names` and authorizes
+    /// them all (nodes started later under these names use them). Does
+    /// nothing for other stacks.
+    pub fn authorize(&mut self, names: &[String]) -> Result<(), String> {
+        let secure = tutti::Spec::parse(&self.args.stack)
+            .map_err(|e| e.to_string())?
+            .is_secure();
+        if !secure {
+            return Ok(());
+        }
+        std::fs::create_dir_all(self.args.dir.join("keys")).map_err(|e| e.to_string())?;
+        let mut list = String::new();
+        for n in names {
+            let f = self.key_file(n);
+            let _ = std::fs::remove_file(&f);
+            list.push_str(&super::keys::write_key(&f)?);
+            list.push('\n');
+        }
+        std::fs::write(self.args.dir.join("keys/authorized"), list).map_err(|e| e.to_string())
+    }
+
+    /// Node names for `n` members: `<prefix><i>` over shm, free loopback
+    /// ports over udp.
+    pub fn names(&self, prefix: &str, n: usize) -> Result<Vec<String>, String> {
+        (0..n)
+            .map(|i| match self.args.driver.as_str() {
+                "shm" => Ok(format!("{prefix}{i}")),
+                _ => std::net::UdpSocket::bind("127.0.0.1:0")
+                    .and_then(|s| s.local_addr())
+                    .map(|a| a.to_string())
+                    .map_err(|e| e.to_string()),
+            })
+            .collect()
     }
 
     /// Lines node `i` printed so far.

@@ -29,6 +29,14 @@ pub struct FailoverOpts {
     /// Kill the coordinator (rank 0) rather than the highest rank.
     #[arg(long)]
     pub coordinator: bool,
+    /// Stack (a stack with membership; secure stacks get a key per member).
+    #[arg(long, default_value = "vsync")]
+    pub stack: String,
+    /// The member leaves cleanly (SIGTERM) instead of being killed: the
+    /// time is then that of a view change alone (flush, view, new key),
+    /// with no failure detection in it.
+    #[arg(long)]
+    pub leave: bool,
     /// Print one JSON object per size.
     #[arg(long)]
     pub json: bool,
@@ -40,7 +48,10 @@ pub struct FailoverResult {
     pub members: usize,
     pub runs: usize,
     pub timeout_ms: u64,
+    pub stack: String,
     pub killed: &'static str,
+    /// SIGTERM (leave) or SIGKILL (crash).
+    pub how: &'static str,
     /// Kill to new view at the last survivor, per run, ms.
     pub failover_ms: Vec<f64>,
     pub median_ms: f64,
@@ -58,6 +69,17 @@ pub fn run(o: &FailoverOpts) -> ExitCode {
     }
     let mut ok = true;
     if !o.json {
+        println!(
+            "{} over shm, member {} ({}), detector timeout {} ms",
+            o.stack,
+            if o.leave { "leaves" } else { "killed" },
+            if o.coordinator {
+                "coordinator"
+            } else {
+                "highest rank"
+            },
+            o.timeout_ms
+        );
         println!(
             "{:>7} {:>5} {:>12} {:>12} {:>12} {:>6}",
             "members", "runs", "median", "max", "max/timeout", "vsync"
@@ -110,6 +132,8 @@ fn size(o: &FailoverOpts, n: usize) -> Result<FailoverResult, String> {
         members: n,
         runs: o.runs,
         timeout_ms: o.timeout_ms,
+        stack: o.stack.clone(),
+        how: if o.leave { "leave" } else { "kill" },
         killed: if o.coordinator {
             "coordinator"
         } else {
@@ -127,14 +151,16 @@ fn size(o: &FailoverOpts, n: usize) -> Result<FailoverResult, String> {
 /// compared).
 fn once(o: &FailoverOpts, n: usize, run: usize) -> Result<(f64, bool, usize), String> {
     let mut c = Cluster::new(NodeArgs {
+        driver: "shm".into(),
         dir: shm_dir(&format!("failover-{n}-{run}")),
         group: "failover".into(),
-        stack: "vsync".into(),
+        stack: o.stack.clone(),
         send_rate: o.send_rate,
         size: 64,
         timeout_ms: o.timeout_ms,
     })?;
-    let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    let names = c.names("m", n)?;
+    c.authorize(&names)?;
     for name in &names {
         c.spawn(name, &names)?;
     }
@@ -151,7 +177,13 @@ fn once(o: &FailoverOpts, n: usize, run: usize) -> Result<(f64, bool, usize), St
         .iter()
         .position(|x| *x == victim_name)
         .ok_or("victim not found")?;
-    let killed = c.kill(victim);
+    let killed = if o.leave {
+        let at = std::time::Instant::now();
+        c.term(victim);
+        at
+    } else {
+        c.kill(victim)
+    };
     let survivors: Vec<usize> = (0..n).filter(|i| *i != victim).collect();
     let limit = Duration::from_millis(20 * o.timeout_ms + 5_000);
     let at = c.wait_views(&survivors, limit, |v| {

@@ -1,4 +1,5 @@
-//! `tutti bench group`: every member of a group over shm multicasts as
+//! `tutti bench group`: every member of a group (over shm or udp on
+//! loopback, `--driver`) multicasts as
 //! fast as flow control lets it; each member's delivery rate (all senders'
 //! casts, its own included) is measured from its first to its last
 //! delivery. Stacks listed in `--stack` (comma-separated) run one after
@@ -18,6 +19,7 @@ use super::common::shm_dir;
 pub struct GroupResult {
     pub mode: &'static str,
     pub stack: String,
+    pub driver: String,
     pub members: usize,
     pub size: usize,
     /// Casts each member made.
@@ -36,6 +38,10 @@ pub fn run(o: &BenchOpts) -> ExitCode {
         eprintln!("error: --group-size must be 2..=8 and --count at most 10000000");
         return ExitCode::from(2);
     }
+    if o.driver != "shm" && o.driver != "udp" {
+        eprintln!("error: bench group runs over shm or udp");
+        return ExitCode::from(2);
+    }
     let mut results = Vec::new();
     for stack in o.stack.split(',') {
         match one(o, stack.trim(), n) {
@@ -52,8 +58,9 @@ pub fn run(o: &BenchOpts) -> ExitCode {
             println!("{}", serde_json::to_string(r).unwrap_or_default());
         } else {
             println!(
-                "{:<14} {} members x {} casts of {} B: {:>10.0} msgs/s per member (slowest {:>10.0}), {:.2} x {}, complete: {}",
+                "{:<18} {} {} members x {} casts of {} B: {:>10.0} msgs/s per member (slowest {:>10.0}), {:.2} x {}, complete: {}",
                 r.stack,
+                r.driver,
                 r.members,
                 r.count,
                 r.size,
@@ -74,6 +81,7 @@ pub fn run(o: &BenchOpts) -> ExitCode {
 
 fn one(o: &BenchOpts, stack: &str, n: usize) -> Result<GroupResult, String> {
     let mut c = Cluster::new(NodeArgs {
+        driver: o.driver.clone(),
         dir: shm_dir(&format!("group-{}", stack.replace(':', "_"))),
         group: "bench".into(),
         stack: stack.into(),
@@ -82,7 +90,8 @@ fn one(o: &BenchOpts, stack: &str, n: usize) -> Result<GroupResult, String> {
         timeout_ms: 500,
     })?;
     c.extra = vec!["--quiet".into(), "--count".into(), o.count.to_string()];
-    let names: Vec<String> = (0..n).map(|i| format!("g{i}")).collect();
+    let names = c.names("g", n)?;
+    c.authorize(&names)?;
     for name in &names {
         c.spawn(name, &names)?;
     }
@@ -129,6 +138,7 @@ fn one(o: &BenchOpts, stack: &str, n: usize) -> Result<GroupResult, String> {
     Ok(GroupResult {
         mode: "group",
         stack: stack.into(),
+        driver: o.driver.clone(),
         members: n,
         size: o.size.max(16),
         count: o.count,

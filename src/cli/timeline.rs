@@ -29,6 +29,7 @@ fn scenario(timeout_ms: u64) -> Result<bool, String> {
          m3 joins with state transfer, m1 is killed, everyone leaves"
     );
     let mut c = Cluster::new(NodeArgs {
+        driver: "shm".into(),
         dir: shm_dir("demo-vsync"),
         group: "demo".into(),
         stack: "vsync".into(),
