@@ -213,7 +213,7 @@ pub fn seed_corpus() -> Vec<(&'static str, Vec<u8>)> {
         let b: Vec<u8> = d.to_record().iter().flat_map(|w| w.to_le_bytes()).collect();
         c.push(("shm_desc", b));
     }
-    if let Ok(s) = Secure::with_seed(identity(0), &keys(), [2; 32]) {
+    if let Ok(s) = Secure::with_seed(identity(0), keys(), [2; 32]) {
         let at = SealFor {
             group: 1,
             ltime: 2,

@@ -171,8 +171,9 @@ fn identity(i: usize) -> Identity {
     Identity::from_seed([i as u8 + 0x41; 32])
 }
 
-fn keys() -> Vec<PubKey> {
-    (0..N).map(|i| identity(i).public()).collect()
+fn keys() -> &'static [PubKey] {
+    static KEYS: OnceLock<Vec<PubKey>> = OnceLock::new();
+    KEYS.get_or_init(|| (0..N).map(|i| identity(i).public()).collect())
 }
 
 const FUZZ_KEY: [u8; 32] = [0x33; 32];
@@ -183,7 +184,7 @@ fn member(spec: &str, me: Rank, secure: bool) -> Option<Box<dyn GroupStack>> {
     let mut cfg = StackConfig::default();
     if secure {
         cfg.secure = Some(Arc::new(
-            Secure::with_seed(identity(me as usize), &keys(), [7; 32]).ok()?,
+            Secure::with_seed(identity(me as usize), keys(), [7; 32]).ok()?,
         ));
     }
     let mut st = build(spec, &cfg, pool()?, me % 2 == 0).ok()?;
@@ -195,7 +196,7 @@ fn member(spec: &str, me: Rank, secure: bool) -> Option<Box<dyn GroupStack>> {
         .with_addrs(addrs)
         .ok()?;
     if secure {
-        v.keys = keys();
+        v.keys = keys().to_vec();
         v.key = Some(GroupKey::from_bytes(FUZZ_KEY));
     }
     st.install_view(Time::ZERO, v);
@@ -318,7 +319,7 @@ pub fn secure_frames(data: &[u8]) {
 /// The pieces of the secure layers on their own: sealed group keys,
 /// sealed frames, the replay window.
 pub fn secure_parts(data: &[u8]) {
-    let Some(s) = Secure::with_seed(identity(1), &keys(), [1; 32]).ok() else {
+    let Some(s) = Secure::with_seed(identity(1), keys(), [1; 32]).ok() else {
         return;
     };
     let at = SealFor {
