@@ -1,5 +1,5 @@
 //! `crypt`: encrypts and authenticates every frame of a view under the
-//! view's group key (ChaCha20-Poly1305), once per frame, with replay
+//! view's group key (AES-256-GCM), once per frame, with replay
 //! protection.
 //!
 //! It sits right above `sign` and `com`, so everything a frame carries

@@ -1,13 +1,13 @@
-//! Frame encryption under a view's group key, and the replay window.
+//! Frame encryption under a view's group key (AES-256-GCM), and the
+//! replay window.
 //!
 //! A frame's nonce is its sender's rank and the sender's frame counter in
 //! the view; group keys are fresh for every view and ranks are unique in
 //! one, so no nonce repeats under a key. The associated data binds the
 //! frame to its group, stack, view, sender and destination.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use hkdf::Hkdf;
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 use sha2::Sha256;
 
 use super::GroupKey;
@@ -57,9 +57,51 @@ impl FrameAad {
     }
 }
 
+/// AES-256-GCM under `key` (ring's, with AES-NI and carry-less
+/// multiplication where the CPU has them; constant-time otherwise).
+pub(super) fn aes_gcm(key: &[u8; 32]) -> Option<LessSafeKey> {
+    UnboundKey::new(&AES_256_GCM, key)
+        .ok()
+        .map(LessSafeKey::new)
+}
+
+/// Encrypts `buf` in place under `key`; returns the tag.
+pub(super) fn seal_with(
+    key: &LessSafeKey,
+    nonce: [u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Option<[u8; TAG_LEN]> {
+    let tag = key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
+        .ok()?;
+    tag.as_ref().try_into().ok()
+}
+
+/// Decrypts `buf` in place under `key` if `tag` authenticates it.
+pub(super) fn open_with(
+    key: &LessSafeKey,
+    nonce: [u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8],
+) -> bool {
+    let Ok(tag) = Tag::try_from(tag) else {
+        return false;
+    };
+    key.open_in_place_separate_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        tag,
+        buf,
+        0..,
+    )
+    .is_ok()
+}
+
 /// The AEAD of one view.
 pub struct FrameKey {
-    aead: ChaCha20Poly1305,
+    aead: Option<LessSafeKey>,
 }
 
 impl FrameKey {
@@ -70,33 +112,21 @@ impl FrameKey {
         let mut fk = [0u8; 32];
         // 32 bytes is far below HKDF-SHA-256's limit: this cannot fail.
         let _ = hk.expand(FRAME_INFO, &mut fk);
-        FrameKey {
-            aead: ChaCha20Poly1305::new(Key::from_slice(&fk)),
-        }
+        FrameKey { aead: aes_gcm(&fk) }
     }
 
     /// Encrypts `buf` in place; returns the tag.
     pub fn seal(&self, aad: &FrameAad, buf: &mut [u8]) -> Option<[u8; TAG_LEN]> {
-        self.aead
-            .encrypt_in_place_detached(Nonce::from_slice(&aad.nonce()), &aad.bytes(), buf)
-            .ok()
-            .map(Into::into)
+        seal_with(self.aead.as_ref()?, aad.nonce(), &aad.bytes(), buf)
     }
 
     /// Decrypts `buf` in place if `tag` authenticates it; `false` (and
     /// `buf` unspecified) otherwise.
     pub fn open(&self, aad: &FrameAad, buf: &mut [u8], tag: &[u8]) -> bool {
-        if tag.len() != TAG_LEN {
-            return false;
+        match &self.aead {
+            Some(k) => open_with(k, aad.nonce(), &aad.bytes(), buf, tag),
+            None => false,
         }
-        self.aead
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&aad.nonce()),
-                &aad.bytes(),
-                buf,
-                Tag::from_slice(tag),
-            )
-            .is_ok()
     }
 }
 
