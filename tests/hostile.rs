@@ -6,7 +6,8 @@
 //! message arrives once, in order. The same for membership control frames
 //! sprayed at a `vsync` group.
 
-use std::collections::VecDeque;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use tutti::engine::{fnv64, Core, DriverConfig, Event, GroupSpec};
@@ -15,8 +16,6 @@ use tutti::sim::rng::Rng;
 use tutti::wire::com::{ComRepr, DST_ALL, LEN};
 use tutti::Spec;
 use tutti_drivers::shm::ShmConfig;
-use tutti_drivers::udp::UdpConfig;
-use tutti_drivers::{To, Tx};
 
 fn garbage(rng: &mut Rng, group: u32, stack: u16, view: u32) -> Vec<u8> {
     let mut hdr = vec![0u8; LEN];
@@ -67,26 +66,6 @@ fn garbage(rng: &mut Rng, group: u32, stack: u16, view: u32) -> Vec<u8> {
     }
 }
 
-/// Sends `bytes` as one frame from the raw driver `c` to all its peers;
-/// whether a buffer was free.
-fn spray(c: &mut dyn tutti_drivers::Driver, bytes: &[u8]) -> bool {
-    let Some(mut m) = c.pool().alloc() else {
-        return false;
-    };
-    if m.reserve(bytes.len())
-        .map(|b| b.copy_from_slice(bytes))
-        .is_err()
-    {
-        return false;
-    }
-    let mut q = VecDeque::from([Tx {
-        to: To::All,
-        frame: m,
-    }]);
-    c.send(&mut q).unwrap();
-    true
-}
-
 fn run(cfgs: [DriverConfig; 3], stranger: Option<std::net::SocketAddr>) {
     let [ca, cb, cc] = cfgs;
     let mut a = Core::new(ca.open().unwrap());
@@ -129,7 +108,7 @@ fn run(cfgs: [DriverConfig; 3], stranger: Option<std::net::SocketAddr>) {
         }
         // Garbage from a known peer...
         let bytes = garbage(&mut rng, group, stack, view);
-        if spray(c.as_mut(), &bytes) {
+        if common::spray(c.as_mut(), &bytes) {
             sprayed += 1;
         }
         // ...and from a stranger.
@@ -175,33 +154,15 @@ fn run(cfgs: [DriverConfig; 3], stranger: Option<std::net::SocketAddr>) {
 
 #[test]
 fn garbage_over_shm() {
-    let dir = std::env::temp_dir().join(format!("tutti-hostile-{}", std::process::id()));
-    let cfg = |n: &str| {
-        DriverConfig::Shm(ShmConfig {
-            dir: dir.clone(),
-            name: n.into(),
-            ..ShmConfig::default()
-        })
-    };
-    run([cfg("a"), cfg("b"), cfg("c")], None);
+    let dir = common::shm_dir("hostile");
+    run(common::shm_three(&dir), None);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn garbage_over_udp() {
-    let addrs: Vec<std::net::SocketAddr> = (0..3)
-        .map(|_| {
-            std::net::UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        })
-        .collect();
-    let cfg = |a| DriverConfig::Udp(UdpConfig::new(a));
-    run(
-        [cfg(addrs[0]), cfg(addrs[1]), cfg(addrs[2])],
-        Some(addrs[1]),
-    );
+    let (cfgs, addrs) = common::udp_three();
+    run(cfgs, Some(addrs[1]));
 }
 
 /// Membership control frames from a process outside the group (garbage
@@ -302,7 +263,7 @@ fn control_garbage_at_a_vsync_group() {
             }
         }
         frame.extend_from_slice(&body);
-        if spray(c.as_mut(), &frame) {
+        if common::spray(c.as_mut(), &frame) {
             sprayed += 1;
         }
         let _ = c.recv(&mut Vec::new(), 64);

@@ -12,7 +12,8 @@
 //! - `tutti node` processes: an unauthorized process cannot join, and
 //!   both sides say so.
 
-use std::collections::VecDeque;
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -26,8 +27,6 @@ use tutti::sim::rng::Rng;
 use tutti::wire::com::{ComRepr, DST_ALL, LEN};
 use tutti::{Spec, View};
 use tutti_drivers::shm::ShmConfig;
-use tutti_drivers::udp::UdpConfig;
-use tutti_drivers::{To, Tx};
 
 /// Tests here start processes or spin endpoints: one at a time on 2 cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -50,24 +49,6 @@ fn spec(names: &[String], me: u8, members: &[u8]) -> GroupSpec {
     s.config.gms.tick_ns = 10_000_000;
     s.config.secure = Some(secure(me, members));
     s
-}
-
-fn send_raw(c: &mut dyn tutti_drivers::Driver, bytes: &[u8]) -> bool {
-    let Some(mut m) = c.pool().alloc() else {
-        return false;
-    };
-    if m.reserve(bytes.len())
-        .map(|b| b.copy_from_slice(bytes))
-        .is_err()
-    {
-        return false;
-    }
-    let mut q = VecDeque::from([Tx {
-        to: To::All,
-        frame: m,
-    }]);
-    c.send(&mut q).unwrap();
-    true
 }
 
 /// Polls until every core's view of `g` has `n` members; returns the
@@ -227,7 +208,7 @@ fn spray_at_secure_group(cfgs: [DriverConfig; 3]) {
             (tag, sender),
             &valid,
         );
-        if send_raw(c.as_mut(), &f) {
+        if common::spray(c.as_mut(), &f) {
             sprayed += 1;
         }
         let _ = c.recv(&mut Vec::new(), 64);
@@ -263,30 +244,14 @@ fn spray_at_secure_group(cfgs: [DriverConfig; 3]) {
 
 #[test]
 fn forgeries_over_shm() {
-    let dir = std::env::temp_dir().join(format!("tutti-secure-{}", std::process::id()));
-    let cfg = |n: &str| {
-        DriverConfig::Shm(ShmConfig {
-            dir: dir.clone(),
-            name: n.into(),
-            ..ShmConfig::default()
-        })
-    };
-    spray_at_secure_group([cfg("a"), cfg("b"), cfg("c")]);
+    let dir = common::shm_dir("secure");
+    spray_at_secure_group(common::shm_three(&dir));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn forgeries_over_udp() {
-    let addrs: Vec<std::net::SocketAddr> = (0..3)
-        .map(|_| {
-            std::net::UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        })
-        .collect();
-    let cfg = |a| DriverConfig::Udp(UdpConfig::new(a));
-    spray_at_secure_group([cfg(addrs[0]), cfg(addrs[1]), cfg(addrs[2])]);
+    spray_at_secure_group(common::udp_three().0);
 }
 
 /// Three members, then one leaves: every view has its own key, and the

@@ -75,25 +75,23 @@ impl Crypt {
         });
     }
 
-    fn seal(&mut self, dst: u16, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
-        let Some(kv) = &mut self.view else {
-            cx.dropped(DropReason::NoView);
-            return None;
-        };
-        let Some(key) = &kv.key else {
-            cx.dropped(DropReason::NoKey);
-            return None;
-        };
-        let mut m = writable(msg, cx)?;
-        let (h, len) = (m.offset() as usize, m.len());
-        let aad = FrameAad {
+    /// The associated data of a frame of the current view.
+    fn aad(&self, tag: u32, src: Rank, dst: u16, ctr: u64) -> FrameAad {
+        FrameAad {
             group: self.group,
             stack: self.stack,
-            view: kv.tag,
-            src: kv.me,
+            view: tag,
+            src,
             dst,
-            ctr: kv.next,
-        };
+            ctr,
+        }
+    }
+
+    fn seal(&mut self, dst: u16, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+        let kv = keyed(&self.view, cx)?;
+        let aad = self.aad(kv.tag, kv.me, dst, kv.next);
+        let mut m = writable(msg, cx)?;
+        let (h, len) = (m.offset() as usize, m.len());
         let Ok(slot) = m.slot_mut() else {
             cx.dropped(DropReason::NoBuffer);
             return None;
@@ -103,7 +101,8 @@ impl Crypt {
             return None;
         }
         slot[h - CTR_LEN..h].copy_from_slice(&aad.ctr.to_be_bytes());
-        let tag = key.seal(&aad, &mut slot[h..h + len])?;
+        let kv = self.view.as_mut()?;
+        let tag = kv.key.as_ref()?.seal(&aad, &mut slot[h..h + len])?;
         slot[h + len..h + len + TAG_LEN].copy_from_slice(&tag);
         m.set_window(h - CTR_LEN, h + len + TAG_LEN).ok()?;
         kv.next += 1;
@@ -111,14 +110,7 @@ impl Crypt {
     }
 
     fn open(&mut self, src: Rank, dst: u16, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
-        let Some(kv) = &mut self.view else {
-            cx.dropped(DropReason::NoView);
-            return None;
-        };
-        let Some(key) = &kv.key else {
-            cx.dropped(DropReason::NoKey);
-            return None;
-        };
+        let kv = keyed(&self.view, cx)?;
         let f = msg.front();
         if msg.nsegs() != 1 || f.len() < CTR_LEN + TAG_LEN {
             cx.dropped(DropReason::Truncated);
@@ -127,37 +119,50 @@ impl Crypt {
         let mut c = [0u8; CTR_LEN];
         c.copy_from_slice(&f[..CTR_LEN]);
         let ctr = u64::from_be_bytes(c);
-        let Some(window) = kv.windows.get_mut(src as usize) else {
-            cx.dropped(DropReason::BadRank);
-            return None;
-        };
-        if !window.fresh(ctr) {
-            cx.dropped(DropReason::Replayed);
-            return None;
+        let fresh = kv.windows.get(src as usize).map(|w| w.fresh(ctr));
+        match fresh {
+            None => {
+                cx.dropped(DropReason::BadRank);
+                return None;
+            }
+            Some(false) => {
+                cx.dropped(DropReason::Replayed);
+                return None;
+            }
+            Some(true) => {}
         }
+        let aad = self.aad(kv.tag, src, dst, ctr);
         let mut m = writable(msg, cx)?;
         let (h, len) = (m.offset() as usize, m.len());
-        let aad = FrameAad {
-            group: self.group,
-            stack: self.stack,
-            view: kv.tag,
-            src,
-            dst,
-            ctr,
-        };
         let Ok(slot) = m.slot_mut() else {
             cx.dropped(DropReason::NoBuffer);
             return None;
         };
         let body = h + CTR_LEN..h + len - TAG_LEN;
         let (data, tag) = slot[..h + len].split_at_mut(body.end);
-        if !key.open(&aad, &mut data[body.start..], tag) {
+        let kv = self.view.as_mut()?;
+        if !kv.key.as_ref()?.open(&aad, &mut data[body.start..], tag) {
             cx.dropped(DropReason::Forged);
             return None;
         }
-        window.accept(ctr);
+        kv.windows[src as usize].accept(ctr);
         m.set_window(body.start, body.end).ok()?;
         Some(m)
+    }
+}
+
+/// The current view if it has a key (drops counted otherwise).
+fn keyed<'a>(view: &'a Option<Keyed>, cx: &mut Cx<'_>) -> Option<&'a Keyed> {
+    match view {
+        None => {
+            cx.dropped(DropReason::NoView);
+            None
+        }
+        Some(kv) if kv.key.is_none() => {
+            cx.dropped(DropReason::NoKey);
+            None
+        }
+        Some(kv) => Some(kv),
     }
 }
 

@@ -1,0 +1,57 @@
+//! Helpers shared by the tests that attack a running group.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use tutti::engine::DriverConfig;
+use tutti_drivers::shm::ShmConfig;
+use tutti_drivers::udp::UdpConfig;
+use tutti_drivers::{To, Tx};
+
+/// Sends `bytes` as one frame from the raw driver `c` to all its peers;
+/// whether a buffer was free.
+pub fn spray(c: &mut dyn tutti_drivers::Driver, bytes: &[u8]) -> bool {
+    let Some(mut m) = c.pool().alloc() else {
+        return false;
+    };
+    if m.reserve(bytes.len())
+        .map(|b| b.copy_from_slice(bytes))
+        .is_err()
+    {
+        return false;
+    }
+    let mut q = VecDeque::from([Tx {
+        to: To::All,
+        frame: m,
+    }]);
+    c.send(&mut q).unwrap();
+    true
+}
+
+/// A scratch directory for shm endpoints, unique to this test process.
+pub fn shm_dir(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("tutti-{what}-{}", std::process::id()))
+}
+
+/// Configurations of shm endpoints `a`, `b`, `c` in `dir`.
+pub fn shm_three(dir: &Path) -> [DriverConfig; 3] {
+    ["a", "b", "c"].map(|n| {
+        DriverConfig::Shm(ShmConfig {
+            dir: dir.to_path_buf(),
+            name: n.into(),
+            ..ShmConfig::default()
+        })
+    })
+}
+
+/// Configurations of three UDP endpoints on free loopback ports, and
+/// their addresses.
+pub fn udp_three() -> ([DriverConfig; 3], [std::net::SocketAddr; 3]) {
+    let addrs = [(); 3].map(|_| {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    });
+    (addrs.map(|a| DriverConfig::Udp(UdpConfig::new(a))), addrs)
+}
