@@ -270,17 +270,7 @@ fn control_garbage_at_a_vsync_group() {
         let _ = c.maintain();
         a.poll().unwrap();
         b.poll().unwrap();
-        while let Some(ev) = b.next_event(gb) {
-            match ev {
-                Event::Cast { msg, .. } => {
-                    let i = u32::from_be_bytes(msg.to_vec().try_into().unwrap());
-                    assert_eq!(i, next, "honest stream in order, nothing lost or invented");
-                    next += 1;
-                }
-                Event::View(v) => panic!("the garbage changed the view: {v:?}"),
-                _ => {}
-            }
-        }
+        common::take_honest(&mut b, gb, &mut next);
         while a.next_event(ga).is_some() {}
     }
     assert_eq!(next, total, "every honest message arrived");

@@ -215,19 +215,7 @@ fn spray_at_secure_group(cfgs: [DriverConfig; 3]) {
         let _ = c.maintain();
         a.poll().unwrap();
         b.poll().unwrap();
-        while let Some(ev) = b.next_event(gb) {
-            match ev {
-                Event::Cast { msg, .. } => {
-                    let bytes = msg.to_vec();
-                    assert_eq!(bytes.len(), 4, "nothing forged is delivered");
-                    let i = u32::from_be_bytes(bytes.try_into().unwrap());
-                    assert_eq!(i, next, "honest stream in order, nothing lost or invented");
-                    next += 1;
-                }
-                Event::View(v) => panic!("the attack changed the view: {v:?}"),
-                _ => {}
-            }
-        }
+        common::take_honest(&mut b, gb, &mut next);
         while a.next_event(ga).is_some() {}
     }
     assert_eq!(next, total, "every honest message arrived");

@@ -55,3 +55,22 @@ pub fn udp_three() -> ([DriverConfig; 3], [std::net::SocketAddr; 3]) {
     });
     (addrs.map(|a| DriverConfig::Udp(UdpConfig::new(a))), addrs)
 }
+
+/// Drains group `g`'s events at `core`: every cast must be the next
+/// honest message (a 4-byte counter: nothing forged, lost or reordered),
+/// and the view must not change.
+pub fn take_honest(core: &mut tutti::engine::Core, g: tutti::engine::GroupIx, next: &mut u32) {
+    while let Some(ev) = core.next_event(g) {
+        match ev {
+            tutti::engine::Event::Cast { msg, .. } => {
+                let bytes = msg.to_vec();
+                assert_eq!(bytes.len(), 4, "nothing forged is delivered");
+                let i = u32::from_be_bytes(bytes.try_into().unwrap());
+                assert_eq!(i, *next, "honest stream in order, nothing lost or invented");
+                *next += 1;
+            }
+            tutti::engine::Event::View(v) => panic!("the attack changed the view: {v:?}"),
+            _ => {}
+        }
+    }
+}
