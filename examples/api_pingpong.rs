@@ -52,9 +52,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 Some(_) => {}
                 None => {
-                    return Err(
-                        format!("echo: nothing for 5 s after {n}; stack:\n{}", g.dump()).into(),
+                    let first = g.dump();
+                    std::thread::sleep(Duration::from_millis(300));
+                    return Err(format!(
+                        "echo: nothing for 5 s after {n}; stack:\n{first}\n300 ms later:\n{}",
+                        g.dump()
                     )
+                    .into());
                 }
             }
         }
@@ -73,7 +77,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match g.recv(Duration::from_secs(5)) {
                 Some(Event::Cast { src: 1, .. }) => break,
                 Some(_) => {}
-                None => return Err(format!("no answer to {i}; stack:\n{}", g.dump()).into()),
+                None => {
+                    let first = g.dump();
+                    std::thread::sleep(Duration::from_millis(300));
+                    return Err(format!(
+                        "no answer to {i}; stack:\n{first}\n300 ms later:\n{}",
+                        g.dump()
+                    )
+                    .into());
+                }
             }
         }
         if i >= warm {

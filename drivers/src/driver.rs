@@ -154,4 +154,9 @@ pub trait Driver: Send {
 
     /// Counters.
     fn stats(&self) -> DriverStats;
+
+    /// A line on the driver's inner state (diagnostics: queues, peers).
+    fn describe(&self) -> String {
+        String::new()
+    }
 }

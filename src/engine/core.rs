@@ -387,12 +387,15 @@ impl Core {
     pub fn dump(&self, g: GroupIx) -> String {
         self.groups.get(g).map_or(String::new(), |s| {
             format!(
-                "{}engine: now {} timer {:?} wheel {:?} backlog {}\n",
+                "{}engine: now {} timer {:?} wheel {:?} backlog {} drops {:?}\ndriver: {:?}\n{}\n",
                 s.stack.dump(),
                 self.now(),
                 s.stack.poll_timeout(),
                 self.wheel.due_of(g as u32),
-                s.backlog.len()
+                s.backlog.len(),
+                s.stack.drops().nonzero().collect::<Vec<_>>(),
+                self.driver.stats(),
+                self.driver.describe()
             )
         })
     }

@@ -411,6 +411,8 @@ impl Group {
         let (lock, cv) = &self.shared.bell;
         loop {
             self.shared.app_waiting.store(true, Ordering::SeqCst);
+            // Pairs with the polling thread's fence after it pushes events.
+            std::sync::atomic::fence(Ordering::SeqCst);
             let guard = lock.lock().ok()?;
             if let Some(e) = self.shared.events.pop() {
                 self.shared.app_waiting.store(false, Ordering::SeqCst);
@@ -510,12 +512,22 @@ fn run(mut core: Core, shared: Arc<EpShared>, idle: Idle) {
                     }
                     Command::Leave(ix) => {
                         if let Some(j) = groups.iter_mut().find(|j| j.ix == ix) {
+                            // What the application submitted before it
+                            // dropped the group still goes out.
+                            while let Some(r) = j.shared.submit.pop() {
+                                core.submit(j.ix, r);
+                            }
                             j.live = false;
                             j.overflow.clear();
                         }
                     }
                     Command::Dump(ix, reply) => {
-                        let _ = reply.send(core.dump(ix));
+                        let _ = reply.send(format!(
+                            "{}polling thread: {} rounds, {} empty in a row\n",
+                            core.dump(ix),
+                            shared.rounds.load(Ordering::Relaxed),
+                            empty_rounds
+                        ));
                     }
                 }
             }
@@ -544,12 +556,19 @@ fn run(mut core: Core, shared: Arc<EpShared>, idle: Idle) {
                 }
                 delivered = true;
             }
+            // SeqCst fence between the pushes above and the load of
+            // `app_waiting` pairs with the application's fence between its
+            // store of `app_waiting` and its look at the queue (Dekker):
+            // either it sees our event or we see it waiting. Only the
+            // application clears the flag: clearing it here raced with an
+            // application that had already taken the event and was about
+            // to wait again, which then slept through the next event.
+            std::sync::atomic::fence(Ordering::SeqCst);
             if delivered && j.shared.app_waiting.load(Ordering::SeqCst) {
                 let (lock, cv) = &j.shared.bell;
                 if let Ok(mut g) = lock.lock() {
                     *g += 1;
                 }
-                j.shared.app_waiting.store(false, Ordering::SeqCst);
                 cv.notify_all();
             }
         }

@@ -681,6 +681,31 @@ impl Driver for ShmDriver {
     fn stats(&self) -> DriverStats {
         self.stats
     }
+
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "shm id {:x}: rx ring {} waiting (stalled {}), returns {} waiting; peers:",
+            self.id,
+            self.rx.len(),
+            self.rx.stalled(),
+            self.ret.len()
+        );
+        for p in &self.peers {
+            match &p.conn {
+                Some(c) => s.push_str(&format!(
+                    " {} (id {:x}, inode {}, its rx ring {} waiting, lent {}+{})",
+                    p.name,
+                    c.id,
+                    c.ino,
+                    c.rx.len(),
+                    c.lent[0].iter().sum::<u32>(),
+                    c.lent[1].iter().sum::<u32>()
+                )),
+                None => s.push_str(&format!(" {} (not connected)", p.name)),
+            }
+        }
+        s
+    }
 }
 
 #[cfg(test)]
