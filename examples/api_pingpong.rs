@@ -4,7 +4,11 @@
 //! their medians compare. Starts its echoing peer itself; prints one JSON
 //! line.
 //!
-//!     cargo run --release --example api_pingpong -- <dir> <count>
+//!     cargo run --release --example api_pingpong -- <dir> <count> [pin]
+//!
+//! With `pin`, each process (its application thread and the polling
+//! thread it starts) runs on one core of its own: 0 for the measuring
+//! side, 1 for the echo.
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +45,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max(1);
     let warm = 1000;
     let msg = [0u8; 64];
-    if args.get(3).map(String::as_str) == Some("echo") {
+    let pin = args.get(3).map(String::as_str) == Some("pin");
+    let pin_to = |core: usize| {
+        // The polling thread, started later, inherits this thread's
+        // affinity.
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            eprintln!("could not pin to core {core}");
+        }
+    };
+    if args.get(3).map(String::as_str) == Some("echo")
+        || args.get(4).map(String::as_str) == Some("echo")
+    {
+        if pin {
+            pin_to(1);
+        }
         let (_ep, g) = member(&dir, "pb")?;
         let mut n = 0;
         while n < count + warm {
@@ -64,9 +81,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         return Ok(());
     }
+    let mut kid_args = vec![dir.clone(), count.to_string()];
+    if pin {
+        kid_args.push("pin".into());
+    }
+    kid_args.push("echo".into());
     let mut kid = std::process::Command::new(std::env::current_exe()?)
-        .args([dir.as_str(), &count.to_string(), "echo"])
+        .args(&kid_args)
         .spawn()?;
+    if pin {
+        pin_to(0);
+    }
     let (_ep, g) = member(&dir, "pa")?;
     std::thread::sleep(Duration::from_millis(300));
     let mut rtt = Vec::with_capacity(count);
@@ -94,7 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     rtt.sort_unstable();
     println!(
-        "{{\"api\":\"rust\",\"count\":{count},\"p50_ns\":{},\"p99_ns\":{}}}",
+        "{{\"api\":\"rust\",\"count\":{count},\"pinned\":{pin},\"p50_ns\":{},\"p99_ns\":{}}}",
         rtt[count / 2],
         rtt[count * 99 / 100]
     );

@@ -4,7 +4,13 @@
  * their medians compare. Forks its echoing peer itself. Prints one JSON
  * line.
  *
- *   pingpong <dir> <count> */
+ *   pingpong <dir> <count> [pin]
+ *
+ * With "pin", each process (its application thread and the polling thread
+ * it starts) runs on one core of its own: 0 for the measuring side, 1 for
+ * the echo (fewer scheduling accidents on a small machine). */
+#define _GNU_SOURCE
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +39,19 @@ static TuttiGroup *member(const char *dir, const char *name, TuttiEndpoint **ep)
     return g;
 }
 
+static void pin_to(int core) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(core, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s <dir> <count>\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s <dir> <count> [pin]\n", argv[0]);
         return 2;
     }
+    int pin = argc == 4 && strcmp(argv[3], "pin") == 0;
     const char *dir = argv[1];
     int count = atoi(argv[2]), warm = 1000;
     if (count < 1) return 2;
@@ -46,6 +60,7 @@ int main(int argc, char **argv) {
     memset(&ev, 0, sizeof ev);
     pid_t kid = fork();
     if (kid == 0) {
+        if (pin) pin_to(1);
         TuttiEndpoint *ep;
         TuttiGroup *g = member(dir, "pb", &ep);
         if (!g) return 1;
@@ -61,6 +76,7 @@ int main(int argc, char **argv) {
         tutti_endpoint_close(ep);
         return 0;
     }
+    if (pin) pin_to(0);
     TuttiEndpoint *ep;
     TuttiGroup *g = member(dir, "pa", &ep);
     if (!g) return 1;
@@ -79,8 +95,8 @@ int main(int argc, char **argv) {
         if (i >= warm) rtt[i - warm] = now_ns() - t0;
     }
     qsort(rtt, (size_t)count, sizeof *rtt, cmp);
-    printf("{\"api\":\"c\",\"count\":%d,\"p50_ns\":%lld,\"p99_ns\":%lld}\n", count,
-           rtt[count / 2], rtt[count * 99 / 100]);
+    printf("{\"api\":\"c\",\"count\":%d,\"pinned\":%s,\"p50_ns\":%lld,\"p99_ns\":%lld}\n",
+           count, pin ? "true" : "false", rtt[count / 2], rtt[count * 99 / 100]);
     tutti_event_clear(&ev);
     tutti_group_close(g);
     tutti_endpoint_close(ep);

@@ -3,7 +3,7 @@
 
 use std::ffi::c_void;
 
-use tutti_core::Event;
+use tutti_core::{Event, Msg};
 
 use crate::TUTTI_OK;
 use crate::{guard, wait_event, TuttiGroup, TuttiStateWriter, TUTTI_ERR_NULL, TUTTI_ERR_TIMEOUT};
@@ -74,10 +74,14 @@ pub struct TuttiEvent {
     pub owned: *mut c_void,
 }
 
-/// What keeps an event's pointers valid.
+/// What keeps an event's pointers valid. Reused from one `tutti_poll` to
+/// the next on the same event, so a delivery allocates nothing.
+#[derive(Default)]
 struct Owned {
     bytes: Vec<u8>,
     words: Vec<u64>,
+    /// A delivered message in one buffer: `data` points into it (no copy).
+    msg: Option<Msg>,
 }
 
 /// Releases what `ev` holds and sets it to `TUTTI_EVENT_KIND_NONE`. Safe to
@@ -95,10 +99,22 @@ pub unsafe extern "C" fn tutti_event_clear(ev: *mut TuttiEvent) {
 }
 
 fn clear(ev: &mut TuttiEvent) {
-    if !ev.owned.is_null() {
-        // SAFETY: `owned` was made by `fill` from a `Box<Owned>`.
-        drop(unsafe { Box::from_raw(ev.owned as *mut Owned) });
-    }
+    drop(take_owned(ev));
+}
+
+/// Empties `ev` and hands back what it owned, emptied too (allocations
+/// kept for reuse), or a fresh one.
+fn take_owned(ev: &mut TuttiEvent) -> Box<Owned> {
+    let mut o = if ev.owned.is_null() {
+        Box::default()
+    } else {
+        // SAFETY: `owned` was made by `tutti_poll` from a `Box<Owned>`, and
+        // is reset below so that nothing else frees it.
+        unsafe { Box::from_raw(ev.owned as *mut Owned) }
+    };
+    o.bytes.clear();
+    o.words.clear();
+    o.msg = None;
     *ev = TuttiEvent {
         kind: TuttiEventKind::None,
         sender: 0,
@@ -115,6 +131,7 @@ fn clear(ev: &mut TuttiEvent) {
         nvector: 0,
         owned: std::ptr::null_mut(),
     };
+    o
 }
 
 /// Waits up to `timeout_ms` (negative: forever) for the next event of `g`
@@ -133,37 +150,38 @@ pub unsafe extern "C" fn tutti_poll(
         let (Some(g), Some(ev)) = (unsafe { g.as_ref() }, unsafe { ev.as_mut() }) else {
             return TUTTI_ERR_NULL;
         };
-        clear(ev);
-        loop {
+        let mut o = take_owned(ev);
+        let rc = loop {
             let Some(e) = wait_event(g, timeout_ms) else {
-                return TUTTI_ERR_TIMEOUT;
+                break TUTTI_ERR_TIMEOUT;
             };
-            if fill(g, e, ev) {
-                return TUTTI_OK;
+            if fill(g, e, ev, &mut o) {
+                break TUTTI_OK;
             }
-        }
+        };
+        // Kept (filled, or empty for reuse) until the next poll or clear.
+        ev.owned = Box::into_raw(o) as *mut c_void;
+        rc
     })
 }
 
 /// Writes event `e` to `ev`; false when it was handled here (state
 /// transfer) and the caller should wait for the next.
-fn fill(g: &TuttiGroup, e: Event, ev: &mut TuttiEvent) -> bool {
-    let mut o = Owned {
-        bytes: Vec::new(),
-        words: Vec::new(),
-    };
+fn fill(g: &TuttiGroup, e: Event, ev: &mut TuttiEvent, o: &mut Owned) -> bool {
     match e {
         Event::Cast { src, seq, msg } => {
             ev.kind = TuttiEventKind::Deliver;
             ev.sender = src;
             ev.seq = seq;
-            o.bytes = msg.to_vec();
+            payload(ev, o, msg);
+            return true;
         }
         Event::Send { src, seq, msg } => {
             ev.kind = TuttiEventKind::Send;
             ev.sender = src;
             ev.seq = seq;
-            o.bytes = msg.to_vec();
+            payload(ev, o, msg);
+            return true;
         }
         Event::View(v) => {
             ev.kind = TuttiEventKind::View;
@@ -171,21 +189,21 @@ fn fill(g: &TuttiGroup, e: Event, ev: &mut TuttiEvent) -> bool {
             ev.view_ltime = v.id.ltime;
             ev.view_coord = v.id.coord;
             ev.flags = (!v.merged.is_empty()) as u32 | (v.primary as u32) << 1;
-            o.words = v.members.clone();
+            o.words.extend_from_slice(&v.members);
         }
         Event::Block => ev.kind = TuttiEventKind::Block,
         Event::Stable(s) => {
             ev.kind = TuttiEventKind::Stable;
-            o.words = s.to_vec();
+            o.words.extend_from_slice(&s);
         }
         Event::Suspect(r) => {
             ev.kind = TuttiEventKind::Suspect;
-            o.words = r.iter().map(|x| *x as u64).collect();
+            o.words.extend(r.iter().map(|x| *x as u64));
         }
         Event::Exit => ev.kind = TuttiEventKind::Exit,
         Event::Refused(why) => {
             ev.kind = TuttiEventKind::Refused;
-            o.bytes = why.as_bytes().to_vec();
+            o.bytes.extend_from_slice(why.as_bytes());
         }
         Event::Primary => ev.kind = TuttiEventKind::Primary,
         Event::Lost { src, from, to } => {
@@ -226,6 +244,24 @@ fn fill(g: &TuttiGroup, e: Event, ev: &mut TuttiEvent) -> bool {
     };
     ev.vector = o.words.as_ptr();
     ev.nvector = o.words.len();
-    ev.owned = Box::into_raw(Box::new(o)) as *mut c_void;
     true
+}
+
+/// Points `ev` at a delivered message: in place when it is one buffer
+/// (kept alive by `o`), else copied into `o`.
+fn payload(ev: &mut TuttiEvent, o: &mut Owned, msg: Msg) {
+    match msg.contiguous() {
+        Some(b) => {
+            ev.data = b.as_ptr();
+            ev.len = b.len();
+            o.msg = Some(msg);
+        }
+        None => {
+            for seg in msg.segments() {
+                o.bytes.extend_from_slice(seg);
+            }
+            ev.data = o.bytes.as_ptr();
+            ev.len = o.bytes.len();
+        }
+    }
 }
