@@ -179,7 +179,9 @@ typedef struct TuttiEvent {
   uint32_t flags;
   // Sequence number (deliveries).
   uint64_t seq;
-  // Payload (deliveries).
+  // Payload (deliveries). Often points straight into the transport's
+  // receive buffer, which the event holds until `tutti_event_clear` or
+  // the next `tutti_poll` on it: clear events you keep around.
   const uint8_t *data;
   // Payload length (deliveries; lost: end of the lost range).
   size_t len;

@@ -54,7 +54,9 @@ pub struct TuttiEvent {
     pub flags: u32,
     /// Sequence number (deliveries).
     pub seq: u64,
-    /// Payload (deliveries).
+    /// Payload (deliveries). Often points straight into the transport's
+    /// receive buffer, which the event holds until `tutti_event_clear` or
+    /// the next `tutti_poll` on it: clear events you keep around.
     pub data: *const u8,
     /// Payload length (deliveries; lost: end of the lost range).
     pub len: usize,
