@@ -93,43 +93,19 @@ fn run(cfgs: [DriverConfig; 3], stranger: Option<std::net::SocketAddr>) {
     .tag();
     let stack = Spec::parse("reliable").unwrap().id();
     let mut rng = Rng::new(7);
-    let total = 3000u32;
-    let mut sent = 0u32;
-    let mut next = 0u32;
-    let mut sprayed = 0u64;
-    let t0 = Instant::now();
-    while next < total && t0.elapsed() < Duration::from_secs(30) {
-        if sent < total {
-            let m = a.pool().alloc_copy(&sent.to_be_bytes()).unwrap();
-            match a.cast(ga, m) {
-                Ok(()) => sent += 1,
-                Err(e) => drop(e),
-            }
-        }
+    // The static view, installed at the join.
+    while a.next_event(ga).is_some() {}
+    while b.next_event(gb).is_some() {}
+    let sprayed = common::under_attack((&mut a, ga), (&mut b, gb), c.as_mut(), 3000, |c| {
         // Garbage from a known peer...
         let bytes = garbage(&mut rng, group, stack, view);
-        if common::spray(c.as_mut(), &bytes) {
-            sprayed += 1;
-        }
         // ...and from a stranger.
         if let Some(to) = stranger {
             let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let _ = s.send_to(&bytes, to);
         }
-        let _ = c.recv(&mut Vec::new(), 64);
-        let _ = c.maintain();
-        a.poll().unwrap();
-        b.poll().unwrap();
-        while let Some(ev) = b.next_event(gb) {
-            if let Event::Cast { src: 0, msg, .. } = ev {
-                let i = u32::from_be_bytes(msg.to_vec().try_into().unwrap());
-                assert_eq!(i, next, "honest stream in order, nothing lost or invented");
-                next += 1;
-            }
-        }
-        while a.next_event(ga).is_some() {}
-    }
-    assert_eq!(next, total, "every honest message arrived");
+        u64::from(common::spray(c, &bytes))
+    });
     let (drops, _) = b.group_stats(gb).unwrap();
     let engine = b.drops();
     println!(
@@ -235,16 +211,7 @@ fn control_garbage_at_a_vsync_group() {
         }),
     ];
     let mut rng = Rng::new(11);
-    let total = 2000u32;
-    let (mut sent, mut next, mut sprayed) = (0u32, 0u32, 0u64);
-    let t0 = Instant::now();
-    while next < total && t0.elapsed() < Duration::from_secs(30) {
-        if sent < total {
-            let m = a.pool().alloc_copy(&sent.to_be_bytes()).unwrap();
-            if a.cast(ga, m).is_ok() {
-                sent += 1;
-            }
-        }
+    let sprayed = common::under_attack((&mut a, ga), (&mut b, gb), c.as_mut(), 2000, |c| {
         let mut frame = vec![0u8; LEN];
         ComRepr::control(group, stack).emit(&mut frame);
         let mut body = valid[rng.below(valid.len() as u64) as usize].clone();
@@ -263,17 +230,8 @@ fn control_garbage_at_a_vsync_group() {
             }
         }
         frame.extend_from_slice(&body);
-        if common::spray(c.as_mut(), &frame) {
-            sprayed += 1;
-        }
-        let _ = c.recv(&mut Vec::new(), 64);
-        let _ = c.maintain();
-        a.poll().unwrap();
-        b.poll().unwrap();
-        common::take_honest(&mut b, gb, &mut next);
-        while a.next_event(ga).is_some() {}
-    }
-    assert_eq!(next, total, "every honest message arrived");
+        u64::from(common::spray(c, &frame))
+    });
     let (drops, _) = b.group_stats(gb).unwrap();
     println!("sprayed {sprayed} control frames: stack drops {drops}");
     assert!(

@@ -191,16 +191,7 @@ fn spray_at_secure_group(cfgs: [DriverConfig; 3]) {
         }),
     ];
     let mut rng = Rng::new(5);
-    let total = 2000u32;
-    let (mut sent, mut next, mut sprayed) = (0u32, 0u32, 0u64);
-    let t0 = Instant::now();
-    while next < total && t0.elapsed() < Duration::from_secs(30) {
-        if sent < total {
-            let m = a.pool().alloc_copy(&sent.to_be_bytes()).unwrap();
-            if a.cast(ga, m).is_ok() {
-                sent += 1;
-            }
-        }
+    let sprayed = common::under_attack((&mut a, ga), (&mut b, gb), c.as_mut(), 2000, |c| {
         let f = attack(
             &mut rng,
             &attacker,
@@ -208,17 +199,8 @@ fn spray_at_secure_group(cfgs: [DriverConfig; 3]) {
             (tag, sender),
             &valid,
         );
-        if common::spray(c.as_mut(), &f) {
-            sprayed += 1;
-        }
-        let _ = c.recv(&mut Vec::new(), 64);
-        let _ = c.maintain();
-        a.poll().unwrap();
-        b.poll().unwrap();
-        common::take_honest(&mut b, gb, &mut next);
-        while a.next_event(ga).is_some() {}
-    }
-    assert_eq!(next, total, "every honest message arrived");
+        u64::from(common::spray(c, &f))
+    });
     let (drops, _) = b.group_stats(gb).unwrap();
     println!("sprayed {sprayed} frames: stack drops {drops}");
     for r in [

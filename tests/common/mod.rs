@@ -74,3 +74,35 @@ pub fn take_honest(core: &mut tutti::engine::Core, g: tutti::engine::GroupIx, ne
         }
     }
 }
+
+/// While `a` multicasts `total` counters to `b` (group `ga` / `gb`),
+/// `attack` sprays frames from the raw driver `c` once per round and says
+/// how many it got out. Every honest message must reach `b` once, in
+/// order, with no view change, within 30 s. Returns the frames sprayed.
+pub fn under_attack(
+    (a, ga): (&mut tutti::engine::Core, tutti::engine::GroupIx),
+    (b, gb): (&mut tutti::engine::Core, tutti::engine::GroupIx),
+    c: &mut dyn tutti_drivers::Driver,
+    total: u32,
+    mut attack: impl FnMut(&mut dyn tutti_drivers::Driver) -> u64,
+) -> u64 {
+    let (mut sent, mut next, mut sprayed) = (0u32, 0u32, 0u64);
+    let t0 = std::time::Instant::now();
+    while next < total && t0.elapsed() < std::time::Duration::from_secs(30) {
+        if sent < total {
+            let m = a.pool().alloc_copy(&sent.to_be_bytes()).unwrap();
+            if a.cast(ga, m).is_ok() {
+                sent += 1;
+            }
+        }
+        sprayed += attack(c);
+        let _ = c.recv(&mut Vec::new(), 64);
+        let _ = c.maintain();
+        a.poll().unwrap();
+        b.poll().unwrap();
+        take_honest(b, gb, &mut next);
+        while a.next_event(ga).is_some() {}
+    }
+    assert_eq!(next, total, "every honest message arrived");
+    sprayed
+}
