@@ -11,14 +11,13 @@
 //! Run: `cargo bench --bench secure`.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use tutti::event::{Addr, Dest, GroupKey, PubKey};
+use tutti::event::{Dest, PubKey};
 use tutti::secure::{Identity, SealFor, Secure, SIGN_DOMAIN};
-use tutti::{build, GroupStack, Msg, Pool, PoolConfig, Rank, StackConfig, Time, Up, View, ViewId};
+use tutti::{GroupStack, Msg, Pool, PoolConfig, Time, Up};
 
 const BATCH: u64 = 64;
 
@@ -33,7 +32,7 @@ fn pool() -> Pool {
 }
 
 fn id(i: usize) -> Identity {
-    Identity::from_seed([i as u8 + 1; 32])
+    tutti::fuzz::identity(i)
 }
 
 struct Two {
@@ -45,28 +44,9 @@ struct Two {
 
 impl Two {
     fn new(spec: &str) -> Two {
-        let keys: Vec<PubKey> = (0..2).map(|i| id(i).public()).collect();
-        let secure = spec.contains("secure");
+        let key = spec.contains("secure").then_some([9; 32]);
         let s = (0..2)
-            .map(|i| {
-                let cfg = StackConfig {
-                    secure: Some(Arc::new(
-                        Secure::with_seed(id(i), &keys, [i as u8; 32]).unwrap(),
-                    )),
-                    ..StackConfig::default()
-                };
-                let mut st = build(spec, &cfg, pool(), true).unwrap();
-                let mut v = View::new(ViewId { ltime: 1, coord: 0 }, vec![0, 1], i as Rank)
-                    .unwrap()
-                    .with_addrs(vec![Addr::from("m0"), Addr::from("m1")])
-                    .unwrap();
-                if secure {
-                    v.keys = keys.clone();
-                    v.key = Some(GroupKey::from_bytes([9; 32]));
-                }
-                st.install_view(Time::ZERO, v);
-                st
-            })
+            .map(|i| tutti::fuzz::static_member(spec, 2, i, key, pool()).unwrap())
             .collect();
         let mut t = Two {
             s,

@@ -442,6 +442,24 @@ impl<'a> Cx<'a> {
         m
     }
 
+    /// A control buffer holding the concatenation of `parts` (a layer's
+    /// own message: tag, header, body). `None`, counted, when no buffer is
+    /// free or the parts do not fit one.
+    pub fn message(&mut self, parts: &[&[u8]]) -> Option<Msg> {
+        let mut m = self.alloc()?;
+        let len = parts.iter().map(|p| p.len()).sum();
+        let Ok(b) = m.reserve(len) else {
+            self.dropped(DropReason::TooLarge);
+            return None;
+        };
+        let mut at = 0;
+        for p in parts {
+            b[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        Some(m)
+    }
+
     /// Payload bytes a control buffer holds.
     pub fn ctl_capacity(&self) -> usize {
         self.env.ctl.capacity()

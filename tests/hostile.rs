@@ -67,24 +67,18 @@ fn garbage(rng: &mut Rng, group: u32, stack: u16, view: u32) -> Vec<u8> {
 }
 
 fn run(cfgs: [DriverConfig; 3], stranger: Option<std::net::SocketAddr>) {
-    let [ca, cb, cc] = cfgs;
-    let mut a = Core::new(ca.open().unwrap());
-    let mut b = Core::new(cb.open().unwrap());
-    let mut c = cc.open().unwrap();
-    let (na, nb, nc) = (
-        a.driver().local_addr(),
-        b.driver().local_addr(),
-        c.local_addr(),
-    );
+    let common::Three {
+        mut a,
+        mut b,
+        mut c,
+        na,
+        nb,
+    } = common::open_three(cfgs);
     let g1 = vec![na.clone(), nb.clone()];
     let ga = a
         .join(&GroupSpec::new("g1", "reliable", g1.clone()))
         .unwrap();
     let gb = b.join(&GroupSpec::new("g1", "reliable", g1)).unwrap();
-    let _gb2 = b
-        .join(&GroupSpec::new("g2", "reliable", vec![nb.clone(), nc]))
-        .unwrap();
-    c.add_peer(&nb).unwrap();
     let group = fnv64("g1") as u32;
     let view = tutti::ViewId {
         ltime: 1,

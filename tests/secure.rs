@@ -138,23 +138,16 @@ fn attack(
 
 fn spray_at_secure_group(cfgs: [DriverConfig; 3]) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let [ca, cb, cc] = cfgs;
-    let mut a = Core::new(ca.open().unwrap());
-    let mut b = Core::new(cb.open().unwrap());
-    let mut c = cc.open().unwrap();
-    let (na, nb, nc) = (
-        a.driver().local_addr(),
-        b.driver().local_addr(),
-        c.local_addr(),
-    );
-    let names = vec![na.clone(), nb.clone()];
+    let common::Three {
+        mut a,
+        mut b,
+        mut c,
+        na,
+        nb,
+    } = common::open_three(cfgs);
+    let names = vec![na, nb.clone()];
     let ga = a.join(&spec(&names, 1, &[1, 2])).unwrap();
     let gb = b.join(&spec(&names, 2, &[1, 2])).unwrap();
-    // `b` shares another group with `c`, so its driver takes `c`'s frames.
-    let _g2 = b
-        .join(&GroupSpec::new("g2", "reliable", vec![nb.clone(), nc]))
-        .unwrap();
-    c.add_peer(&nb).unwrap();
     let views = wait_views(&mut [(&mut a, ga), (&mut b, gb)], 2);
     let view = views[1].clone();
     assert!(view.key.is_some(), "a secure view carries a key");

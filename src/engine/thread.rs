@@ -152,7 +152,7 @@ struct GroupShared {
     submit: ArrayQueue<Request>,
     events: ArrayQueue<Event>,
     app_waiting: AtomicBool,
-    bell: (Mutex<u64>, Condvar),
+    bell: (Mutex<()>, Condvar),
     closed: AtomicBool,
 }
 
@@ -306,7 +306,7 @@ impl Endpoint {
             submit: ArrayQueue::new(QUEUE),
             events: ArrayQueue::new(QUEUE),
             app_waiting: AtomicBool::new(false),
-            bell: (Mutex::new(0), Condvar::new()),
+            bell: (Mutex::new(()), Condvar::new()),
             closed: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel();
@@ -563,13 +563,16 @@ fn run(mut core: Core, shared: Arc<EpShared>, idle: Idle) {
             // application clears the flag: clearing it here raced with an
             // application that had already taken the event and was about
             // to wait again, which then slept through the next event.
-            std::sync::atomic::fence(Ordering::SeqCst);
-            if delivered && j.shared.app_waiting.load(Ordering::SeqCst) {
-                let (lock, cv) = &j.shared.bell;
-                if let Ok(mut g) = lock.lock() {
-                    *g += 1;
+            if delivered {
+                std::sync::atomic::fence(Ordering::SeqCst);
+                if j.shared.app_waiting.load(Ordering::SeqCst) {
+                    // Under the lock: the application checks the queue and
+                    // starts waiting under it, so the notice cannot fall in
+                    // between.
+                    let (lock, cv) = &j.shared.bell;
+                    let _held = lock.lock();
+                    cv.notify_all();
                 }
-                cv.notify_all();
             }
         }
         shared.rounds.fetch_add(1, Ordering::Relaxed);

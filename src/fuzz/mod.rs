@@ -167,7 +167,8 @@ fn pool() -> Option<Pool> {
     .ok()
 }
 
-fn identity(i: usize) -> Identity {
+/// The long-term identity of member `i` of the fuzzed (and tested) views.
+pub fn identity(i: usize) -> Identity {
     Identity::from_seed([i as u8 + 0x41; 32])
 }
 
@@ -176,31 +177,55 @@ fn keys() -> &'static [PubKey] {
     KEYS.get_or_init(|| (0..N).map(|i| identity(i).public()).collect())
 }
 
+/// The public keys of members `0..n`.
+pub fn keys_of(n: usize) -> Vec<PubKey> {
+    if n == N {
+        return keys().to_vec();
+    }
+    (0..n).map(|i| identity(i).public()).collect()
+}
+
 const FUZZ_KEY: [u8; 32] = [0x33; 32];
+
+/// Member `me` of a static view of `n` (ids `0..n`, addresses `m0`...,
+/// view 3.0) over `spec`, its layers' buffers from `ctl`. With `key`, a
+/// secure stack: member `i` holds [`identity`]`(i)`, all are authorized,
+/// and the view carries `key` as its pre-shared group key. (The fuzz
+/// targets, the secure layers' tests and `benches/secure.rs` use it.)
+pub fn static_member(
+    spec: &str,
+    n: usize,
+    me: Rank,
+    key: Option<[u8; 32]>,
+    ctl: Pool,
+) -> Option<Box<dyn GroupStack>> {
+    let mut cfg = StackConfig::default();
+    let keys = key.map(|_| keys_of(n));
+    if let Some(keys) = &keys {
+        cfg.secure = Some(Arc::new(
+            Secure::with_seed(identity(me as usize), keys, [me as u8; 32]).ok()?,
+        ));
+    }
+    let mut st = build(spec, &cfg, ctl, me % 2 == 0).ok()?;
+    let addrs = (0..n)
+        .map(|k| Addr::from(format!("m{k}").as_str()))
+        .collect();
+    let mut v = View::new(view_id(), (0..n as u64).collect(), me)
+        .ok()?
+        .with_addrs(addrs)
+        .ok()?;
+    if let (Some(keys), Some(key)) = (keys, key) {
+        v.keys = keys;
+        v.key = Some(GroupKey::from_bytes(key));
+    }
+    st.install_view(Time::ZERO, v);
+    Some(st)
+}
 
 /// Member `me` of a static view of [`N`] (with a pre-shared key for the
 /// secure stacks).
 fn member(spec: &str, me: Rank, secure: bool) -> Option<Box<dyn GroupStack>> {
-    let mut cfg = StackConfig::default();
-    if secure {
-        cfg.secure = Some(Arc::new(
-            Secure::with_seed(identity(me as usize), keys(), [7; 32]).ok()?,
-        ));
-    }
-    let mut st = build(spec, &cfg, pool()?, me % 2 == 0).ok()?;
-    let addrs = (0..N)
-        .map(|k| Addr::from(format!("m{k}").as_str()))
-        .collect();
-    let mut v = View::new(view_id(), (0..N as u64).collect(), me)
-        .ok()?
-        .with_addrs(addrs)
-        .ok()?;
-    if secure {
-        v.keys = keys().to_vec();
-        v.key = Some(GroupKey::from_bytes(FUZZ_KEY));
-    }
-    st.install_view(Time::ZERO, v);
-    Some(st)
+    static_member(spec, N, me, secure.then_some(FUZZ_KEY), pool()?)
 }
 
 fn view_id() -> ViewId {

@@ -43,11 +43,19 @@ pub static INFO: LayerInfo = LayerInfo {
 pub struct Crypt {
     group: u32,
     stack: u16,
-    view: Option<Keyed>,
+    view: ViewState,
+}
+
+enum ViewState {
+    /// No view installed yet.
+    None,
+    /// A view without a group key: nothing goes in or out.
+    Keyless,
+    Keyed(Box<Keyed>),
 }
 
 struct Keyed {
-    key: Option<FrameKey>,
+    key: FrameKey,
     tag: u32,
     me: Rank,
     /// Next frame counter of this member.
@@ -61,35 +69,49 @@ impl Crypt {
         Crypt {
             group,
             stack,
-            view: None,
+            view: ViewState::None,
         }
     }
 
     fn install(&mut self, v: &Arc<View>) {
-        self.view = Some(Keyed {
-            key: v.key.as_ref().map(FrameKey::new),
-            tag: v.id.tag(),
-            me: v.rank,
-            next: 0,
-            windows: vec![ReplayWindow::default(); v.size()],
-        });
+        self.view = match &v.key {
+            None => ViewState::Keyless,
+            Some(k) => ViewState::Keyed(Box::new(Keyed {
+                key: FrameKey::new(k),
+                tag: v.id.tag(),
+                me: v.rank,
+                next: 0,
+                windows: vec![ReplayWindow::default(); v.size()],
+            })),
+        };
     }
 
-    /// The associated data of a frame of the current view.
-    fn aad(&self, tag: u32, src: Rank, dst: u16, ctr: u64) -> FrameAad {
-        FrameAad {
-            group: self.group,
-            stack: self.stack,
-            view: tag,
-            src,
-            dst,
-            ctr,
+    /// The current view if it has a key (drops counted otherwise).
+    fn keyed(&mut self, cx: &mut Cx<'_>) -> Option<&mut Keyed> {
+        match &mut self.view {
+            ViewState::None => {
+                cx.dropped(DropReason::NoView);
+                None
+            }
+            ViewState::Keyless => {
+                cx.dropped(DropReason::NoKey);
+                None
+            }
+            ViewState::Keyed(kv) => Some(kv),
         }
     }
 
     fn seal(&mut self, dst: u16, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
-        let kv = keyed(&self.view, cx)?;
-        let aad = self.aad(kv.tag, kv.me, dst, kv.next);
+        let (group, stack) = (self.group, self.stack);
+        let kv = self.keyed(cx)?;
+        let aad = FrameAad {
+            group,
+            stack,
+            view: kv.tag,
+            src: kv.me,
+            dst,
+            ctr: kv.next,
+        };
         let mut m = writable(msg, cx)?;
         let (h, len) = (m.offset() as usize, m.len());
         let Ok(slot) = m.slot_mut() else {
@@ -101,16 +123,18 @@ impl Crypt {
             return None;
         }
         slot[h - CTR_LEN..h].copy_from_slice(&aad.ctr.to_be_bytes());
-        let kv = self.view.as_mut()?;
-        let tag = kv.key.as_ref()?.seal(&aad, &mut slot[h..h + len])?;
+        let tag = kv.key.seal(&aad, &mut slot[h..h + len])?;
         slot[h + len..h + len + TAG_LEN].copy_from_slice(&tag);
         m.set_window(h - CTR_LEN, h + len + TAG_LEN).ok()?;
         kv.next += 1;
         Some(m)
     }
 
-    fn open(&mut self, src: Rank, dst: u16, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
-        let kv = keyed(&self.view, cx)?;
+    /// Opens a frame from `src`, sent to everyone or (`p2p`) to this member.
+    fn open(&mut self, src: Rank, p2p: bool, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+        let (group, stack) = (self.group, self.stack);
+        let kv = self.keyed(cx)?;
+        let dst = if p2p { kv.me } else { DST_ALL };
         let f = msg.front();
         if msg.nsegs() != 1 || f.len() < CTR_LEN + TAG_LEN {
             cx.dropped(DropReason::Truncated);
@@ -119,19 +143,22 @@ impl Crypt {
         let mut c = [0u8; CTR_LEN];
         c.copy_from_slice(&f[..CTR_LEN]);
         let ctr = u64::from_be_bytes(c);
-        let fresh = kv.windows.get(src as usize).map(|w| w.fresh(ctr));
-        match fresh {
-            None => {
-                cx.dropped(DropReason::BadRank);
-                return None;
-            }
-            Some(false) => {
-                cx.dropped(DropReason::Replayed);
-                return None;
-            }
-            Some(true) => {}
+        let Some(window) = kv.windows.get_mut(src as usize) else {
+            cx.dropped(DropReason::BadRank);
+            return None;
+        };
+        if !window.fresh(ctr) {
+            cx.dropped(DropReason::Replayed);
+            return None;
         }
-        let aad = self.aad(kv.tag, src, dst, ctr);
+        let aad = FrameAad {
+            group,
+            stack,
+            view: kv.tag,
+            src,
+            dst,
+            ctr,
+        };
         let mut m = writable(msg, cx)?;
         let (h, len) = (m.offset() as usize, m.len());
         let Ok(slot) = m.slot_mut() else {
@@ -140,29 +167,13 @@ impl Crypt {
         };
         let body = h + CTR_LEN..h + len - TAG_LEN;
         let (data, tag) = slot[..h + len].split_at_mut(body.end);
-        let kv = self.view.as_mut()?;
-        if !kv.key.as_ref()?.open(&aad, &mut data[body.start..], tag) {
+        if !kv.key.open(&aad, &mut data[body.start..], tag) {
             cx.dropped(DropReason::Forged);
             return None;
         }
         kv.windows[src as usize].accept(ctr);
         m.set_window(body.start, body.end).ok()?;
         Some(m)
-    }
-}
-
-/// The current view if it has a key (drops counted otherwise).
-fn keyed<'a>(view: &'a Option<Keyed>, cx: &mut Cx<'_>) -> Option<&'a Keyed> {
-    match view {
-        None => {
-            cx.dropped(DropReason::NoView);
-            None
-        }
-        Some(kv) if kv.key.is_none() => {
-            cx.dropped(DropReason::NoKey);
-            None
-        }
-        Some(kv) => Some(kv),
     }
 }
 
@@ -226,13 +237,12 @@ impl Layer for Crypt {
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         match ev {
             Up::CastRaw { src, msg } => {
-                if let Some(msg) = self.open(src, DST_ALL, msg, cx) {
+                if let Some(msg) = self.open(src, false, msg, cx) {
                     cx.up(Up::CastRaw { src, msg });
                 }
             }
             Up::SendRaw { src, msg } => {
-                let me = self.view.as_ref().map(|v| v.me).unwrap_or(DST_ALL);
-                if let Some(msg) = self.open(src, me, msg, cx) {
+                if let Some(msg) = self.open(src, true, msg, cx) {
                     cx.up(Up::SendRaw { src, msg });
                 }
             }
@@ -242,13 +252,9 @@ impl Layer for Crypt {
 
     fn dump(&self, out: &mut String) {
         match &self.view {
-            None => out.push_str("no view"),
-            Some(k) => out.push_str(&format!(
-                "view tag {:08x} keyed={} sent={}",
-                k.tag,
-                k.key.is_some(),
-                k.next
-            )),
+            ViewState::None => out.push_str("no view"),
+            ViewState::Keyless => out.push_str("view without a key"),
+            ViewState::Keyed(k) => out.push_str(&format!("view tag {:08x} sent={}", k.tag, k.next)),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tutti_drivers::{Pool, PoolConfig};
 
-use crate::event::{Addr, Dest, GroupKey, JoinReq, PubKey, Rank, Time, Up, View, ViewId};
+use crate::event::{Addr, Dest, JoinReq, PubKey, Rank, Time, Up, View, ViewId};
 use crate::layer::DropReason;
 use crate::secure::{Identity, Secure, CRYPT_OVERHEAD};
 use crate::stack::{build, GroupStack, StackConfig};
@@ -25,7 +25,7 @@ fn pool() -> Pool {
 }
 
 fn id(i: usize) -> Identity {
-    Identity::from_seed([i as u8 + 1; 32])
+    crate::fuzz::identity(i)
 }
 
 fn secure(i: usize, authorized: &[PubKey]) -> Arc<Secure> {
@@ -47,8 +47,8 @@ impl Pair {
 
     /// `key` `None`: the same group over plain `vsync`.
     fn with(n: usize, key: Option<[u8; 32]>) -> Pair {
-        let keys: Vec<PubKey> = (0..n).map(|i| id(i).public()).collect();
-        let s = (0..n).map(|i| Pair::member(i, n, &keys, key)).collect();
+        let keys = crate::fuzz::keys_of(n);
+        let s = (0..n).map(|i| Pair::member(i, n, key)).collect();
         let mut p = Pair {
             s,
             rx: pool(),
@@ -97,30 +97,9 @@ impl Pair {
         }
     }
 
-    fn member(i: usize, n: usize, keys: &[PubKey], key: Option<[u8; 32]>) -> Box<dyn GroupStack> {
-        let cfg = StackConfig {
-            secure: Some(secure(i, keys)),
-            ..StackConfig::default()
-        };
+    fn member(i: usize, n: usize, key: Option<[u8; 32]>) -> Box<dyn GroupStack> {
         let spec = if key.is_some() { SPEC } else { "vsync" };
-        let mut st = build(spec, &cfg, pool(), i % 2 == 0).unwrap();
-        let mut v = View::new(
-            ViewId { ltime: 3, coord: 0 },
-            (0..n as u64).collect(),
-            i as Rank,
-        )
-        .unwrap()
-        .with_addrs(
-            (0..n)
-                .map(|k| Addr::from(format!("m{k}").as_str()))
-                .collect(),
-        )
-        .unwrap();
-        if let Some(key) = key {
-            v.keys = keys.to_vec();
-            v.key = Some(GroupKey::from_bytes(key));
-        }
-        st.install_view(Time::ZERO, v);
+        let mut st = crate::fuzz::static_member(spec, n, i as Rank, key, pool()).unwrap();
         while st.poll_event().is_some() {}
         st
     }

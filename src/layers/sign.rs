@@ -53,6 +53,9 @@ impl Sign {
         }
     }
 
+    /// Who signed `body` with `sig`, claiming `key`; the drop reason if
+    /// the signature is bad, or is a stranger's arriving within
+    /// [`STRANGER_CHECK_NS`] of the last one checked.
     fn verify(
         &mut self,
         s: &Secure,
@@ -60,22 +63,26 @@ impl Sign {
         sig: &[u8; 64],
         body: &[u8],
         now: Time,
-    ) -> Option<Signer> {
+    ) -> Result<Signer, DropReason> {
         let authorized = s.is_authorized(key);
         if !authorized {
             if self
                 .stranger_at
                 .is_some_and(|t| now.since(t) < STRANGER_CHECK_NS)
             {
-                return None;
+                return Err(DropReason::Unauthorized);
             }
             self.stranger_at = Some(now);
         }
         let parts: [&[u8]; 4] = [SIGN_DOMAIN, &self.group, &self.stack, body];
-        s.verify(key, &parts, sig).then_some(Signer {
-            key: *key,
-            authorized,
-        })
+        match s.verify(key, &parts, sig) {
+            true => Ok(Signer {
+                key: *key,
+                authorized,
+            }),
+            false if authorized => Err(DropReason::BadSignature),
+            false => Err(DropReason::Unauthorized),
+        }
     }
 }
 
@@ -133,17 +140,15 @@ impl Layer for Sign {
         key.copy_from_slice(&f[..32]);
         let mut sig = [0u8; 64];
         sig.copy_from_slice(&f[32..SIG_LEN]);
-        let authorized = s.is_authorized(&key);
         match self.verify(&s, &key, &sig, &f[SIG_LEN..], cx.now()) {
-            Some(signer) => {
+            Ok(signer) => {
                 if m.advance(SIG_LEN).is_err() {
                     cx.dropped(DropReason::Truncated);
                     return;
                 }
                 cx.up(Up::Ctl(m, Some(signer)));
             }
-            None if authorized => cx.dropped(DropReason::BadSignature),
-            None => cx.dropped(DropReason::Unauthorized),
+            Err(why) => cx.dropped(why),
         }
     }
 }

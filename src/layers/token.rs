@@ -87,14 +87,6 @@ struct TokenView {
     mine: BTreeMap<u64, Msg>,
 }
 
-fn ctl(cx: &mut Cx<'_>, tag: u8, body: &[u8]) -> Option<Msg> {
-    let mut m = cx.alloc()?;
-    let b = m.reserve(1 + body.len()).ok()?;
-    b[0] = tag;
-    b[1..].copy_from_slice(body);
-    Some(m)
-}
-
 impl TokenView {
     fn new(v: &View) -> TokenView {
         TokenView {
@@ -131,7 +123,7 @@ impl TokenView {
         }
         if self.holder != self.me {
             if !backlog.is_empty() && !self.asked {
-                if let Some(m) = ctl(cx, TAG_REQUEST, &[]) {
+                if let Some(m) = cx.message(&[&[TAG_REQUEST]]) {
                     self.asked = true;
                     cx.stats().control += 1;
                     cx.down(Down::Cast(m));
@@ -175,7 +167,7 @@ impl TokenView {
             body[..2].copy_from_slice(&to.to_be_bytes());
             body[2..10].copy_from_slice(&self.next.to_be_bytes());
             body[10..].copy_from_slice(&(self.passes + 1).to_be_bytes());
-            if let Some(m) = ctl(cx, TAG_TOKEN, &body) {
+            if let Some(m) = cx.message(&[&[TAG_TOKEN], &body]) {
                 cx.stats().control += 1;
                 cx.down(Down::Cast(m));
                 self.passes += 1;

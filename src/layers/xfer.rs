@@ -87,14 +87,6 @@ struct Outgoing {
     sent: Option<usize>,
 }
 
-fn msg(cx: &mut Cx<'_>, tag: u8, body: &[u8]) -> Option<Msg> {
-    let mut m = cx.alloc()?;
-    let b = m.reserve(1 + body.len()).ok()?;
-    b[0] = tag;
-    b[1..].copy_from_slice(body);
-    Some(m)
-}
-
 impl Xfer {
     /// An `xfer` layer.
     pub fn new() -> Xfer {
@@ -130,7 +122,7 @@ impl Xfer {
                 begin: None,
                 data: Vec::new(),
             });
-            if let Some(m) = msg(cx, TAG_CTRL, &encode(&XferCtrl::Request)) {
+            if let Some(m) = cx.message(&[&[TAG_CTRL], &encode(&XferCtrl::Request)]) {
                 cx.down(Down::Send(0, m));
             }
             return;
@@ -147,7 +139,7 @@ impl Xfer {
                     len: o.state.len() as u64,
                     vector: o.vector.clone(),
                 });
-                let Some(m) = msg(cx, TAG_CTRL, &body) else {
+                let Some(m) = cx.message(&[&[TAG_CTRL], &body]) else {
                     break;
                 };
                 cx.down(Down::Send(o.to, m));
@@ -158,10 +150,8 @@ impl Xfer {
                     break;
                 }
                 let end = (off + per).min(o.state.len());
-                let mut body = Vec::with_capacity(8 + end - off);
-                body.extend_from_slice(&(off as u64).to_be_bytes());
-                body.extend_from_slice(&o.state[off..end]);
-                let Some(m) = msg(cx, TAG_CHUNK, &body) else {
+                let at = (off as u64).to_be_bytes();
+                let Some(m) = cx.message(&[&[TAG_CHUNK], &at, &o.state[off..end]]) else {
                     budget = 0;
                     break;
                 };

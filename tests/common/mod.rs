@@ -106,3 +106,35 @@ pub fn under_attack(
     assert_eq!(next, total, "every honest message arrived");
     sprayed
 }
+
+/// Two engines `a`, `b` and a raw driver `c` that `b` takes frames from
+/// (they share a group of their own, so `b`'s driver knows `c`), with
+/// their addresses.
+pub struct Three {
+    pub a: tutti::engine::Core,
+    pub b: tutti::engine::Core,
+    pub c: Box<dyn tutti_drivers::Driver>,
+    pub na: String,
+    pub nb: String,
+}
+
+/// Opens [`Three`] from three driver configurations.
+pub fn open_three(cfgs: [DriverConfig; 3]) -> Three {
+    let [ca, cb, cc] = cfgs;
+    let a = tutti::engine::Core::new(ca.open().unwrap());
+    let mut b = tutti::engine::Core::new(cb.open().unwrap());
+    let mut c = cc.open().unwrap();
+    let (na, nb, nc) = (
+        a.driver().local_addr(),
+        b.driver().local_addr(),
+        c.local_addr(),
+    );
+    b.join(&tutti::engine::GroupSpec::new(
+        "g2",
+        "reliable",
+        vec![nb.clone(), nc],
+    ))
+    .unwrap();
+    c.add_peer(&nb).unwrap();
+    Three { a, b, c, na, nb }
+}

@@ -143,22 +143,7 @@ struct Joining {
 
 /// A message of this layer: tag, then the control encoding.
 fn ctrl_msg(cx: &mut Cx<'_>, c: &Ctrl) -> Option<Msg> {
-    let bytes = encode(c);
-    build(cx, TAG_CTRL, &bytes)
-}
-
-fn build(cx: &mut Cx<'_>, tag: u8, bytes: &[u8]) -> Option<Msg> {
-    let mut m = cx.alloc()?;
-    let b = match m.reserve(bytes.len() + 1) {
-        Ok(b) => b,
-        Err(_) => {
-            cx.dropped(DropReason::TooLarge);
-            return None;
-        }
-    };
-    b[0] = tag;
-    b[1..].copy_from_slice(bytes);
-    Some(m)
+    cx.message(&[&[TAG_CTRL], &encode(c)])
 }
 
 /// Sends a control message to a rank (itself included: `nak` loops a send
@@ -172,19 +157,10 @@ fn send_ctrl(cx: &mut Cx<'_>, to: Rank, c: &Ctrl) {
 
 /// Sends a message outside any view.
 fn send_outside(cx: &mut Cx<'_>, to: &Addr, o: &Outside) {
-    let bytes = encode(o);
-    let Some(mut m) = cx.alloc() else {
-        return;
-    };
-    match m.reserve(bytes.len()) {
-        Ok(b) => b.copy_from_slice(&bytes),
-        Err(_) => {
-            cx.dropped(DropReason::TooLarge);
-            return;
-        }
+    if let Some(m) = cx.message(&[&encode(o)]) {
+        cx.stats().control += 1;
+        cx.down(Down::Ctl(to.clone(), m));
     }
-    cx.stats().control += 1;
-    cx.down(Down::Ctl(to.clone(), m));
 }
 
 impl Gms {
