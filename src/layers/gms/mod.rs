@@ -184,15 +184,6 @@ impl Gms {
         self
     }
 
-    /// The group key of a view this member made or adopted (`Ok(None)`
-    /// outside secure groups).
-    fn own_key(&self, vm: &ViewMsg, me: EndpointId) -> Result<Option<GroupKey>, &'static str> {
-        match &self.sec {
-            None => Ok(None),
-            Some(sec) => sec.open_view(vm, me, None).map(Some),
-        }
-    }
-
     fn arm(&mut self, cx: &mut Cx<'_>) {
         let at = cx.now().plus_ns(self.cfg.tick_ns);
         if self.armed.is_none_or(|t| t <= cx.now()) {
@@ -296,7 +287,7 @@ impl Gms {
 
     /// Installs a view this member made.
     fn install_own(&mut self, vm: &ViewMsg, me: EndpointId, addr: Addr, cx: &mut Cx<'_>) {
-        match self.own_key(vm, me) {
+        match self.check_view(vm, me, None) {
             Ok(key) => self.install(vm, me, addr, key, cx),
             // Cannot happen: the key was sealed here a moment ago.
             Err(_) => cx.dropped(DropReason::NoKey),
@@ -383,9 +374,9 @@ impl Gms {
         self.arm(cx);
     }
 
-    /// Checks a view from `signer` (secure groups) and opens this
-    /// member's group key. A view without this member (it left) needs only
-    /// a good signer.
+    /// Checks a view from `signer` (secure groups; `None`: a view this
+    /// member made) and opens this member's group key. A view without
+    /// this member (it left) needs only a good signer.
     fn check_view(
         &self,
         vm: &ViewMsg,
