@@ -13,7 +13,8 @@ use std::fmt;
 
 use tutti_drivers::{Msg, Pool};
 
-use crate::event::{Dest, Down, Time, Up};
+use crate::event::{Dest, Down, Rank, Time, Up};
+use crate::wire::fast::Compact;
 
 /// Something a layer provides to the layers above it, or needs from the
 /// layers below it.
@@ -112,6 +113,80 @@ pub trait Layer: Send + 'static {
     /// Appends a one-line description of the layer's state (diagnostics:
     /// the simulator prints it when a run fails).
     fn dump(&self, _out: &mut String) {}
+
+    // The Protocol Accelerator (see `stack::accel`). Each layer states its
+    // own common case; the composition inlines them into the fast path.
+    // The defaults say "no common case": a stack holding such a layer
+    // takes the full path for every message.
+
+    /// The header bytes this layer puts in front of a data cast in its
+    /// common case (`Some(&[])`: none). A compact frame implies them.
+    fn fast_tag(&self) -> Option<&'static [u8]> {
+        None
+    }
+
+    /// Told once, at build: the common-case tags of the layers above
+    /// (nearest first) and the payload bytes of a control buffer.
+    fn fast_setup(&mut self, _above: &[u8], _ctl_capacity: usize) {}
+
+    /// Whether a cast of `msg` entering now is this layer's common case,
+    /// including its own delivery coming back up. No side effects.
+    fn fast_down_ok(&self, _msg: &Msg) -> bool {
+        false
+    }
+
+    /// This layer's part of a common-case cast: what `down(Cast)` does,
+    /// without the header.
+    fn fast_down(&mut self, _fc: &mut FastCast, _cx: &mut Cx<'_>) {}
+
+    /// Whether cast `seq` of `src`, arriving in the compact format, is
+    /// this layer's common case. No side effects.
+    fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
+        false
+    }
+
+    /// This layer's part of delivering it: what `up(Cast)` does, without
+    /// the header. Returns the message to pass up, or `None` when the layer
+    /// keeps it (it delivers later through [`Cx::up`]).
+    fn fast_up(&mut self, _src: Rank, _seq: u64, msg: Msg, _cx: &mut Cx<'_>) -> Option<Msg> {
+        Some(msg)
+    }
+
+    /// Bottom layer: reads a compact frame's header, checked against the
+    /// view (sender, view, own loopback). `None` from other layers.
+    fn fast_parse(&self, _frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>> {
+        None
+    }
+
+    /// Sends what this layer gathered during a batch of casts (`com` packs
+    /// the casts of a batch into frames).
+    fn fast_flush(&mut self, _cx: &mut Cx<'_>) {}
+}
+
+/// A common-case cast on its way down the fast path.
+#[derive(Debug)]
+pub struct FastCast {
+    /// The message, until the bottom layer frames it.
+    pub msg: Option<Msg>,
+    /// Own rank (set by the sequencing layer).
+    pub src: Rank,
+    /// Sequence number (set by the sequencing layer).
+    pub seq: u64,
+    /// Own delivery, made by the sequencing layer; the layers above it see
+    /// it come up as they return.
+    pub own: Option<Msg>,
+}
+
+impl FastCast {
+    /// `msg`, about to enter the top layer.
+    pub fn new(msg: Msg) -> FastCast {
+        FastCast {
+            msg: Some(msg),
+            src: 0,
+            seq: 0,
+            own: None,
+        }
+    }
 }
 
 /// Why a frame (or a layer's header) was dropped.
@@ -317,6 +392,34 @@ pub struct Stats {
     pub control: u64,
     /// Control messages not sent because no buffer was free.
     pub ctl_no_buffer: u64,
+    /// Casts sent on the fast path.
+    pub fast_out: u64,
+    /// Casts delivered on the fast path.
+    pub fast_in: u64,
+    /// Compact casts that took the full path (expanded: out of order, a
+    /// layer off its common case, or the fast path off).
+    pub fast_missed: u64,
+    /// Packed frames sent.
+    pub packed_frames: u64,
+    /// Casts carried in packed frames.
+    pub packed_casts: u64,
+}
+
+impl Stats {
+    /// Adds another stack's counters to these.
+    pub fn add(&mut self, o: &Stats) {
+        self.frames_out += o.frames_out;
+        self.frames_in += o.frames_in;
+        self.retransmits += o.retransmits;
+        self.naks += o.naks;
+        self.control += o.control;
+        self.ctl_no_buffer += o.ctl_no_buffer;
+        self.fast_out += o.fast_out;
+        self.fast_in += o.fast_in;
+        self.fast_missed += o.fast_missed;
+        self.packed_frames += o.packed_frames;
+        self.packed_casts += o.packed_casts;
+    }
 }
 
 /// Shared by all layers of one stack: time, the control-buffer pool, the
@@ -326,6 +429,8 @@ pub struct Env {
     pub now: Time,
     /// Buffers for messages layers make themselves (control, copies).
     pub ctl: Pool,
+    /// The fast path is sending a batch: the bottom layer packs casts.
+    pub packing: bool,
     /// Frames ready for the network.
     pub tx: VecDeque<(Dest, Msg)>,
     /// Drops by reason.
@@ -340,6 +445,28 @@ pub struct Env {
     pub views_gen: u64,
 }
 
+impl Env {
+    /// A control buffer holding the concatenation of `parts`; `None`,
+    /// counted, when no buffer is free or the parts do not fit one.
+    pub fn message(&mut self, parts: &[&[u8]]) -> Option<Msg> {
+        let Some(mut m) = self.ctl.alloc() else {
+            self.stats.ctl_no_buffer += 1;
+            return None;
+        };
+        let len = parts.iter().map(|p| p.len()).sum();
+        let Ok(b) = m.reserve(len) else {
+            self.drops.add(DropReason::TooLarge);
+            return None;
+        };
+        let mut at = 0;
+        for p in parts {
+            b[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        Some(m)
+    }
+}
+
 /// Views kept for routing.
 pub const ROUTED_VIEWS: usize = 4;
 
@@ -349,6 +476,7 @@ impl Env {
         Env {
             now: Time::ZERO,
             ctl,
+            packing: false,
             tx: VecDeque::with_capacity(64),
             drops: Drops::default(),
             stats: Stats::default(),
@@ -446,18 +574,13 @@ impl<'a> Cx<'a> {
     /// own message: tag, header, body). `None`, counted, when no buffer is
     /// free or the parts do not fit one.
     pub fn message(&mut self, parts: &[&[u8]]) -> Option<Msg> {
-        let mut m = self.alloc()?;
-        let len = parts.iter().map(|p| p.len()).sum();
-        let Ok(b) = m.reserve(len) else {
-            self.dropped(DropReason::TooLarge);
-            return None;
-        };
-        let mut at = 0;
-        for p in parts {
-            b[at..at + p.len()].copy_from_slice(p);
-            at += p.len();
-        }
-        Some(m)
+        self.env.message(parts)
+    }
+
+    /// Whether the fast path is sending a batch (the bottom layer packs).
+    #[inline]
+    pub fn packing(&self) -> bool {
+        self.env.packing
     }
 
     /// Payload bytes a control buffer holds.

@@ -13,7 +13,7 @@ use tutti_drivers::{Driver, DriverError, DriverStats, Msg, PeerId, Pool, To, Tx}
 use crate::event::{Addr, Dest, Down, EndpointId, JoinReq, Rank, Time, Up, View, ViewId};
 use crate::layer::{Drops, Stats};
 use crate::stack::{build, GroupStack, SendError, SendErrorKind, StackConfig};
-use crate::wire::com;
+use crate::wire::{com, fast};
 
 use super::wheel::TimerWheel;
 
@@ -102,6 +102,10 @@ struct Slot {
     /// Peers of the views before, newest first: frames made before a view
     /// change still go to that view's members.
     older: VecDeque<(u32, Vec<Option<PeerId>>)>,
+    /// Compact-format cookies of every rank of the current view, then of
+    /// each older view (compact frames name their view by these).
+    cookies: Vec<u32>,
+    older_cookies: Vec<Vec<u32>>,
     /// The stack's view generation `peers` and `older` reflect.
     routes_gen: u64,
     /// How many distinct driver peers `peers` names: when that is every
@@ -146,6 +150,14 @@ pub struct Core {
 #[inline]
 fn route<'a>(s: &'a Slot, frame: &Msg) -> Option<&'a Vec<Option<PeerId>>> {
     let b = frame.front();
+    if fast::is_compact(b) {
+        let c = u32::from_be_bytes(b.get(..4)?.try_into().ok()?);
+        if s.cookies.contains(&c) {
+            return None;
+        }
+        let i = s.older_cookies.iter().position(|v| v.contains(&c))?;
+        return s.older.get(i).map(|(_, p)| p);
+    }
     let tag = b.get(com::LEN - 4..com::LEN)?;
     let tag = u32::from_be_bytes([tag[0], tag[1], tag[2], tag[3]]);
     if tag == s.tag {
@@ -272,6 +284,8 @@ impl Core {
             tag,
             peers,
             older: VecDeque::new(),
+            cookies: Vec::new(),
+            older_cookies: Vec::new(),
             routes_gen: 0,
             npeers: 0,
             events: VecDeque::new(),
@@ -438,6 +452,12 @@ impl Core {
             return Some(0);
         }
         let b = frame.front();
+        if fast::is_compact(b) {
+            let c = u32::from_be_bytes(b.get(..4)?.try_into().ok()?);
+            return self.groups.iter().position(|s| {
+                s.cookies.contains(&c) || s.older_cookies.iter().any(|v| v.contains(&c))
+            });
+        }
         if b.len() < com::LEN || b[..2] != com::MAGIC.to_be_bytes() {
             return None;
         }
@@ -477,11 +497,20 @@ impl Core {
                             })
                             .collect()
                     };
+                    let (gid, sid) = (s.gid, s.stack.spec().id());
+                    let cookies = |v: &View| -> Vec<u32> {
+                        let tag = v.id.tag();
+                        (0..v.size())
+                            .map(|r| fast::cookie(gid, sid, tag, r as Rank))
+                            .collect()
+                    };
                     let mut it = views.iter();
                     if let Some(cur) = it.next() {
                         s.tag = cur.id.tag();
                         s.peers = map(cur);
+                        s.cookies = cookies(cur);
                     }
+                    s.older_cookies = it.clone().map(|v| cookies(v)).collect();
                     s.older = it.map(|v| (v.id.tag(), map(v))).collect();
                     remap = true;
                 }

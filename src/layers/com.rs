@@ -1,12 +1,26 @@
 //! `com`: the bottom of every stack. Frames messages (magic, version,
 //! group, stack, view, sender, destination), addresses them, and checks
 //! every arriving frame before anything above sees it.
+//!
+//! Header compression: in a stack whose layers all have a common case,
+//! a data cast (or its retransmission) whose layer headers are the common
+//! case goes out in the compact format of [`crate::wire::fast`]: 8 bytes
+//! in place of `com`'s 20 and the layers' headers. `com` recognizes such
+//! casts on the full path too, so the wire is the same whichever path made
+//! a frame. On the fast path it also packs the casts of a batch into one
+//! frame. An arriving compact frame that the fast path cannot take is
+//! expanded here back into the layers' headers (a copy, off the common
+//! case).
 
 use std::sync::Arc;
 
+use tutti_drivers::Msg;
+
 use crate::event::{Addr, Dest, Down, Rank, Up, View};
-use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
+use crate::layer::{Cx, DropReason, FastCast, Layer, LayerInfo, Prop};
 use crate::wire::com::{ComRepr, DST_ALL, LEN};
+use crate::wire::fast::{self, Compact, Entries};
+use crate::wire::nak::NakHdr;
 
 /// Layer description.
 pub static INFO: LayerInfo = LayerInfo {
@@ -23,13 +37,37 @@ pub struct Com {
     group: u32,
     stack: u16,
     view: Option<ComView>,
+    /// The common-case tags of the layers above `nak` (set at build when
+    /// every layer has a common case): the compact format's template.
+    tmpl: Option<Box<[u8]>>,
+    /// Payload bytes of a control buffer (where packed frames are built
+    /// and compact frames expanded).
+    ctl_cap: usize,
+    /// Casts of the batch under way, not yet framed.
+    pack: Option<Pack>,
 }
 
-#[derive(Clone, Copy)]
 struct ComView {
     me: Rank,
     n: u16,
     tag: u32,
+    /// Cookie of each rank's compact frames in this view.
+    cookies: Vec<u32>,
+    /// (cookie, rank), sorted by cookie; empty when two ranks' cookies
+    /// collide (the view then uses the full format only).
+    by_cookie: Vec<(u32, Rank)>,
+}
+
+/// Casts gathered for one packed frame.
+struct Pack {
+    seq0: u64,
+    n: u64,
+    /// Bytes the frame will have.
+    len: usize,
+    /// The first cast, framed alone if nothing joins it.
+    first: Option<Msg>,
+    /// The packed frame's entries, once a second cast joined.
+    buf: Option<Msg>,
 }
 
 impl Com {
@@ -39,19 +77,68 @@ impl Com {
             group,
             stack,
             view: None,
+            tmpl: None,
+            ctl_cap: 0,
+            pack: None,
         }
     }
 
     fn install(&mut self, v: &Arc<View>) {
+        let tag = v.id.tag();
+        let cookies: Vec<u32> = (0..v.size())
+            .map(|r| fast::cookie(self.group, self.stack, tag, r as Rank))
+            .collect();
+        let mut by_cookie: Vec<(u32, Rank)> = cookies
+            .iter()
+            .enumerate()
+            .map(|(r, c)| (*c, r as Rank))
+            .collect();
+        by_cookie.sort_unstable();
+        if by_cookie.windows(2).any(|w| w[0].0 == w[1].0) {
+            by_cookie.clear();
+        }
         self.view = Some(ComView {
             me: v.rank,
             n: v.size() as u16,
-            tag: v.id.tag(),
+            tag,
+            cookies,
+            by_cookie,
         });
     }
 
+    /// The compact header for `msg` (a `nak` CAST or RETRANS followed by
+    /// the template), and the bytes it replaces; `None` when `msg` must go
+    /// in the full format.
+    fn compressible(&self, v: &ComView, dst: &Dest, msg: &Msg) -> Option<(Compact, usize)> {
+        let tmpl = self.tmpl.as_deref()?;
+        if v.by_cookie.is_empty() {
+            return None;
+        }
+        let b = msg.front();
+        let (h, hl) = NakHdr::parse(b).ok()?;
+        let (orig, seq) = match (h, dst) {
+            (NakHdr::Cast { seq }, Dest::All) => (v.me, seq),
+            (NakHdr::Retrans { orig, seq }, Dest::Rank(_)) if orig < v.n => (orig, seq),
+            _ => return None,
+        };
+        let cut = hl + tmpl.len();
+        if seq >= fast::SEQ_LIMIT || b.get(hl..cut)? != tmpl || msg.nsegs() != 1 {
+            return None;
+        }
+        // Whoever expands it must have room for the full headers.
+        if msg.len() - cut + hl + tmpl.len() > self.ctl_cap {
+            return None;
+        }
+        let c = Compact {
+            cookie: v.cookies[orig as usize],
+            seq,
+            packed: false,
+        };
+        Some((c, cut))
+    }
+
     fn frame(&self, cx: &mut Cx<'_>, dst: Dest, mut msg: tutti_drivers::Msg) {
-        let Some(v) = self.view else {
+        let Some(v) = &self.view else {
             cx.dropped(DropReason::NoView);
             return;
         };
@@ -67,6 +154,18 @@ impl Com {
                 return;
             }
         };
+        if let Some((c, cut)) = self.compressible(v, &dst, &msg) {
+            let _ = msg.advance(cut);
+            match msg.push(fast::LEN) {
+                Ok(h) => c.emit(h),
+                Err(_) => {
+                    cx.dropped(DropReason::NoBuffer);
+                    return;
+                }
+            }
+            cx.transmit(dst, msg);
+            return;
+        }
         let repr = ComRepr {
             ctl: false,
             p2p: dst_rank != DST_ALL,
@@ -86,6 +185,136 @@ impl Com {
         cx.transmit(dst, msg);
     }
 
+    /// Frames a compact cast alone.
+    fn one(&self, cx: &mut Cx<'_>, seq: u64, mut msg: Msg) {
+        let Some(v) = &self.view else {
+            return;
+        };
+        let c = Compact {
+            cookie: v.cookies[v.me as usize],
+            seq,
+            packed: false,
+        };
+        match msg.push(fast::LEN) {
+            Ok(h) => c.emit(h),
+            Err(_) => {
+                // Kept by `nak`: a STATUS makes receivers ask for it.
+                cx.dropped(DropReason::NoBuffer);
+                return;
+            }
+        }
+        cx.transmit(Dest::All, msg);
+    }
+
+    /// Adds cast `seq` to the batch's packed frame (copying its payload
+    /// once), framing what was gathered when it does not follow on.
+    fn pack(&mut self, cx: &mut Cx<'_>, seq: u64, msg: Msg) {
+        let add = fast::ENTRY_LEN + msg.len();
+        if let Some(p) = &mut self.pack {
+            if seq == p.seq0 + p.n && p.len + add <= self.ctl_cap {
+                if p.buf.is_none() {
+                    if let Some(mut b) = cx.alloc() {
+                        if let Some(first) = p.first.take() {
+                            let ok = entry(&mut b, &first);
+                            p.first = if ok { None } else { Some(first) };
+                        }
+                        if p.first.is_none() {
+                            p.buf = Some(b);
+                        }
+                    }
+                }
+                if let Some(b) = &mut p.buf {
+                    if entry(b, &msg) {
+                        p.n += 1;
+                        p.len += add;
+                        return;
+                    }
+                }
+            }
+            self.flush_pack(cx);
+        }
+        self.pack = Some(Pack {
+            seq0: seq,
+            n: 1,
+            len: fast::LEN + add,
+            first: Some(msg),
+            buf: None,
+        });
+    }
+
+    fn flush_pack(&mut self, cx: &mut Cx<'_>) {
+        let Some(p) = self.pack.take() else {
+            return;
+        };
+        if let Some(first) = p.first {
+            self.one(cx, p.seq0, first);
+            return;
+        }
+        let (Some(mut b), Some(v)) = (p.buf, &self.view) else {
+            return;
+        };
+        let c = Compact {
+            cookie: v.cookies[v.me as usize],
+            seq: p.seq0,
+            packed: true,
+        };
+        cx.stats().packed_frames += 1;
+        cx.stats().packed_casts += p.n;
+        match b.push(fast::LEN) {
+            Ok(h) => c.emit(h),
+            Err(_) => {
+                cx.dropped(DropReason::NoBuffer);
+                return;
+            }
+        }
+        cx.transmit(Dest::All, b);
+    }
+
+    /// Reads a compact frame's header against the view.
+    fn parse_compact(&self, frame: &[u8]) -> Result<(Rank, Compact), DropReason> {
+        let Some(v) = &self.view else {
+            return Err(DropReason::NoView);
+        };
+        let c = Compact::parse(frame).map_err(|e| e.drop_reason())?;
+        let Ok(i) = v.by_cookie.binary_search_by_key(&c.cookie, |e| e.0) else {
+            return Err(DropReason::WrongView);
+        };
+        let src = v.by_cookie[i].1;
+        if src == v.me {
+            return Err(DropReason::OwnFrame);
+        }
+        Ok((src, c))
+    }
+
+    /// Full path: a compact frame goes up as the frames it stands for.
+    fn expand_up(&self, cx: &mut Cx<'_>, frame: Msg) {
+        let Some(tmpl) = self.tmpl.as_deref() else {
+            cx.dropped(DropReason::BadMagic);
+            return;
+        };
+        let (src, c) = match self.parse_compact(frame.front()) {
+            Ok(x) => x,
+            Err(r) => {
+                cx.dropped(r);
+                return;
+            }
+        };
+        let body = &frame.front()[fast::LEN..];
+        cx.stats().fast_missed += 1;
+        if !c.packed {
+            if let Some(m) = expand(cx, tmpl, c.seq, body) {
+                cx.up(Up::CastRaw { src, msg: m });
+            }
+            return;
+        }
+        for (i, e) in Entries::new(body).enumerate() {
+            let Ok((off, len)) = e else { break };
+            if let Some(m) = expand(cx, tmpl, c.seq + i as u64, &body[off..off + len]) {
+                cx.up(Up::CastRaw { src, msg: m });
+            }
+        }
+    }
+
     /// Frames a membership control message to a transport address (no
     /// view needed: joiners have none).
     fn control(&self, cx: &mut Cx<'_>, to: Addr, mut msg: tutti_drivers::Msg) {
@@ -100,6 +329,24 @@ impl Com {
     }
 }
 
+/// Appends one packed-frame entry; false when it does not fit.
+fn entry(b: &mut Msg, m: &Msg) -> bool {
+    let Ok(len) = u16::try_from(m.len()) else {
+        return false;
+    };
+    b.append(&len.to_be_bytes()).is_ok() && b.append(m.front()).is_ok()
+}
+
+/// Cast `seq` with the layers' common-case headers in front of `payload`
+/// (a compact frame's meaning), in a control buffer.
+pub fn expand(cx: &mut Cx<'_>, tmpl: &[u8], seq: u64, payload: &[u8]) -> Option<Msg> {
+    let h = NakHdr::Cast { seq };
+    let mut nh = [0u8; 16];
+    let nl = h.len();
+    h.emit(&mut nh[..nl]);
+    cx.message(&[&nh[..nl], tmpl, payload])
+}
+
 impl Layer for Com {
     fn info(&self) -> &'static LayerInfo {
         &INFO
@@ -110,6 +357,7 @@ impl Layer for Com {
             Down::Cast(m) | Down::CastRaw(m) => self.frame(cx, Dest::All, m),
             Down::Send(d, m) | Down::SendRaw(d, m) => self.frame(cx, Dest::Rank(d), m),
             Down::View(v) => {
+                self.flush_pack(cx);
                 self.install(&v);
                 cx.installed(v);
             }
@@ -119,12 +367,64 @@ impl Layer for Com {
         }
     }
 
+    fn fast_tag(&self) -> Option<&'static [u8]> {
+        Some(&[])
+    }
+
+    fn fast_setup(&mut self, above: &[u8], ctl_capacity: usize) {
+        // `above` starts with `nak`'s tag, which is empty: the stack only
+        // sets this up with `nak` right above `com`.
+        self.tmpl = Some(above.into());
+        self.ctl_cap = ctl_capacity;
+    }
+
+    #[inline]
+    fn fast_down_ok(&self, msg: &Msg) -> bool {
+        match (&self.view, &self.tmpl) {
+            (Some(v), Some(t)) => {
+                !v.by_cookie.is_empty() && msg.len() + t.len() + 9 <= self.ctl_cap
+            }
+            _ => false,
+        }
+    }
+
+    #[inline]
+    fn fast_down(&mut self, fc: &mut FastCast, cx: &mut Cx<'_>) {
+        let Some(msg) = fc.msg.take() else {
+            return;
+        };
+        if cx.packing() {
+            self.pack(cx, fc.seq, msg);
+        } else {
+            self.one(cx, fc.seq, msg);
+        }
+    }
+
+    #[inline]
+    fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fast_parse(&self, frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>> {
+        self.tmpl.as_ref()?;
+        Some(self.parse_compact(frame))
+    }
+
+    fn fast_flush(&mut self, cx: &mut Cx<'_>) {
+        self.flush_pack(cx);
+    }
+
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         let Up::Recv(mut frame) = ev else {
             cx.up(ev);
             return;
         };
         cx.stats().frames_in += 1;
+        if fast::is_compact(frame.front()) {
+            self.expand_up(cx, frame);
+            return;
+        }
         let repr = match ComRepr::parse(frame.front()) {
             Ok(r) => r,
             Err(e) => {
@@ -147,7 +447,7 @@ impl Layer for Com {
             }
             return;
         }
-        let Some(v) = self.view else {
+        let Some(v) = &self.view else {
             cx.dropped(DropReason::NoView);
             return;
         };

@@ -261,11 +261,8 @@ impl Layer for Stable {
     fn down(&mut self, ev: Down, cx: &mut Cx<'_>) {
         let cfg = self.cfg;
         match ev {
-            Down::Cast(m) => {
-                if let Some(m) = tagged(m, cx) {
-                    cx.down(Down::Cast(m));
-                }
-            }
+            // Sequenced casts carry no tag: gossip is never sequenced.
+            Down::Cast(m) => cx.down(Down::Cast(m)),
             Down::Send(d, m) => {
                 if let Some(m) = tagged(m, cx) {
                     cx.down(Down::Send(d, m));
@@ -308,13 +305,30 @@ impl Layer for Stable {
         }
     }
 
+    fn fast_tag(&self) -> Option<&'static [u8]> {
+        Some(&[])
+    }
+
+    #[inline]
+    fn fast_down_ok(&self, _msg: &Msg) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fast_up(&mut self, src: Rank, seq: u64, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+        self.held(src, seq + 1, cx);
+        Some(msg)
+    }
+
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         let cfg = self.cfg;
         match ev {
-            Up::Cast { src, seq, mut msg } => {
-                if untag(&mut msg, cx) != Some(true) {
-                    return;
-                }
+            Up::Cast { src, seq, msg } => {
                 self.held(src, seq + 1, cx);
                 cx.up(Up::Cast { src, seq, msg });
             }

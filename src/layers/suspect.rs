@@ -13,8 +13,10 @@
 
 use std::sync::Arc;
 
+use tutti_drivers::Msg;
+
 use crate::event::{Down, Rank, Time, Up, View};
-use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
+use crate::layer::{Cx, DropReason, FastCast, Layer, LayerInfo, Prop};
 
 /// Layer description.
 pub static INFO: LayerInfo = LayerInfo {
@@ -191,6 +193,31 @@ impl Layer for Suspect {
             }
             other => cx.down(other),
         }
+    }
+
+    fn fast_tag(&self) -> Option<&'static [u8]> {
+        Some(&[])
+    }
+
+    #[inline]
+    fn fast_down_ok(&self, _msg: &Msg) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fast_down(&mut self, _fc: &mut FastCast, cx: &mut Cx<'_>) {
+        self.sent(cx.now());
+    }
+
+    #[inline]
+    fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fast_up(&mut self, src: Rank, _seq: u64, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+        self.heard(src, cx.now());
+        Some(msg)
     }
 
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {

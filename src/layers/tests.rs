@@ -118,13 +118,35 @@ fn com_frame(spec: &str, src: u16, dst: u16, view: u32, group: u32, tail: &[u8])
     f
 }
 
+/// A compact frame from `src` of the view `ltime` 3 in the `reliable`
+/// stack, with the packed word `word`.
+fn compact(_view: u32, src: Rank, word: u32, tail: &[u8]) -> Vec<u8> {
+    let c = crate::wire::fast::cookie(
+        StackConfig::default().group,
+        Spec::parse("reliable").unwrap().id(),
+        ViewId { ltime: 3, coord: 0 }.tag(),
+        src,
+    );
+    let mut f = c.to_be_bytes().to_vec();
+    f.extend_from_slice(&word.to_be_bytes());
+    f.extend_from_slice(tail);
+    f
+}
+
 #[test]
 fn com_drops_bad_frames_by_reason() {
     let mut g = Group::new("reliable", 3, StackConfig::default());
     let grp = StackConfig::default().group;
     let cases: Vec<(Vec<u8>, DropReason)> = vec![
         (vec![0x74, 0x75, 1], DropReason::Truncated),
-        (vec![0u8; 40], DropReason::BadMagic),
+        // Not the magic: a compact frame, whose cookie names no member of
+        // this view.
+        (vec![0u8; 40], DropReason::WrongView),
+        (vec![0x12, 0x34, 0x56], DropReason::Truncated),
+        (compact(0, 1, 0xC000_0000, &[1]), DropReason::Reserved),
+        (compact(0, 0, 0, &[1]), DropReason::OwnFrame),
+        // A packed frame whose last entry runs past the end.
+        (compact(0, 1, 0x4000_0000, &[0, 1, 7, 0, 9]), DropReason::Truncated),
         (
             com_frame(
                 "reliable",
@@ -248,9 +270,11 @@ fn nak_delivers_in_order_once_and_bounds_its_window() {
         vec![(0, vec![0]), (0, vec![1]), (0, vec![2])]
     );
     assert_eq!(g.s[1].drops().get(DropReason::Duplicate), 2);
-    // A sequence number far beyond the window.
+    // A sequence number far beyond the window (compact frame: 8 bytes,
+    // the sequence number in the low 30 bits of the second word).
+    assert_eq!(f[0].1.len(), crate::wire::fast::LEN + 1);
     let mut far = f[0].1.clone();
-    far[LEN + 1..LEN + 9].copy_from_slice(&(1u64 << 40).to_be_bytes());
+    far[4..8].copy_from_slice(&(1u32 << 29).to_be_bytes());
     g.give(1, &far);
     assert_eq!(g.s[1].drops().get(DropReason::OutOfWindow), 1);
 }

@@ -143,21 +143,27 @@ impl TotalView {
         }
     }
 
+    /// A data cast (tag popped): held until its place in an order is
+    /// known.
+    fn on_data(&mut self, src: Rank, seq: u64, msg: Msg, cx: &mut Cx<'_>) {
+        if src as usize >= self.unordered.len() {
+            cx.dropped(DropReason::BadRank);
+            return;
+        }
+        self.unordered[src as usize].push_back((seq, msg));
+        if self.sequencer() && !self.stopped {
+            self.batch.push(src);
+            self.arm(cx);
+        }
+        self.deliver(cx);
+    }
+
     fn on_cast(&mut self, src: Rank, seq: u64, mut msg: Msg, cx: &mut Cx<'_>) {
         let n = self.unordered.len();
         match msg.front().first().copied() {
             Some(TAG_DATA) => {
                 let _ = msg.advance(1);
-                if src as usize >= n {
-                    cx.dropped(DropReason::BadRank);
-                    return;
-                }
-                self.unordered[src as usize].push_back((seq, msg));
-                if self.sequencer() && !self.stopped {
-                    self.batch.push(src);
-                    self.arm(cx);
-                }
-                self.deliver(cx);
+                self.on_data(src, seq, msg, cx);
             }
             Some(TAG_ORDER) => {
                 let b = &msg.front()[1..];
@@ -241,6 +247,32 @@ impl Layer for Total {
             }
             other => cx.up(other),
         }
+    }
+
+    fn fast_tag(&self) -> Option<&'static [u8]> {
+        Some(&[TAG_DATA])
+    }
+
+    #[inline]
+    fn fast_down_ok(&self, _msg: &Msg) -> bool {
+        self.v.is_some()
+    }
+
+    #[inline]
+    fn fast_up_ok(&self, src: Rank, _seq: u64) -> bool {
+        self.v
+            .as_ref()
+            .is_some_and(|v| (src as usize) < v.unordered.len())
+    }
+
+    /// Holds the cast until it is ordered: it comes up later (or now,
+    /// with whatever it let through) by `cx.up`.
+    #[inline]
+    fn fast_up(&mut self, src: Rank, seq: u64, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+        if let Some(v) = self.v.as_mut() {
+            v.on_data(src, seq, msg, cx);
+        }
+        None
     }
 
     fn buffered(&self) -> usize {

@@ -272,11 +272,8 @@ impl Layer for Xfer {
 
     fn down(&mut self, ev: Down, cx: &mut Cx<'_>) {
         match ev {
-            Down::Cast(m) => {
-                if let Some(m) = cx.tagged(m, TAG_DATA) {
-                    cx.down(Down::Cast(m));
-                }
-            }
+            // Casts carry no tag: this layer sends none of its own.
+            Down::Cast(m) => cx.down(Down::Cast(m)),
             Down::Send(d, m) => {
                 if let Some(m) = cx.tagged(m, TAG_DATA) {
                     cx.down(Down::Send(d, m));
@@ -302,20 +299,41 @@ impl Layer for Xfer {
         }
     }
 
+    fn fast_tag(&self) -> Option<&'static [u8]> {
+        Some(&[])
+    }
+
+    #[inline]
+    fn fast_down_ok(&self, _msg: &Msg) -> bool {
+        self.wait.is_none()
+    }
+
+    #[inline]
+    fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
+        self.wait.is_none()
+    }
+
+    /// `up(Cast)` when no state is awaited.
+    #[inline]
+    fn fast_up(&mut self, src: Rank, seq: u64, msg: Msg, _cx: &mut Cx<'_>) -> Option<Msg> {
+        if let Some(d) = self.delivered.get_mut(src as usize) {
+            *d = seq + 1;
+        }
+        if seq < self.skip.get(src as usize).copied().unwrap_or(0) {
+            return None;
+        }
+        Some(msg)
+    }
+
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         match ev {
             Up::View(v) => self.on_view(v, cx),
-            Up::Cast { src, seq, mut msg } => match msg.front().first().copied() {
-                Some(TAG_DATA) => {
-                    let _ = msg.advance(1);
-                    if let Some(d) = self.delivered.get_mut(src as usize) {
-                        *d = seq + 1;
-                    }
-                    self.pass(Up::Cast { src, seq, msg }, cx);
+            Up::Cast { src, seq, msg } => {
+                if let Some(d) = self.delivered.get_mut(src as usize) {
+                    *d = seq + 1;
                 }
-                Some(_) => cx.dropped(DropReason::UnknownTag),
-                None => cx.dropped(DropReason::Truncated),
-            },
+                self.pass(Up::Cast { src, seq, msg }, cx);
+            }
             Up::Send { src, seq, msg } => self.on_send(src, seq, msg, cx),
             // The flush must go on while the state is awaited.
             ev @ (Up::Block | Up::Exit | Up::Suspect(_)) => cx.up(ev),

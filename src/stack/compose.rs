@@ -17,8 +17,9 @@ use std::collections::VecDeque;
 
 use tutti_drivers::Msg;
 
-use crate::event::{Down, Time, Up};
-use crate::layer::{Cx, Env, Layer, Timers};
+use crate::event::{Down, Rank, Time, Up};
+use crate::layer::{Cx, DropReason, Env, FastCast, Layer, Timers};
+use crate::wire::fast::Compact;
 use crate::stack::spec::LayerKind;
 use crate::stack::StackConfig;
 
@@ -38,6 +39,37 @@ pub trait Part: Send {
     fn buffered(&self) -> usize;
     /// Describes every layer's state, top first.
     fn dump(&self, out: &mut String);
+    /// An event enters from below the bottom layer (as if the bottom
+    /// layer had passed it up).
+    fn inject(&mut self, ev: Up, env: &mut Env, out: &mut VecDeque<Up>);
+
+    // The fast path (see `stack::accel`): each layer's common-case part,
+    // called directly, layer by layer, with no event queued in between.
+
+    /// Tells each layer, top down, the common-case tags of the layers
+    /// above it (`above`, nearest first; on return it holds every layer's
+    /// tags). False when some layer has no common case.
+    fn fast_setup(&mut self, above: &mut Vec<u8>, ctl_capacity: usize) -> bool;
+    /// Whether every layer takes a cast of `msg` in its common case.
+    fn fast_down_ok(&self, msg: &Msg) -> bool;
+    /// Sends a cast through every layer's common-case part.
+    fn fast_cast(&mut self, fc: &mut FastCast, env: &mut Env, out: &mut VecDeque<Up>);
+    /// Whether every layer takes cast `seq` of `src` in its common case.
+    fn fast_up_ok(&self, src: Rank, seq: u64) -> bool;
+    /// Delivers it through every layer's common-case part; the message if
+    /// it reaches the top.
+    fn fast_up(
+        &mut self,
+        src: Rank,
+        seq: u64,
+        msg: Msg,
+        env: &mut Env,
+        out: &mut VecDeque<Up>,
+    ) -> Option<Msg>;
+    /// The bottom layer's reading of a compact frame's header.
+    fn fast_parse(&self, frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>>;
+    /// Sends what the layers gathered during a batch.
+    fn fast_flush(&mut self, env: &mut Env, out: &mut VecDeque<Up>);
 }
 
 /// A static stack part that can be built from configuration.
@@ -83,6 +115,47 @@ impl Part for Nil {
     }
 
     fn dump(&self, _out: &mut String) {}
+
+    #[inline]
+    fn inject(&mut self, ev: Up, _env: &mut Env, out: &mut VecDeque<Up>) {
+        out.push_back(ev);
+    }
+
+    fn fast_setup(&mut self, _above: &mut Vec<u8>, _cap: usize) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fast_down_ok(&self, _msg: &Msg) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fast_cast(&mut self, _fc: &mut FastCast, _env: &mut Env, _out: &mut VecDeque<Up>) {}
+
+    #[inline]
+    fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fast_up(
+        &mut self,
+        _src: Rank,
+        _seq: u64,
+        msg: Msg,
+        _env: &mut Env,
+        _out: &mut VecDeque<Up>,
+    ) -> Option<Msg> {
+        Some(msg)
+    }
+
+    #[inline]
+    fn fast_parse(&self, _frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>> {
+        None
+    }
+
+    fn fast_flush(&mut self, _env: &mut Env, _out: &mut VecDeque<Up>) {}
 }
 
 impl BuildPart for Nil {
@@ -171,6 +244,81 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
     fn dump(&self, out: &mut String) {
         dump_layer(&self.layer, out);
         self.below.dump(out);
+    }
+
+    #[inline]
+    fn inject(&mut self, ev: Up, env: &mut Env, out: &mut VecDeque<Up>) {
+        self.below.inject(ev, env, &mut self.upq);
+        self.settle(env, out);
+    }
+
+    fn fast_setup(&mut self, above: &mut Vec<u8>, cap: usize) -> bool {
+        let Some(tag) = self.layer.fast_tag() else {
+            return false;
+        };
+        self.layer.fast_setup(above, cap);
+        above.splice(0..0, tag.iter().copied());
+        self.below.fast_setup(above, cap)
+    }
+
+    #[inline(always)]
+    fn fast_down_ok(&self, msg: &Msg) -> bool {
+        self.layer.fast_down_ok(msg) && self.below.fast_down_ok(msg)
+    }
+
+    #[inline(always)]
+    fn fast_cast(&mut self, fc: &mut FastCast, env: &mut Env, out: &mut VecDeque<Up>) {
+        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+        self.layer.fast_down(fc, &mut cx);
+        let mine = fc.own.is_some();
+        self.settle(env, out);
+        self.below.fast_cast(fc, env, &mut self.upq);
+        self.settle(env, out);
+        if !mine {
+            if let Some(m) = fc.own.take() {
+                let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+                fc.own = self.layer.fast_up(fc.src, fc.seq, m, &mut cx);
+                self.settle(env, out);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn fast_up_ok(&self, src: Rank, seq: u64) -> bool {
+        self.below.fast_up_ok(src, seq) && self.layer.fast_up_ok(src, seq)
+    }
+
+    #[inline(always)]
+    fn fast_up(
+        &mut self,
+        src: Rank,
+        seq: u64,
+        msg: Msg,
+        env: &mut Env,
+        out: &mut VecDeque<Up>,
+    ) -> Option<Msg> {
+        let m = self.below.fast_up(src, seq, msg, env, &mut self.upq);
+        self.settle(env, out);
+        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+        let m = self.layer.fast_up(src, seq, m?, &mut cx);
+        self.settle(env, out);
+        m
+    }
+
+    #[inline]
+    fn fast_parse(&self, frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>> {
+        match self.below.fast_parse(frame) {
+            None => self.layer.fast_parse(frame),
+            r => r,
+        }
+    }
+
+    fn fast_flush(&mut self, env: &mut Env, out: &mut VecDeque<Up>) {
+        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+        self.layer.fast_flush(&mut cx);
+        self.settle(env, out);
+        self.below.fast_flush(env, &mut self.upq);
+        self.settle(env, out);
     }
 }
 
@@ -271,6 +419,65 @@ fn fire_at(levels: &mut [Level], env: &mut Env, out: &mut VecDeque<Up>) {
     settle(lvl, below, env, out);
 }
 
+fn inject_at(levels: &mut [Level], ev: Up, env: &mut Env, out: &mut VecDeque<Up>) {
+    match levels.split_first_mut() {
+        None => out.push_back(ev),
+        Some((lvl, below)) => {
+            inject_at(below, ev, env, &mut lvl.upq);
+            settle(lvl, below, env, out);
+        }
+    }
+}
+
+fn fast_cast_at(levels: &mut [Level], fc: &mut FastCast, env: &mut Env, out: &mut VecDeque<Up>) {
+    let Some((lvl, below)) = levels.split_first_mut() else {
+        return;
+    };
+    let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
+    lvl.layer.fast_down(fc, &mut cx);
+    let mine = fc.own.is_some();
+    settle(lvl, below, env, out);
+    fast_cast_at(below, fc, env, &mut lvl.upq);
+    settle(lvl, below, env, out);
+    if !mine {
+        if let Some(m) = fc.own.take() {
+            let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
+            fc.own = lvl.layer.fast_up(fc.src, fc.seq, m, &mut cx);
+            settle(lvl, below, env, out);
+        }
+    }
+}
+
+fn fast_up_at(
+    levels: &mut [Level],
+    src: Rank,
+    seq: u64,
+    msg: Msg,
+    env: &mut Env,
+    out: &mut VecDeque<Up>,
+) -> Option<Msg> {
+    let Some((lvl, below)) = levels.split_first_mut() else {
+        return Some(msg);
+    };
+    let m = fast_up_at(below, src, seq, msg, env, &mut lvl.upq);
+    settle(lvl, below, env, out);
+    let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
+    let m = lvl.layer.fast_up(src, seq, m?, &mut cx);
+    settle(lvl, below, env, out);
+    m
+}
+
+fn fast_flush_at(levels: &mut [Level], env: &mut Env, out: &mut VecDeque<Up>) {
+    let Some((lvl, below)) = levels.split_first_mut() else {
+        return;
+    };
+    let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
+    lvl.layer.fast_flush(&mut cx);
+    settle(lvl, below, env, out);
+    fast_flush_at(below, env, &mut lvl.upq);
+    settle(lvl, below, env, out);
+}
+
 impl Part for Dynamic {
     fn down(&mut self, ev: Down, env: &mut Env, out: &mut VecDeque<Up>) {
         down_at(&mut self.levels, ev, env, out);
@@ -300,5 +507,51 @@ impl Part for Dynamic {
         for l in &self.levels {
             dump_layer(l.layer.as_ref(), out);
         }
+    }
+
+    fn inject(&mut self, ev: Up, env: &mut Env, out: &mut VecDeque<Up>) {
+        inject_at(&mut self.levels, ev, env, out);
+    }
+
+    fn fast_setup(&mut self, above: &mut Vec<u8>, cap: usize) -> bool {
+        for l in &mut self.levels {
+            let Some(tag) = l.layer.fast_tag() else {
+                return false;
+            };
+            l.layer.fast_setup(above, cap);
+            above.splice(0..0, tag.iter().copied());
+        }
+        true
+    }
+
+    fn fast_down_ok(&self, msg: &Msg) -> bool {
+        self.levels.iter().all(|l| l.layer.fast_down_ok(msg))
+    }
+
+    fn fast_cast(&mut self, fc: &mut FastCast, env: &mut Env, out: &mut VecDeque<Up>) {
+        fast_cast_at(&mut self.levels, fc, env, out);
+    }
+
+    fn fast_up_ok(&self, src: Rank, seq: u64) -> bool {
+        self.levels.iter().all(|l| l.layer.fast_up_ok(src, seq))
+    }
+
+    fn fast_up(
+        &mut self,
+        src: Rank,
+        seq: u64,
+        msg: Msg,
+        env: &mut Env,
+        out: &mut VecDeque<Up>,
+    ) -> Option<Msg> {
+        fast_up_at(&mut self.levels, src, seq, msg, env, out)
+    }
+
+    fn fast_parse(&self, frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>> {
+        self.levels.last()?.layer.fast_parse(frame)
+    }
+
+    fn fast_flush(&mut self, env: &mut Env, out: &mut VecDeque<Up>) {
+        fast_flush_at(&mut self.levels, env, out);
     }
 }

@@ -8,6 +8,7 @@
 //! any input: drain `poll_transmit` and `poll_event`, then re-read
 //! `poll_timeout`.
 
+mod accel;
 pub mod compose;
 pub mod spec;
 
@@ -53,6 +54,9 @@ pub struct StackConfig {
     /// Identity and authorized keys, for secure stacks (`sign`, `crypt`);
     /// ignored by the others.
     pub secure: Option<Arc<Secure>>,
+    /// Run the Protocol Accelerator's fast path where the stack has one
+    /// (off: every message takes the full path; the wire is the same).
+    pub fast: bool,
 }
 
 impl StackConfig {
@@ -90,6 +94,7 @@ impl Default for StackConfig {
             suspect: SuspectConfig::default(),
             gms: GmsConfig::default(),
             secure: None,
+            fast: true,
         }
     }
 }
@@ -268,6 +273,11 @@ pub struct Stack<P: Part> {
     /// Answer `GetState` with an empty state here (the application keeps
     /// no state to transfer).
     auto_state: bool,
+    /// The compact format's template (the common-case tags of the layers
+    /// above `nak`); `None` when the stack has no compact format.
+    tmpl: Option<std::sync::Arc<[u8]>>,
+    /// Run the fast path.
+    fast: bool,
 }
 
 impl<P: BuildPart> Stack<P> {
@@ -304,7 +314,7 @@ impl Stack<Dynamic> {
 impl<P: Part> Stack<P> {
     fn with_part(part: P, spec: Spec, cfg: &StackConfig, ctl: Pool) -> Stack<P> {
         let large = spec.provides(Prop::Large);
-        Stack {
+        let mut s = Stack {
             auto_block_ok: !cfg.gms.app_block_ok,
             auto_state: !cfg.gms.app_state,
             max_msg: cfg.max_msg,
@@ -314,7 +324,11 @@ impl<P: Part> Stack<P> {
             spec,
             view: None,
             large,
-        }
+            tmpl: None,
+            fast: false,
+        };
+        s.accel_setup(cfg.fast);
+        s
     }
 
     /// The stack's spec.
@@ -358,13 +372,17 @@ impl<P: Part> Stack<P> {
         if let Some(kind) = self.refuse(&msg, None) {
             return Err(SendError { kind, msg });
         }
+        self.env.now = now;
+        let Err(msg) = self.fast_cast(msg) else {
+            return Ok(());
+        };
         if !self.part.ready() {
             return Err(SendError {
                 kind: SendErrorKind::WouldBlock,
                 msg,
             });
         }
-        self.env.now = now;
+        self.flush_batch();
         self.part
             .down(Down::Cast(msg), &mut self.env, &mut self.events);
         Ok(())
@@ -378,6 +396,7 @@ impl<P: Part> Stack<P> {
             return Err(SendError { kind, msg });
         }
         self.env.now = now;
+        self.flush_batch();
         self.part
             .down(Down::Send(dst, msg), &mut self.env, &mut self.events);
         Ok(())
@@ -399,6 +418,7 @@ impl<P: Part> Stack<P> {
     /// Passes any other down event (acks, leave, block-ok) into the stack.
     pub fn handle_down(&mut self, now: Time, ev: Down) {
         self.env.now = now;
+        self.flush_batch();
         self.part.down(ev, &mut self.env, &mut self.events);
     }
 
@@ -406,12 +426,16 @@ impl<P: Part> Stack<P> {
     #[inline]
     pub fn receive(&mut self, now: Time, frame: Msg) {
         self.env.now = now;
+        let Err(frame) = self.fast_receive(frame) else {
+            return;
+        };
         self.part.recv(frame, &mut self.env, &mut self.events);
     }
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
         self.env.now = now;
+        self.flush_batch();
         self.part.fire(&mut self.env, &mut self.events);
     }
 
@@ -535,6 +559,14 @@ pub trait GroupStack: Send {
     fn drops(&self) -> &Drops;
     /// See [`Stack::stats`].
     fn stats(&self) -> &Stats;
+    /// See [`Stack::begin_batch`].
+    fn begin_batch(&mut self);
+    /// See [`Stack::end_batch`].
+    fn end_batch(&mut self);
+    /// See [`Stack::fast`].
+    fn fast(&self) -> bool;
+    /// See [`Stack::compact`].
+    fn compact(&self) -> bool;
     /// See [`Stack::buffered`].
     fn buffered(&self) -> usize;
     /// See [`Stack::dump`].
@@ -586,6 +618,18 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn stats(&self) -> &Stats {
         Stack::stats(self)
+    }
+    fn begin_batch(&mut self) {
+        Stack::begin_batch(self)
+    }
+    fn end_batch(&mut self) {
+        Stack::end_batch(self)
+    }
+    fn fast(&self) -> bool {
+        Stack::fast(self)
+    }
+    fn compact(&self) -> bool {
+        Stack::compact(self)
     }
     fn buffered(&self) -> usize {
         Stack::buffered(self)
@@ -640,6 +684,18 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     }
     fn stats(&self) -> &Stats {
         (**self).stats()
+    }
+    fn begin_batch(&mut self) {
+        (**self).begin_batch()
+    }
+    fn end_batch(&mut self) {
+        (**self).end_batch()
+    }
+    fn fast(&self) -> bool {
+        (**self).fast()
+    }
+    fn compact(&self) -> bool {
+        (**self).compact()
     }
     fn buffered(&self) -> usize {
         (**self).buffered()

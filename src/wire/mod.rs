@@ -9,6 +9,7 @@
 //! ([`WireError::drop_reason`]). All integers are big-endian.
 
 pub mod com;
+pub mod fast;
 pub mod frag;
 pub mod nak;
 pub mod stable;

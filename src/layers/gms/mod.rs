@@ -640,17 +640,10 @@ impl Layer for Gms {
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         match ev {
             Up::Ctl(msg, signer) => self.on_outside(msg, signer, cx),
-            Up::Cast { src, seq, mut msg } => {
-                let St::Member(m) = &mut self.st else {
-                    return;
-                };
-                match msg.front().first().copied() {
-                    Some(TAG_DATA) => {
-                        let _ = msg.advance(1);
-                        m.on_cast(src, seq, msg, cx);
-                    }
-                    Some(_) => cx.dropped(DropReason::UnknownTag),
-                    None => cx.dropped(DropReason::Truncated),
+            // Casts carry no tag: the flush's messages are sends.
+            Up::Cast { src, seq, msg } => {
+                if let St::Member(m) = &mut self.st {
+                    m.on_cast(src, seq, msg, cx);
                 }
             }
             Up::Send { src, seq, mut msg } => {
@@ -694,6 +687,31 @@ impl Layer for Gms {
             St::Member(m) => m.ready(),
             _ => false,
         }
+    }
+
+    fn fast_tag(&self) -> Option<&'static [u8]> {
+        Some(&[])
+    }
+
+    /// A member not flushing sends at once (and delivers its own cast).
+    #[inline]
+    fn fast_down_ok(&self, _msg: &Msg) -> bool {
+        matches!(&self.st, St::Member(m) if m.ok_sent.is_none())
+    }
+
+    #[inline]
+    fn fast_up_ok(&self, src: Rank, seq: u64) -> bool {
+        matches!(&self.st, St::Member(m) if m.ok_sent.is_none()
+            && m.delivered.get(src as usize).is_some_and(|d| seq >= *d))
+    }
+
+    /// `on_cast` when not flushing.
+    #[inline]
+    fn fast_up(&mut self, src: Rank, seq: u64, msg: Msg, _cx: &mut Cx<'_>) -> Option<Msg> {
+        if let St::Member(m) = &mut self.st {
+            m.delivered[src as usize] = seq + 1;
+        }
+        Some(msg)
     }
 
     fn buffered(&self) -> usize {

@@ -10,7 +10,7 @@ use super::coord::{Coord, MergeIn};
 use super::keys::SecCtx;
 use super::merge::Merge;
 use super::msg::{Attempt, Ctrl, Outside, ViewMsg};
-use super::{send_ctrl, send_outside, GmsConfig, TAG_DATA};
+use super::{send_ctrl, send_outside, GmsConfig};
 use crate::event::{Addr, Down, EndpointId, PubKey, Rank, Up, View};
 use crate::layer::{Cx, DropReason};
 
@@ -207,9 +207,7 @@ impl Member {
             return;
         }
         while let Some(m) = self.pending.pop_front() {
-            if let Some(m) = cx.tagged(m, TAG_DATA) {
-                cx.down(Down::Cast(m));
-            }
+            cx.down(Down::Cast(m));
         }
     }
 
@@ -249,7 +247,7 @@ impl Member {
     pub fn cast(&mut self, m: Msg, cx: &mut Cx<'_>) {
         if self.ok_sent.is_some() {
             self.pending.push_back(m);
-        } else if let Some(m) = cx.tagged(m, TAG_DATA) {
+        } else {
             cx.down(Down::Cast(m));
         }
     }

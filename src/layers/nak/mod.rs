@@ -26,10 +26,11 @@ use std::sync::Arc;
 use tutti_drivers::Msg;
 
 use crate::event::{Down, Rank, Time, Up, View};
-use crate::layer::{Cx, DropReason, Layer, LayerInfo, Prop};
+use crate::layer::{Cx, DropReason, FastCast, Layer, LayerInfo, Prop};
+use crate::wire::fast::SEQ_LIMIT;
 use crate::wire::nak::{emit_ranges, parse_ranges, ranges_len, NakHdr, RangeList, Stream};
 
-pub use stream::{InStream, Insert, OutStream};
+pub use stream::{InStream, Insert, Kept, OutStream};
 
 /// Layer description.
 pub static INFO: LayerInfo = LayerInfo {
@@ -71,6 +72,9 @@ impl Default for NakConfig {
 pub struct Nak {
     cfg: NakConfig,
     v: Option<NakView>,
+    /// The common-case tags of the layers above: a bare (fast-path)
+    /// message gets them back when it is retransmitted.
+    above: Box<[u8]>,
 }
 
 struct NakView {
@@ -88,7 +92,11 @@ struct NakView {
 impl Nak {
     /// A `nak` layer.
     pub fn new(cfg: NakConfig) -> Nak {
-        Nak { cfg, v: None }
+        Nak {
+            cfg,
+            v: None,
+            above: Box::default(),
+        }
     }
 
     fn install(&mut self, view: &Arc<View>) {
@@ -198,7 +206,7 @@ impl NakView {
             cx.down(Down::Cast(m));
         }
         self.cast_out.next += 1;
-        self.cast_out.buf.push_back(keep);
+        self.cast_out.buf.push_back(Kept::full(keep));
         self.last_cast_at = cx.now();
         cx.up(Up::Cast {
             src: self.me,
@@ -212,7 +220,7 @@ impl NakView {
         let out = &mut self.send_out[dst as usize];
         let seq = out.next;
         out.next += 1;
-        out.buf.push_back(m.share());
+        out.buf.push_back(Kept::full(m.share()));
         if push_hdr(&mut m, NakHdr::Send { seq }, cx) {
             cx.down(Down::Send(dst, m));
         }
@@ -317,8 +325,10 @@ impl NakView {
     }
 
     /// Answers a NAK from `from` for messages of `orig` on `stream`.
+    #[allow(clippy::too_many_arguments)]
     fn retransmit(
         &mut self,
+        above: &[u8],
         cfg: &NakConfig,
         cx: &mut Cx<'_>,
         from: Rank,
@@ -358,9 +368,19 @@ impl NakView {
                     // Not ours to give (not yet sent, or not held here).
                     break;
                 };
-                let Some(mut copy) = cx.copy(held) else {
+                let Some(mut copy) = cx.copy(&held.msg) else {
                     return;
                 };
+                if held.bare {
+                    // The layers above put these on it in the full path.
+                    match copy.push(above.len()) {
+                        Ok(b) => b.copy_from_slice(above),
+                        Err(_) => {
+                            cx.dropped(DropReason::NoBuffer);
+                            return;
+                        }
+                    }
+                }
                 let h = match stream {
                     Stream::Cast => NakHdr::Retrans { orig, seq },
                     Stream::Send => NakHdr::Send { seq },
@@ -375,7 +395,16 @@ impl NakView {
         }
     }
 
-    fn on_raw(&mut self, cfg: &NakConfig, src: Rank, p2p: bool, mut m: Msg, cx: &mut Cx<'_>) {
+    #[allow(clippy::too_many_arguments)]
+    fn on_raw(
+        &mut self,
+        above: &[u8],
+        cfg: &NakConfig,
+        src: Rank,
+        p2p: bool,
+        mut m: Msg,
+        cx: &mut Cx<'_>,
+    ) {
         let (h, len) = match NakHdr::parse(m.front()) {
             Ok(x) => x,
             Err(e) => {
@@ -415,7 +444,7 @@ impl NakView {
                     Stream::Send => orig == self.me,
                 };
                 if ok {
-                    self.retransmit(cfg, cx, src, stream, orig, &ranges);
+                    self.retransmit(above, cfg, cx, src, stream, orig, &ranges);
                 } else {
                     cx.dropped(DropReason::BadRank);
                 }
@@ -586,8 +615,8 @@ impl Layer for Nak {
             return;
         };
         match ev {
-            Up::CastRaw { src, msg } => v.on_raw(&cfg, src, false, msg, cx),
-            Up::SendRaw { src, msg } => v.on_raw(&cfg, src, true, msg, cx),
+            Up::CastRaw { src, msg } => v.on_raw(&self.above, &cfg, src, false, msg, cx),
+            Up::SendRaw { src, msg } => v.on_raw(&self.above, &cfg, src, true, msg, cx),
             other => cx.up(other),
         }
     }
@@ -597,6 +626,66 @@ impl Layer for Nak {
             Some(v) => v.cast_out.backlog.is_empty() && v.cast_out.open(self.cfg.window),
             None => false,
         }
+    }
+
+    fn fast_tag(&self) -> Option<&'static [u8]> {
+        // The compact format carries the sequence number in `com`'s place.
+        Some(&[])
+    }
+
+    fn fast_setup(&mut self, above: &[u8], _ctl_capacity: usize) {
+        self.above = above.into();
+    }
+
+    #[inline]
+    fn fast_down_ok(&self, _msg: &Msg) -> bool {
+        match &self.v {
+            Some(v) => {
+                let o = &v.cast_out;
+                o.backlog.is_empty() && o.open(self.cfg.window) && o.next < SEQ_LIMIT
+            }
+            None => false,
+        }
+    }
+
+    /// `send_cast` without the header: number, keep, deliver to self.
+    #[inline]
+    fn fast_down(&mut self, fc: &mut FastCast, cx: &mut Cx<'_>) {
+        let cfg = self.cfg;
+        let (Some(v), Some(m)) = (self.v.as_mut(), fc.msg.as_ref()) else {
+            return;
+        };
+        let seq = v.cast_out.next;
+        v.cast_out.next += 1;
+        v.cast_out.buf.push_back(Kept::bare(m.share()));
+        v.last_cast_at = cx.now();
+        fc.src = v.me;
+        fc.seq = seq;
+        fc.own = Some(m.share());
+        v.ensure_tick(&cfg, cx);
+    }
+
+    #[inline]
+    fn fast_up_ok(&self, src: Rank, seq: u64) -> bool {
+        let Some(v) = &self.v else {
+            return false;
+        };
+        match v.cast_in.get(src as usize) {
+            Some(s) => src != v.me && seq == s.next && !s.missing(),
+            None => false,
+        }
+    }
+
+    /// `arrive` when the message is the next one and nothing waits.
+    #[inline]
+    fn fast_up(&mut self, src: Rank, _seq: u64, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+        let cfg = self.cfg;
+        let v = self.v.as_mut()?;
+        let s = &mut v.cast_in[src as usize];
+        s.push_next(msg.share());
+        s.trim_retained(cfg.window);
+        v.ensure_tick(&cfg, cx);
+        Some(msg)
     }
 
     fn dump(&self, out: &mut String) {

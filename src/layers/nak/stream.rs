@@ -12,6 +12,31 @@ use tutti_drivers::Msg;
 
 use crate::wire::nak::RangeList;
 
+/// A message kept for retransmission.
+#[derive(Debug)]
+pub struct Kept {
+    /// The message as it reached `nak` (the headers of the layers above
+    /// in front of the payload), or only the payload when `bare`.
+    pub msg: Msg,
+    /// Sent or received on the fast path: the layers above put their
+    /// common-case headers on it, which the message does not hold.
+    pub bare: bool,
+}
+
+impl Kept {
+    /// A message as it reached `nak`.
+    #[inline]
+    pub fn full(msg: Msg) -> Kept {
+        Kept { msg, bare: false }
+    }
+
+    /// A payload of the fast path.
+    #[inline]
+    pub fn bare(msg: Msg) -> Kept {
+        Kept { msg, bare: true }
+    }
+}
+
 /// Outgoing channel: own casts, or own point-to-point sends to one member.
 #[derive(Default)]
 pub struct OutStream {
@@ -22,7 +47,7 @@ pub struct OutStream {
     pub base: u64,
     /// Sent messages `[base, next)`, payload only (header popped), kept for
     /// retransmission.
-    pub buf: VecDeque<Msg>,
+    pub buf: VecDeque<Kept>,
     /// Messages waiting for the window to open, in order.
     pub backlog: VecDeque<Msg>,
 }
@@ -41,7 +66,7 @@ impl OutStream {
     }
 
     /// The kept message with sequence number `seq`, if still kept.
-    pub fn get(&self, seq: u64) -> Option<&Msg> {
+    pub fn get(&self, seq: u64) -> Option<&Kept> {
         if seq < self.base {
             return None;
         }
@@ -72,7 +97,7 @@ pub struct InStream {
     /// `[base, next)`: delivered messages retained for retransmission on
     /// behalf of their sender (casts only); `[next, ..)`: out-of-order
     /// arrivals waiting for the gap below them to fill.
-    pub buf: VecDeque<Option<Msg>>,
+    pub buf: VecDeque<Option<Kept>>,
     /// One past the highest sequence number known to exist.
     pub high: u64,
     /// An acknowledgement should be sent (point-to-point channels).
@@ -118,7 +143,7 @@ impl InStream {
         if self.buf[idx].is_some() {
             return Insert::Duplicate;
         }
-        self.buf[idx] = Some(msg);
+        self.buf[idx] = Some(Kept::full(msg));
         self.high = self.high.max(seq + 1);
         Insert::Stored {
             deliverable: seq == self.next,
@@ -131,9 +156,9 @@ impl InStream {
         let idx = (self.next - self.base) as usize;
         let slot = self.buf.get_mut(idx)?;
         let msg = if retain {
-            slot.as_ref()?.share()
+            slot.as_ref()?.msg.share()
         } else {
-            slot.take()?
+            slot.take()?.msg
         };
         let seq = self.next;
         self.next += 1;
@@ -164,8 +189,19 @@ impl InStream {
         }
     }
 
+    /// Fast path: `msg` is message `next`, delivered now (nothing is
+    /// buffered beyond it); its payload stays retained, bare.
+    #[inline]
+    pub fn push_next(&mut self, msg: Msg) {
+        debug_assert!(!self.missing());
+        self.buf.truncate((self.next - self.base) as usize);
+        self.buf.push_back(Some(Kept::bare(msg)));
+        self.next += 1;
+        self.high = self.high.max(self.next);
+    }
+
     /// A retained or buffered message, if present.
-    pub fn get(&self, seq: u64) -> Option<&Msg> {
+    pub fn get(&self, seq: u64) -> Option<&Kept> {
         if seq < self.base {
             return None;
         }
@@ -277,13 +313,13 @@ mod tests {
         let p = Pool::new(PoolConfig::default()).unwrap();
         let mut o = OutStream::default();
         for i in 0..4 {
-            o.buf.push_back(msg(&p, i));
+            o.buf.push_back(Kept::full(msg(&p, i)));
             o.next += 1;
         }
         assert!(!o.open(4));
         assert!(!o.collect(5));
         assert!(o.collect(2));
-        assert_eq!(o.get(2).unwrap().to_vec(), vec![2]);
+        assert_eq!(o.get(2).unwrap().msg.to_vec(), vec![2]);
         assert!(o.get(1).is_none());
         assert!(o.open(4));
     }

@@ -58,6 +58,14 @@ pub struct Report {
     /// Secure runs with an intruder: whether the group refused it (it may
     /// also never have reached a member, and founded a group of its own).
     pub intruder_refused: Option<bool>,
+    /// Digest of every frame sent (bytes and sender, in order): the same
+    /// plan run with the fast path on and off must give the same.
+    pub wire: u64,
+    /// Digest of every delivery and view (receiver, sender, payload, in
+    /// order).
+    pub delivery: u64,
+    /// Activity of all processes' stacks (fast-path counters among them).
+    pub stats: crate::layer::Stats,
 }
 
 impl Report {
@@ -136,6 +144,37 @@ struct Sim<'a> {
     /// The intruder's id, once started.
     intruder: Option<EndpointId>,
     intruder_refused: bool,
+    /// Digest of every frame sent, in order, with its sender.
+    wire: u64,
+    /// Digest of every delivery, in order, with its receiver.
+    delivery: u64,
+}
+
+/// The view (of `views`) a frame was made in: by the view tag of a full
+/// header, by the cookie of a compact one.
+pub fn view_of(
+    bytes: &[u8],
+    group: u32,
+    stack: u16,
+    views: &std::collections::VecDeque<Arc<View>>,
+) -> Option<Arc<View>> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if crate::wire::fast::is_compact(bytes) {
+        let c = word(0)?;
+        return views
+            .iter()
+            .find(|v| {
+                let tag = v.id.tag();
+                (0..v.size()).any(|r| crate::wire::fast::cookie(group, stack, tag, r as crate::event::Rank) == c)
+            })
+            .cloned();
+    }
+    let tag = word(COM_LEN - 4)?;
+    views.iter().find(|v| v.id.tag() == tag).cloned()
 }
 
 /// Runs one plan.
@@ -225,6 +264,7 @@ impl<'a> Sim<'a> {
                 primary: plan.primary,
             },
             secure: None,
+            fast: plan.fast,
         };
         Sim {
             plan,
@@ -250,6 +290,8 @@ impl<'a> Sim<'a> {
             },
             intruder: None,
             intruder_refused: false,
+            wire: 0,
+            delivery: 0,
         }
     }
 
@@ -578,6 +620,10 @@ impl<'a> Sim<'a> {
                     .iter()
                     .fold(0u64, |h, (s, x)| h.wrapping_add(check::mix(*s, *x)));
                 let transferred = std::mem::take(&mut p.transferred);
+                self.delivery = crate::event::fnv1a(
+                    self.delivery ^ id,
+                    &v.id.ltime.to_le_bytes(),
+                );
                 let n = p.state.len() as u64;
                 self.check
                     .view(id, v.id, &v.members, (base, n), transferred);
@@ -602,6 +648,7 @@ impl<'a> Sim<'a> {
                     .and_then(|v| v.members.get(src as usize).copied())
                     .unwrap_or(0);
                 let b = msg.to_vec();
+                self.delivery = crate::event::fnv1a(self.delivery ^ id ^ src_id, &b);
                 self.check.deliver(id, src_id, &b);
                 if let Some(t) = Tag::decode(&b) {
                     if !self.procs[i].state.insert((t.src, t.index)) {
@@ -664,17 +711,13 @@ impl<'a> Sim<'a> {
         };
         drop(frame);
         // The view the frame was made in, from its header.
-        let tag = bytes
-            .get(COM_LEN - 4..COM_LEN)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-            .unwrap_or(0);
-        let view = self.procs[i]
-            .stack
-            .routes()
-            .1
-            .iter()
-            .find(|v| v.id.tag() == tag)
-            .cloned();
+        self.wire = crate::event::fnv1a(self.wire ^ i as u64, &bytes);
+        let view = view_of(
+            &bytes,
+            self.cfg.group,
+            self.procs[i].stack.spec().id(),
+            self.procs[i].stack.routes().1,
+        );
         let targets: Vec<usize> = match (&dst, &view) {
             (Dest::Addr(a), _) => self.by_addr.get(a).copied().into_iter().collect(),
             (Dest::All, Some(v)) => v
@@ -732,6 +775,10 @@ impl<'a> Sim<'a> {
         if self.plan.primary {
             self.check.primary_chain();
         }
+        let mut stats = crate::layer::Stats::default();
+        for p in &self.procs {
+            stats.add(p.stack.stats());
+        }
         let mut dump = String::new();
         if !self.check.violations.is_empty() {
             for p in &self.procs {
@@ -754,6 +801,9 @@ impl<'a> Sim<'a> {
             settle_ns: self.settled.map(|t| t.since(self.quiet)),
             dump,
             intruder_refused: self.intruder.map(|_| self.intruder_refused),
+            wire: self.wire,
+            delivery: self.delivery,
+            stats,
         }
     }
 }

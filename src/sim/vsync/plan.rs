@@ -84,6 +84,9 @@ pub struct Plan {
     /// Secure runs: a process whose key is not authorized tries to join at
     /// this time (it must never enter a view, nor take anyone into one).
     pub intruder: Option<Time>,
+    /// Run the Protocol Accelerator's fast path (the wire is the same
+    /// either way; the equivalence test runs plans both ways).
+    pub fast: bool,
 }
 
 impl Plan {
@@ -147,8 +150,17 @@ impl Plan {
             settle_ns: 1_500 * MS,
             secure: false,
             intruder: None,
+            fast: true,
         }
         .secured(&mut rng)
+        .accelerated(&mut rng)
+    }
+
+    /// Draws whether the fast path runs (last, so that earlier draws of a
+    /// seed stay what they were).
+    fn accelerated(mut self, rng: &mut Rng) -> Plan {
+        self.fast = rng.chance(0.75);
+        self
     }
 
     /// Draws the security part of the plan (after everything else, so
@@ -222,6 +234,9 @@ impl fmt::Display for Plan {
         f.write_str("]")?;
         if let Some(t) = self.intruder {
             write!(f, " intruder at {t}")?;
+        }
+        if !self.fast {
+            f.write_str(" fast=off")?;
         }
         Ok(())
     }

@@ -1,0 +1,186 @@
+//! The Protocol Accelerator (van Renesse, SIGCOMM 1996), in Rust.
+//!
+//! Every layer states its own common case (see the `fast_*` methods of
+//! [`crate::layer::Layer`]): a predicate with no side effects, and the part
+//! of its `down(Cast)` / `up(Cast)` that the common case runs, without the
+//! header. A layer's fast part is the same code its full path runs (the
+//! layers share the functions between the two), so the fast path cannot
+//! drift from the protocol. The composition (`Part`) chains the parts into
+//! direct calls, layer by layer, with no event queued in between; in a
+//! static stack the compiler inlines the whole chain, and a layer whose
+//! parts do nothing costs nothing.
+//!
+//! - **Send.** When every layer's predicate holds (an installed view, not
+//!   flushing, the window open, one buffer, no state awaited), a cast runs
+//!   each layer's fast part top down; `nak` numbers it and keeps its
+//!   payload; `com` frames it in the compact format (8 bytes: a cookie for
+//!   group, stack, view and sender, and the bit-packed sequence number);
+//!   the own delivery runs each layer's fast part back up.
+//! - **Receive.** A compact frame whose casts are the next expected of
+//!   their sender, with nothing out of order and no layer holding anything
+//!   for it, runs each layer's fast part bottom up. Otherwise the frame is
+//!   expanded into the layers' headers and takes the full path.
+//! - **Packing.** During a batch (the engine sends the casts that waited
+//!   for the window or the polling thread in one batch), `com` packs
+//!   consecutive casts into one frame up to a buffer: one copy of each
+//!   payload, one header, one driver send. Receivers unpack without
+//!   copying (each cast is a window on the frame).
+//! - **Equivalence.** `com` compresses the casts the full path makes too,
+//!   so the wire is the same with the fast path on or off (apart from
+//!   packing); the simulator checks this (`tests/accel.rs`).
+
+use tutti_drivers::Msg;
+
+use super::compose::Part;
+use super::spec::LayerKind;
+use super::Stack;
+use crate::event::{Rank, Up};
+use crate::layer::FastCast;
+use crate::wire::fast::{self, Entries};
+
+impl<P: Part> Stack<P> {
+    /// Sets up the compact format and the fast path: every layer must
+    /// have a common case and `nak` must sit right above `com`.
+    pub(super) fn accel_setup(&mut self, fast_on: bool) {
+        let l = self.spec.layers();
+        if l.first() != Some(&LayerKind::Com) || l.get(1) != Some(&LayerKind::Nak) {
+            return;
+        }
+        let mut above = Vec::new();
+        let cap = self.env.ctl.capacity();
+        if self.part.fast_setup(&mut above, cap) {
+            self.tmpl = Some(above.into());
+            self.fast = fast_on;
+        }
+    }
+
+    /// Whether this stack sends common-case casts in the compact format.
+    pub fn compact(&self) -> bool {
+        self.tmpl.is_some()
+    }
+
+    /// Whether this stack runs the fast path.
+    pub fn fast(&self) -> bool {
+        self.fast
+    }
+
+    /// The fast path of `cast`; gives the message back when some layer is
+    /// off its common case.
+    #[inline]
+    pub(super) fn fast_cast(&mut self, msg: Msg) -> Result<(), Msg> {
+        if !self.fast || !self.part.fast_down_ok(&msg) {
+            return Err(msg);
+        }
+        self.env.stats.fast_out += 1;
+        let mut fc = FastCast::new(msg);
+        self.part.fast_cast(&mut fc, &mut self.env, &mut self.events);
+        if let Some(m) = fc.own {
+            self.events.push_back(Up::Cast {
+                src: fc.src,
+                seq: fc.seq,
+                msg: m,
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts a batch: until [`Stack::end_batch`], casts on the fast path
+    /// are packed into shared frames.
+    pub fn begin_batch(&mut self) {
+        self.env.packing = self.fast;
+    }
+
+    /// Ends a batch: what was packed goes out.
+    pub fn end_batch(&mut self) {
+        if self.env.packing {
+            self.part.fast_flush(&mut self.env, &mut self.events);
+        }
+        self.env.packing = false;
+    }
+
+    /// Sends what the batch packed so far (anything leaving by the full
+    /// path must not overtake it).
+    #[inline]
+    pub(super) fn flush_batch(&mut self) {
+        if self.env.packing {
+            self.part.fast_flush(&mut self.env, &mut self.events);
+        }
+    }
+
+    /// The fast path of `receive`; gives the frame back when it is not a
+    /// compact frame this stack reads.
+    #[inline]
+    pub(super) fn fast_receive(&mut self, frame: Msg) -> Result<(), Msg> {
+        if !self.fast || !fast::is_compact(frame.front()) {
+            return Err(frame);
+        }
+        let (src, c) = match self.part.fast_parse(frame.front()) {
+            None => return Err(frame),
+            Some(Ok(x)) => x,
+            Some(Err(r)) => {
+                self.env.stats.frames_in += 1;
+                self.env.drops.add(r);
+                return Ok(());
+            }
+        };
+        self.env.stats.frames_in += 1;
+        if !c.packed {
+            let mut m = frame;
+            let _ = m.advance(fast::LEN);
+            self.fast_one(src, c.seq, m);
+            return Ok(());
+        }
+        // Checked by the parse: the entries fill the frame.
+        let n = Entries::new(&frame.front()[fast::LEN..]).count();
+        for i in 0..n {
+            let Some(Ok((off, len))) = Entries::new(&frame.front()[fast::LEN..]).nth(i) else {
+                break;
+            };
+            let mut m = frame.share();
+            let _ = m.advance(fast::LEN + off);
+            let _ = m.truncate(len);
+            self.fast_one(src, c.seq + i as u64, m);
+        }
+        Ok(())
+    }
+
+    /// One cast of a compact frame: the fast path if every layer takes it,
+    /// else expanded into the full path.
+    #[inline]
+    fn fast_one(&mut self, src: Rank, seq: u64, msg: Msg) {
+        if self.part.fast_up_ok(src, seq) {
+            self.env.stats.fast_in += 1;
+            if let Some(m) = self
+                .part
+                .fast_up(src, seq, msg, &mut self.env, &mut self.events)
+            {
+                self.events.push_back(Up::Cast { src, seq, msg: m });
+            }
+            return;
+        }
+        self.env.stats.fast_missed += 1;
+        let Some(tmpl) = self.tmpl.clone() else {
+            return;
+        };
+        let mut nh = [0u8; 9];
+        crate::wire::nak::NakHdr::Cast { seq }.emit(&mut nh);
+        match self.env.message(&[&nh, &tmpl, msg.front()]) {
+            Some(m) => {
+                drop(msg);
+                self.part
+                    .inject(Up::CastRaw { src, msg: m }, &mut self.env, &mut self.events);
+            }
+            None => self.env.drops.add(crate::layer::DropReason::NoBuffer),
+        }
+    }
+
+    /// Per-message header bytes of a FIFO cast of this stack on the wire:
+    /// the compact header, or the full headers when the stack has no
+    /// compact format.
+    pub fn cast_overhead(&self) -> usize {
+        match &self.tmpl {
+            Some(_) => fast::LEN,
+            None => 0,
+        }
+    }
+}

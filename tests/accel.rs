@@ -1,0 +1,45 @@
+//! The Protocol Accelerator: the fast path is equivalent to the full path.
+//!
+//! The same random membership plans (crashes, joins, leaves, partitions,
+//! loss) run in the deterministic simulator with the fast path on and off:
+//! every frame on the wire, every delivery and every view must be the same.
+//! `TUTTI_SOAK=<n>` runs more seeds.
+
+use tutti::sim::vsync::{run, Plan};
+
+fn seeds() -> u64 {
+    std::env::var("TUTTI_SOAK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150)
+}
+
+#[test]
+fn fast_path_and_full_path_are_the_same_protocol() {
+    let (mut fast_in, mut fast_out, mut missed, mut runs) = (0u64, 0u64, 0u64, 0u64);
+    for seed in 1..=seeds() {
+        let mut plan = Plan::random(seed, 0.1, true);
+        plan.fast = true;
+        let on = run(&plan);
+        plan.fast = false;
+        let off = run(&plan);
+        assert!(on.ok(), "fast path on: {}\n{:#?}\n{}", on.plan, on.violations, on.dump);
+        assert!(off.ok(), "fast path off: {}\n{:#?}\n{}", off.plan, off.violations, off.dump);
+        assert_eq!(on.wire, off.wire, "{}: the wire differs", plan);
+        assert_eq!(on.delivery, off.delivery, "{}: deliveries differ", plan);
+        assert_eq!(
+            (on.delivered, on.views, on.frames),
+            (off.delivered, off.views, off.frames),
+            "{plan}"
+        );
+        assert_eq!(off.stats.fast_in + off.stats.fast_out, 0, "{plan}");
+        fast_in += on.stats.fast_in;
+        fast_out += on.stats.fast_out;
+        missed += on.stats.fast_missed;
+        runs += 1;
+    }
+    println!(
+        "{runs} plans: fast path sent {fast_out} casts, delivered {fast_in}; {missed} compact frames took the full path"
+    );
+    assert!(fast_out > 0 && fast_in > 0, "the fast path ran");
+}
