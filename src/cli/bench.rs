@@ -74,6 +74,15 @@ pub struct BenchOpts {
     /// Members (group mode).
     #[arg(long, default_value_t = 3)]
     pub group_size: usize,
+    /// Throughput and group modes: the sender hands messages over in
+    /// batches of this many (through a stack the fast path packs a batch
+    /// into shared frames; raw, the driver sends a batch in one call).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Run every message through the full path of the stack (the Protocol
+    /// Accelerator's fast path off), for comparison.
+    #[arg(long)]
+    pub full_path: bool,
 }
 
 /// The result line (`--json` prints exactly this).
@@ -172,6 +181,9 @@ fn local(o: &BenchOpts) -> ExitCode {
             .stderr(Stdio::inherit());
         if o.raw {
             c.arg("--raw");
+        }
+        if o.full_path {
+            c.arg("--full-path");
         }
         match c.spawn() {
             Ok(k) => kids.push(k),
@@ -310,9 +322,9 @@ fn open(
         return Ok(Link::Raw(d));
     }
     let mut core = Core::new(d);
-    let g = core
-        .join(&GroupSpec::new("bench", &o.stack, members.to_vec()))
-        .map_err(|e| e.to_string())?;
+    let mut spec = GroupSpec::new("bench", &o.stack, members.to_vec());
+    spec.config.fast = !o.full_path;
+    let g = core.join(&spec).map_err(|e| e.to_string())?;
     Ok(Link::Stack(Box::new(core), g, vec![0; members.len()]))
 }
 
@@ -333,6 +345,31 @@ impl Link {
         }
     }
 
+    /// Sends a batch to everybody else (emptying `q`); retries while
+    /// back-pressured.
+    fn send_batch(&mut self, q: &mut VecDeque<Msg>) -> Result<(), String> {
+        match self {
+            Link::Stack(c, g, _) => {
+                while !q.is_empty() {
+                    if c.cast_batch(*g, q).map_err(|e| e.kind.to_string())? == 0 {
+                        c.poll().map_err(|e| e.to_string())?;
+                    }
+                }
+                Ok(())
+            }
+            Link::Raw(d) => {
+                let mut txq: VecDeque<Tx> = q
+                    .drain(..)
+                    .map(|frame| Tx { to: To::All, frame })
+                    .collect();
+                while !txq.is_empty() {
+                    d.send(&mut txq).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Sends to everybody else; retries while back-pressured.
     fn send(&mut self, m: Msg) -> Result<(), String> {
         match self {
@@ -341,7 +378,12 @@ impl Link {
                 loop {
                     match c.cast(*g, m) {
                         Ok(()) => return Ok(()),
-                        Err(e) if e.kind == tutti::SendErrorKind::WouldBlock => {
+                        // A membership stack shows its first view once
+                        // polled.
+                        Err(e)
+                            if e.kind == tutti::SendErrorKind::WouldBlock
+                                || e.kind == tutti::SendErrorKind::NoView =>
+                        {
                             m = e.msg;
                             c.poll().map_err(|e| e.to_string())?;
                         }
@@ -694,17 +736,27 @@ fn role_rank0(
         Mode::Throughput | Mode::Group => {
             r.metric = "one-way".into();
             let started = Instant::now();
+            let batch = o.batch.max(1) as u64;
+            let mut q = VecDeque::with_capacity(batch as usize);
             for i in 0..o.count {
                 // Buffers come back as receivers finish with them.
                 let m = loop {
                     match payload(e.pool(), PING, i, o.size) {
                         Ok(m) => break m,
                         Err(_) => {
+                            e.send_batch(&mut q)?;
                             e.poll(&mut out, &mut |_, _| {})?;
                         }
                     }
                 };
-                e.send(m)?;
+                if batch == 1 {
+                    e.send(m)?;
+                } else {
+                    q.push_back(m);
+                    if q.len() as u64 >= batch || i + 1 == o.count {
+                        e.send_batch(&mut q)?;
+                    }
+                }
                 if i % 64 == 0 {
                     e.poll(&mut out, &mut |_, _| {})?;
                 }

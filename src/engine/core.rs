@@ -113,7 +113,8 @@ struct Slot {
     npeers: usize,
     events: VecDeque<Event>,
     backlog: VecDeque<Request>,
-    /// Casts the stack accepted.
+    /// Casts the stack accepted since the current view was installed
+    /// at its bottom (sequence numbers start again in every view).
     casts: u64,
 }
 
@@ -351,6 +352,44 @@ impl Core {
         Ok(())
     }
 
+    /// Multicasts the messages of `msgs` in group `g` as one batch (inline
+    /// use): on the fast path consecutive casts are packed into shared
+    /// frames, one driver send for the lot. Takes messages from the front
+    /// until the stack refuses one for back-pressure (it stays in `msgs`)
+    /// or `msgs` is empty; returns how many it took. A message refused for
+    /// good (too large) ends the batch with its error.
+    pub fn cast_batch(
+        &mut self,
+        g: GroupIx,
+        msgs: &mut VecDeque<Msg>,
+    ) -> Result<usize, SendError> {
+        let now = self.clock;
+        let Some(s) = self.groups.get_mut(g) else {
+            return Ok(0);
+        };
+        s.stack.begin_batch();
+        let mut n = 0;
+        let mut res = Ok(());
+        while let Some(m) = msgs.pop_front() {
+            match s.stack.cast(now, m) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind == SendErrorKind::WouldBlock => {
+                    msgs.push_front(e.msg);
+                    break;
+                }
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
+        }
+        s.casts += n as u64;
+        s.stack.end_batch();
+        self.flush(g);
+        self.transmit();
+        res.map(|()| n)
+    }
+
     /// Sends to `dst` in group `g` (inline use; time as for `cast`).
     pub fn send(&mut self, g: GroupIx, dst: Rank, msg: Msg) -> Result<(), SendError> {
         let now = self.clock;
@@ -379,8 +418,9 @@ impl Core {
         self.groups.get_mut(g)?.events.pop_front()
     }
 
-    /// How many casts this member has made in group `g` (its next
-    /// sequence number), from the stack's own view of its send window.
+    /// How many casts this member has made in group `g`'s current view
+    /// (its next sequence number, outside a flush: casts made while the
+    /// view changes may be numbered in the next one).
     pub fn casts_sent(&self, g: GroupIx) -> Option<u64> {
         self.groups.get(g).map(|s| s.casts)
     }
@@ -482,6 +522,7 @@ impl Core {
             let (gen, views) = s.stack.routes();
             if gen != s.routes_gen {
                 s.routes_gen = gen;
+                s.casts = 0;
                 if views.front().is_some_and(|v| v.addrs.len() == v.size()) {
                     let driver = &mut self.driver;
                     let mut map = |v: &View| -> Vec<Option<PeerId>> {
@@ -582,6 +623,11 @@ impl Core {
         for g in 0..self.groups.len() {
             let s = &mut self.groups[g];
             let mut moved = false;
+            // Requests that backed up go as one batch: casts are packed.
+            let batch = s.backlog.len() > 1;
+            if batch {
+                s.stack.begin_batch();
+            }
             while let Some(r) = s.backlog.pop_front() {
                 let res = match r {
                     Request::Cast(m) => {
@@ -608,6 +654,9 @@ impl Core {
                     // Refused for good (bad rank, too large): dropped.
                     Err(_) => moved = true,
                 }
+            }
+            if batch {
+                s.stack.end_batch();
             }
             if moved {
                 work += 1;

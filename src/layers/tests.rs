@@ -33,10 +33,15 @@ impl Group {
         let s = (0..n)
             .map(|i| {
                 let mut st = build(spec, &cfg, pool(), i % 2 == 0).unwrap();
-                let v =
-                    View::new(ViewId { ltime: 3, coord: 0 }, members.clone(), i as Rank).unwrap();
+                let addrs = (0..n).map(|a| format!("m{a}").into()).collect();
+                let v = View::new(ViewId { ltime: 3, coord: 0 }, members.clone(), i as Rank)
+                    .and_then(|v| v.with_addrs(addrs))
+                    .unwrap();
                 st.install_view(Time::ZERO, v);
-                assert!(matches!(st.poll_event(), Some(Up::View(_))));
+                // A membership stack shows the view once its layers agree.
+                if !st.spec().provides(crate::layer::Prop::Membership) {
+                    assert!(matches!(st.poll_event(), Some(Up::View(_))));
+                }
                 st
             })
             .collect();
@@ -421,4 +426,46 @@ fn an_idle_group_falls_silent() {
     for s in &g.s {
         assert!(s.poll_timeout().is_none(), "no timer left: {}", s.dump());
     }
+}
+
+#[test]
+fn vsync_reports_stability_to_the_application() {
+    let mut g = Group::new("vsync", 2, StackConfig::default());
+    // Rank 1 asks rank 0 for the state (answered as events are polled).
+    let mut ev = vec![Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        g.run(1);
+        for (i, e) in ev.iter_mut().enumerate() {
+            e.extend(std::iter::from_fn(|| g.s[i].poll_event()));
+        }
+    }
+    for (i, ev) in ev.iter().enumerate() {
+        assert!(ev.iter().any(|e| matches!(e, Up::View(_))), "{ev:?} {}", g.s[i].dump());
+    }
+    let m = g.msg(b"a");
+    g.s[0].cast(g.now, m).unwrap();
+    g.run(20);
+    let ev: Vec<String> = std::iter::from_fn(|| g.s[0].poll_event())
+        .map(|e| format!("{e:?}").chars().take(60).collect())
+        .collect();
+    assert!(ev.iter().any(|e| e.starts_with("Stable")), "{ev:?}\n{}", g.s[0].dump());
+}
+
+#[test]
+fn fast_casts_are_numbered_by_nak() {
+    let mut g = Group::new("vsync", 2, StackConfig::default());
+    let mut ev = vec![Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        g.run(1);
+        for (i, e) in ev.iter_mut().enumerate() {
+            e.extend(std::iter::from_fn(|| g.s[i].poll_event()));
+        }
+    }
+    for i in 0..3u8 {
+        let m = g.msg(&[i]);
+        g.s[0].cast(g.now, m).unwrap();
+    }
+    assert_eq!(g.s[0].stats().fast_out, 3);
+    let d = g.s[0].dump();
+    assert!(d.contains("casts out next=3"), "{d}");
 }
