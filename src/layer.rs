@@ -431,6 +431,9 @@ pub struct Env {
     pub ctl: Pool,
     /// The fast path is sending a batch: the bottom layer packs casts.
     pub packing: bool,
+    /// A layer emitted an event (set by [`Cx::down`] and [`Cx::up`]): the
+    /// fast path, which queues nothing itself, settles the stack only then.
+    pub emitted: bool,
     /// Frames ready for the network.
     pub tx: VecDeque<(Dest, Msg)>,
     /// Drops by reason.
@@ -477,6 +480,7 @@ impl Env {
             now: Time::ZERO,
             ctl,
             packing: false,
+            emitted: false,
             tx: VecDeque::with_capacity(64),
             drops: Drops::default(),
             stats: Stats::default(),
@@ -546,12 +550,14 @@ impl<'a> Cx<'a> {
     /// Passes an event to the layer below.
     #[inline]
     pub fn down(&mut self, ev: Down) {
+        self.env.emitted = true;
         self.downs.push_back(ev);
     }
 
     /// Passes an event to the layer above.
     #[inline]
     pub fn up(&mut self, ev: Up) {
+        self.env.emitted = true;
         self.ups.push_back(ev);
     }
 

@@ -5,6 +5,7 @@ pub mod crypt;
 pub mod frag;
 pub mod gms;
 pub mod nak;
+pub mod pass;
 pub mod sign;
 pub mod stable;
 pub mod suspect;

@@ -73,7 +73,11 @@ impl<P: Part> Stack<P> {
         }
         self.env.stats.fast_out += 1;
         let mut fc = FastCast::new(msg);
+        self.env.emitted = false;
         self.part.fast_cast(&mut fc, &mut self.env, &mut self.events);
+        if self.env.emitted {
+            self.part.settle_all(&mut self.env, &mut self.events);
+        }
         if let Some(m) = fc.own {
             self.events.push_back(Up::Cast {
                 src: fc.src,
@@ -150,10 +154,14 @@ impl<P: Part> Stack<P> {
     fn fast_one(&mut self, src: Rank, seq: u64, msg: Msg) {
         if self.part.fast_up_ok(src, seq) {
             self.env.stats.fast_in += 1;
-            if let Some(m) = self
+            self.env.emitted = false;
+            let m = self
                 .part
-                .fast_up(src, seq, msg, &mut self.env, &mut self.events)
-            {
+                .fast_up(src, seq, msg, &mut self.env, &mut self.events);
+            if self.env.emitted {
+                self.part.settle_all(&mut self.env, &mut self.events);
+            }
+            if let Some(m) = m {
                 self.events.push_back(Up::Cast { src, seq, msg: m });
             }
             return;

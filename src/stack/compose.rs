@@ -70,6 +70,10 @@ pub trait Part: Send {
     fn fast_parse(&self, frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>>;
     /// Sends what the layers gathered during a batch.
     fn fast_flush(&mut self, env: &mut Env, out: &mut VecDeque<Up>);
+    /// Handles every event the layers' fast parts emitted, bottom level
+    /// first (the fast path runs the parts back to back and settles once,
+    /// and only when one of them emitted something).
+    fn settle_all(&mut self, env: &mut Env, out: &mut VecDeque<Up>);
 }
 
 /// A static stack part that can be built from configuration.
@@ -156,6 +160,8 @@ impl Part for Nil {
     }
 
     fn fast_flush(&mut self, _env: &mut Env, _out: &mut VecDeque<Up>) {}
+
+    fn settle_all(&mut self, _env: &mut Env, _out: &mut VecDeque<Up>) {}
 }
 
 impl BuildPart for Nil {
@@ -271,14 +277,11 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
         let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
         self.layer.fast_down(fc, &mut cx);
         let mine = fc.own.is_some();
-        self.settle(env, out);
         self.below.fast_cast(fc, env, &mut self.upq);
-        self.settle(env, out);
         if !mine {
             if let Some(m) = fc.own.take() {
                 let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
                 fc.own = self.layer.fast_up(fc.src, fc.seq, m, &mut cx);
-                self.settle(env, out);
             }
         }
     }
@@ -297,12 +300,9 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
         env: &mut Env,
         out: &mut VecDeque<Up>,
     ) -> Option<Msg> {
-        let m = self.below.fast_up(src, seq, msg, env, &mut self.upq);
-        self.settle(env, out);
+        let m = self.below.fast_up(src, seq, msg, env, &mut self.upq)?;
         let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
-        let m = self.layer.fast_up(src, seq, m?, &mut cx);
-        self.settle(env, out);
-        m
+        self.layer.fast_up(src, seq, m, &mut cx)
     }
 
     #[inline]
@@ -318,6 +318,11 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
         self.layer.fast_flush(&mut cx);
         self.settle(env, out);
         self.below.fast_flush(env, &mut self.upq);
+        self.settle(env, out);
+    }
+
+    fn settle_all(&mut self, env: &mut Env, out: &mut VecDeque<Up>) {
+        self.below.settle_all(env, &mut self.upq);
         self.settle(env, out);
     }
 }
@@ -436,14 +441,11 @@ fn fast_cast_at(levels: &mut [Level], fc: &mut FastCast, env: &mut Env, out: &mu
     let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
     lvl.layer.fast_down(fc, &mut cx);
     let mine = fc.own.is_some();
-    settle(lvl, below, env, out);
     fast_cast_at(below, fc, env, &mut lvl.upq);
-    settle(lvl, below, env, out);
     if !mine {
         if let Some(m) = fc.own.take() {
             let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
             fc.own = lvl.layer.fast_up(fc.src, fc.seq, m, &mut cx);
-            settle(lvl, below, env, out);
         }
     }
 }
@@ -459,12 +461,17 @@ fn fast_up_at(
     let Some((lvl, below)) = levels.split_first_mut() else {
         return Some(msg);
     };
-    let m = fast_up_at(below, src, seq, msg, env, &mut lvl.upq);
-    settle(lvl, below, env, out);
+    let m = fast_up_at(below, src, seq, msg, env, &mut lvl.upq)?;
     let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
-    let m = lvl.layer.fast_up(src, seq, m?, &mut cx);
+    lvl.layer.fast_up(src, seq, m, &mut cx)
+}
+
+fn settle_all_at(levels: &mut [Level], env: &mut Env, out: &mut VecDeque<Up>) {
+    let Some((lvl, below)) = levels.split_first_mut() else {
+        return;
+    };
+    settle_all_at(below, env, &mut lvl.upq);
     settle(lvl, below, env, out);
-    m
 }
 
 fn fast_flush_at(levels: &mut [Level], env: &mut Env, out: &mut VecDeque<Up>) {
@@ -553,5 +560,9 @@ impl Part for Dynamic {
 
     fn fast_flush(&mut self, env: &mut Env, out: &mut VecDeque<Up>) {
         fast_flush_at(&mut self.levels, env, out);
+    }
+
+    fn settle_all(&mut self, env: &mut Env, out: &mut VecDeque<Up>) {
+        settle_all_at(&mut self.levels, env, out);
     }
 }

@@ -25,6 +25,7 @@ use crate::layers::crypt::Crypt;
 use crate::layers::frag::{Frag, MAX_MSG_DEFAULT};
 use crate::layers::gms::{Gms, GmsConfig};
 use crate::layers::nak::{Nak, NakConfig};
+use crate::layers::pass::Pass;
 use crate::layers::sign::Sign;
 use crate::layers::stable::{Stable, StableConfig};
 use crate::layers::suspect::{Suspect, SuspectConfig};
@@ -169,6 +170,13 @@ impl StaticLayer for Xfer {
     }
 }
 
+impl StaticLayer for Pass {
+    const KIND: LayerKind = LayerKind::Pass;
+    fn make(_cfg: &StackConfig, _id: u16) -> Self {
+        Pass
+    }
+}
+
 impl StaticLayer for Token {
     const KIND: LayerKind = LayerKind::Token;
     fn make(_cfg: &StackConfig, _id: u16) -> Self {
@@ -190,6 +198,7 @@ pub fn make_layer(k: LayerKind, cfg: &StackConfig, id: u16) -> Box<dyn Layer> {
         LayerKind::Token => Box::new(Token::make(cfg, id)),
         LayerKind::Sign => Box::new(Sign::make(cfg, id)),
         LayerKind::Crypt => Box::new(Crypt::make(cfg, id)),
+        LayerKind::Pass => Box::new(Pass),
     }
 }
 

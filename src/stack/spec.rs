@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::layer::{LayerInfo, Prop};
-use crate::layers::{com, crypt, frag, gms, nak, sign, stable, suspect, token, total, xfer};
+use crate::layers::{com, crypt, frag, gms, nak, pass, sign, stable, suspect, token, total, xfer};
 
 /// The layers tutti knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,11 +31,13 @@ pub enum LayerKind {
     Sign,
     /// Encrypted, authenticated frames under the view's group key.
     Crypt,
+    /// Does nothing (measures layering).
+    Pass,
 }
 
 impl LayerKind {
     /// Every kind, in registry order.
-    pub const ALL: [LayerKind; 11] = [
+    pub const ALL: [LayerKind; 12] = [
         LayerKind::Com,
         LayerKind::Nak,
         LayerKind::Frag,
@@ -47,6 +49,7 @@ impl LayerKind {
         LayerKind::Token,
         LayerKind::Sign,
         LayerKind::Crypt,
+        LayerKind::Pass,
     ];
 
     /// The layer's description.
@@ -63,6 +66,7 @@ impl LayerKind {
             LayerKind::Token => &token::INFO,
             LayerKind::Sign => &sign::INFO,
             LayerKind::Crypt => &crypt::INFO,
+            LayerKind::Pass => &pass::INFO,
         }
     }
 
@@ -174,7 +178,7 @@ impl Spec {
     /// Checks a list of layers, bottom first.
     pub fn from_layers(layers: Vec<LayerKind>) -> Result<Spec, SpecError> {
         for (i, k) in layers.iter().enumerate() {
-            if layers[..i].contains(k) {
+            if *k != LayerKind::Pass && layers[..i].contains(k) {
                 return Err(SpecError(format!("layer `{}` appears twice", k.name())));
             }
         }
