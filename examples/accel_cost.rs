@@ -5,11 +5,11 @@
 //!
 //! `cargo run --release --example accel_cost -- <4|8|12> <static|dynamic> <fast|full> <messages>`
 
+use tutti::layers::com::Com;
 use tutti::layers::frag::Frag;
 use tutti::layers::nak::Nak;
 use tutti::layers::pass::Pass;
 use tutti::layers::stable::Stable;
-use tutti::layers::com::Com;
 use tutti::sim::loopback::Loopback;
 use tutti::stack::{GroupStack, Stack, StackConfig};
 use tutti::{stack_type, Pool, PoolConfig, Up};
@@ -35,7 +35,11 @@ fn spec(layers: usize) -> String {
     s
 }
 
-fn stacks(layers: usize, stat: bool, cfg: &StackConfig) -> Result<Vec<Box<dyn GroupStack>>, String> {
+fn stacks(
+    layers: usize,
+    stat: bool,
+    cfg: &StackConfig,
+) -> Result<Vec<Box<dyn GroupStack>>, String> {
     (0..2)
         .map(|_| -> Result<Box<dyn GroupStack>, String> {
             let ctl = Pool::new(pool()).map_err(|e| e.to_string())?;
@@ -76,7 +80,9 @@ fn main() -> Result<(), String> {
     for i in 0..n {
         let mut m = tx.alloc().ok_or("pool empty")?;
         m.reserve(64).map_err(|e| e.to_string())?.fill(i as u8);
-        lb.stacks[0].cast(lb.now, m).map_err(|e| e.kind.to_string())?;
+        lb.stacks[0]
+            .cast(lb.now, m)
+            .map_err(|e| e.kind.to_string())?;
         lb.pump(&mut sink);
         if i % 256 == 255 {
             lb.advance(2_000_000, &mut sink);

@@ -23,8 +23,20 @@ fn fast_path_and_full_path_are_the_same_protocol() {
         let on = run(&plan);
         plan.fast = false;
         let off = run(&plan);
-        assert!(on.ok(), "fast path on: {}\n{:#?}\n{}", on.plan, on.violations, on.dump);
-        assert!(off.ok(), "fast path off: {}\n{:#?}\n{}", off.plan, off.violations, off.dump);
+        assert!(
+            on.ok(),
+            "fast path on: {}\n{:#?}\n{}",
+            on.plan,
+            on.violations,
+            on.dump
+        );
+        assert!(
+            off.ok(),
+            "fast path off: {}\n{:#?}\n{}",
+            off.plan,
+            off.violations,
+            off.dump
+        );
         assert_eq!(on.wire, off.wire, "{}: the wire differs", plan);
         assert_eq!(on.delivery, off.delivery, "{}: deliveries differ", plan);
         assert_eq!(

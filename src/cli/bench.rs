@@ -358,10 +358,8 @@ impl Link {
                 Ok(())
             }
             Link::Raw(d) => {
-                let mut txq: VecDeque<Tx> = q
-                    .drain(..)
-                    .map(|frame| Tx { to: To::All, frame })
-                    .collect();
+                let mut txq: VecDeque<Tx> =
+                    q.drain(..).map(|frame| Tx { to: To::All, frame }).collect();
                 while !txq.is_empty() {
                     d.send(&mut txq).map_err(|e| e.to_string())?;
                 }

@@ -360,11 +360,7 @@ impl Core {
     /// until the stack refuses one for back-pressure (it stays in `msgs`)
     /// or `msgs` is empty; returns how many it took. A message refused for
     /// good (too large) ends the batch with its error.
-    pub fn cast_batch(
-        &mut self,
-        g: GroupIx,
-        msgs: &mut VecDeque<Msg>,
-    ) -> Result<usize, SendError> {
+    pub fn cast_batch(&mut self, g: GroupIx, msgs: &mut VecDeque<Msg>) -> Result<usize, SendError> {
         let now = self.clock;
         let Some(s) = self.groups.get_mut(g) else {
             return Ok(0);
@@ -620,7 +616,10 @@ impl Core {
     pub fn poll(&mut self) -> Result<usize, DriverError> {
         let mut work = 0;
         self.stale += 1;
-        if self.stale >= 8 { self.stale = 0; self.clock = self.now(); }
+        if self.stale >= 8 {
+            self.stale = 0;
+            self.clock = self.now();
+        }
         let now = self.clock;
         // Requests that wait for their stack's window.
         for g in 0..self.groups.len() {

@@ -56,7 +56,15 @@ pub fn seed_corpus() -> Vec<(&'static str, Vec<u8>)> {
             for f in frames.iter().take(3) {
                 c.push(("com_header", f[..LEN.min(f.len())].to_vec()));
             }
-            c.push(("stack_frames", framed(i as u8, &frames, LEN)));
+            let (small, full): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+                frames.iter().cloned().partition(|f| fast::is_compact(f));
+            c.push(("stack_frames", framed(i as u8, &full, LEN)));
+            c.push(("stack_frames", framed(0x20 | i as u8, &small, fast::LEN)));
+            for f in small.iter().take(2) {
+                let mut h = vec![3u8];
+                h.extend_from_slice(f);
+                c.push(("layer_headers", h));
+            }
             c.push(("stack_frames", framed(0x80 | i as u8, &frames, 0)));
             if *spec == "vsync" || *spec == "vsync-total" {
                 let k = if *spec == "vsync" { 0 } else { 1 };

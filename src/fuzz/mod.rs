@@ -17,6 +17,7 @@ use crate::layers::gms::{decode_ctrl, decode_outside, decode_xfer, encode};
 use crate::secure::{FrameAad, FrameKey, Identity, ReplayWindow, SealFor, Secure, CTR_LEN};
 use crate::stack::{build, GroupStack, Spec, StackConfig};
 use crate::wire::com::{ComRepr, DST_ALL, LEN};
+use crate::wire::fast::{self, Compact, Entries};
 use crate::wire::frag::FragHdr;
 use crate::wire::nak::{parse_ranges, NakHdr};
 use crate::wire::stable::parse_gossip;
@@ -59,7 +60,25 @@ pub fn layer_headers(data: &[u8]) {
     let Some((&sel, b)) = data.split_first() else {
         return;
     };
-    match sel % 3 {
+    match sel % 4 {
+        3 => {
+            // The compact header and a packed frame's entries.
+            if let Ok(c) = Compact::parse(b) {
+                let mut out = [0u8; fast::LEN];
+                c.emit(&mut out);
+                assert_eq!(&out[..], &b[..fast::LEN], "compact header round trip");
+                if c.packed {
+                    let body = &b[fast::LEN..];
+                    let mut end = 0;
+                    for e in Entries::new(body) {
+                        let (off, len) = e.expect("parse checked every entry");
+                        assert!(off + len <= body.len());
+                        end = off + len;
+                    }
+                    assert_eq!(end, body.len(), "entries fill a packed frame");
+                }
+            }
+        }
         0 => {
             if let Ok((h, n)) = NakHdr::parse(b) {
                 assert_eq!(n, h.len());
@@ -274,9 +293,25 @@ fn header(spec: &str, src: Rank, p2p: bool) -> Vec<u8> {
     h
 }
 
+/// A compact header of a cast (or a packed frame) from `src`, numbered
+/// `seq`, in the fuzzed view.
+fn compact_header(spec: &str, src: Rank, seq: u64, packed: bool) -> Vec<u8> {
+    let stack = Spec::parse(spec).map(|s| s.id()).unwrap_or(0);
+    let c = Compact {
+        cookie: fast::cookie(StackConfig::default().group, stack, view_id().tag(), src),
+        seq: seq % fast::SEQ_LIMIT,
+        packed,
+    };
+    let mut h = vec![0u8; fast::LEN];
+    c.emit(&mut h);
+    h
+}
+
 /// Whole frames into whole stacks: the first byte picks the stack and
 /// whether frames get a valid header in front (so the fuzzer reaches the
-/// layers at once) or come raw; the rest is frames (length byte, bytes).
+/// layers at once: a `com` header, or with bit 0x20 a compact one, packed
+/// on every other frame with bit 0x10) or come raw; the rest is frames
+/// (length byte, bytes).
 pub fn stack_frames(data: &[u8]) {
     let Some((&sel, rest)) = data.split_first() else {
         return;
@@ -292,7 +327,11 @@ pub fn stack_frames(data: &[u8]) {
         }
         // Alternate senders (0 and 2), multicast and point-to-point.
         let src = if i % 2 == 0 { 0 } else { 2 };
-        let mut f = header(spec, src, sel & 0x40 != 0 && i % 3 == 0);
+        let mut f = if sel & 0x20 != 0 {
+            compact_header(spec, src, (i / 2) as u64, sel & 0x10 != 0 && i % 2 == 1)
+        } else {
+            header(spec, src, sel & 0x40 != 0 && i % 3 == 0)
+        };
         f.extend_from_slice(b);
         f
     });

@@ -279,7 +279,10 @@ impl Layer for Frag {
 
     #[inline]
     fn fast_up_ok(&self, src: Rank, _seq: u64) -> bool {
-        matches!(self.casts.get(src as usize), Some(Asm::Idle | Asm::Skipping))
+        matches!(
+            self.casts.get(src as usize),
+            Some(Asm::Idle | Asm::Skipping)
+        )
     }
 
     /// A WHOLE message: it ends any skipping.

@@ -80,6 +80,20 @@ impl Group {
         v
     }
 
+    /// Runs a membership stack until its static view is shown (rank 1 and
+    /// up ask rank 0 for the state, answered as events are polled);
+    /// returns each member's events.
+    fn start(&mut self) -> Vec<Vec<Up>> {
+        let mut ev: Vec<Vec<Up>> = self.s.iter().map(|_| Vec::new()).collect();
+        for _ in 0..5 {
+            self.run(1);
+            for (i, e) in ev.iter_mut().enumerate() {
+                e.extend(std::iter::from_fn(|| self.s[i].poll_event()));
+            }
+        }
+        ev
+    }
+
     /// Moves every frame between members until quiet, `rounds` ticks long.
     fn run(&mut self, rounds: usize) {
         for _ in 0..rounds {
@@ -151,7 +165,10 @@ fn com_drops_bad_frames_by_reason() {
         (compact(0, 1, 0xC000_0000, &[1]), DropReason::Reserved),
         (compact(0, 0, 0, &[1]), DropReason::OwnFrame),
         // A packed frame whose last entry runs past the end.
-        (compact(0, 1, 0x4000_0000, &[0, 1, 7, 0, 9]), DropReason::Truncated),
+        (
+            compact(0, 1, 0x4000_0000, &[0, 1, 7, 0, 9]),
+            DropReason::Truncated,
+        ),
         (
             com_frame(
                 "reliable",
@@ -431,16 +448,13 @@ fn an_idle_group_falls_silent() {
 #[test]
 fn vsync_reports_stability_to_the_application() {
     let mut g = Group::new("vsync", 2, StackConfig::default());
-    // Rank 1 asks rank 0 for the state (answered as events are polled).
-    let mut ev = vec![Vec::new(), Vec::new()];
-    for _ in 0..5 {
-        g.run(1);
-        for (i, e) in ev.iter_mut().enumerate() {
-            e.extend(std::iter::from_fn(|| g.s[i].poll_event()));
-        }
-    }
+    let ev = g.start();
     for (i, ev) in ev.iter().enumerate() {
-        assert!(ev.iter().any(|e| matches!(e, Up::View(_))), "{ev:?} {}", g.s[i].dump());
+        assert!(
+            ev.iter().any(|e| matches!(e, Up::View(_))),
+            "{ev:?} {}",
+            g.s[i].dump()
+        );
     }
     let m = g.msg(b"a");
     g.s[0].cast(g.now, m).unwrap();
@@ -448,19 +462,17 @@ fn vsync_reports_stability_to_the_application() {
     let ev: Vec<String> = std::iter::from_fn(|| g.s[0].poll_event())
         .map(|e| format!("{e:?}").chars().take(60).collect())
         .collect();
-    assert!(ev.iter().any(|e| e.starts_with("Stable")), "{ev:?}\n{}", g.s[0].dump());
+    assert!(
+        ev.iter().any(|e| e.starts_with("Stable")),
+        "{ev:?}\n{}",
+        g.s[0].dump()
+    );
 }
 
 #[test]
 fn fast_casts_are_numbered_by_nak() {
     let mut g = Group::new("vsync", 2, StackConfig::default());
-    let mut ev = vec![Vec::new(), Vec::new()];
-    for _ in 0..5 {
-        g.run(1);
-        for (i, e) in ev.iter_mut().enumerate() {
-            e.extend(std::iter::from_fn(|| g.s[i].poll_event()));
-        }
-    }
+    g.start();
     for i in 0..3u8 {
         let m = g.msg(&[i]);
         g.s[0].cast(g.now, m).unwrap();
@@ -468,4 +480,66 @@ fn fast_casts_are_numbered_by_nak() {
     assert_eq!(g.s[0].stats().fast_out, 3);
     let d = g.s[0].dump();
     assert!(d.contains("casts out next=3"), "{d}");
+}
+
+#[test]
+fn a_batch_is_packed_into_one_frame_and_unpacked_in_place() {
+    let mut g = Group::new("fifo", 3, StackConfig::default());
+    g.s[0].begin_batch();
+    for i in 0..10u8 {
+        let m = g.msg(&[i; 5]);
+        g.s[0].cast(g.now, m).unwrap();
+    }
+    g.s[0].end_batch();
+    assert_eq!(g.delivered(0).len(), 10, "own casts delivered at once");
+    let f = g.out(0);
+    assert_eq!(f.len(), 1, "one frame for the batch");
+    let per = crate::wire::fast::ENTRY_LEN + 5;
+    assert_eq!(f[0].1.len(), crate::wire::fast::LEN + 10 * per);
+    assert_eq!(g.s[0].stats().packed_frames, 1);
+    g.give(1, &f[0].1);
+    let got = g.delivered(1);
+    assert_eq!(got.len(), 10);
+    for (i, (src, b)) in got.iter().enumerate() {
+        assert_eq!((*src, b.as_slice()), (0, &[i as u8; 5][..]));
+    }
+    assert_eq!(g.s[1].stats().fast_in, 10, "each cast took the fast path");
+    // The same frame again: ten duplicates, nothing delivered.
+    g.give(1, &f[0].1);
+    assert!(g.delivered(1).is_empty());
+    // Member 2 lost the packed frame: a later cast shows the gap, and
+    // the repair comes cast by cast.
+    let m = g.msg(b"late");
+    g.s[0].cast(g.now, m).unwrap();
+    g.delivered(0);
+    let late = g.out(0);
+    g.give(2, &late[0].1);
+    assert!(g.delivered(2).is_empty(), "held behind the gap");
+    g.run(5);
+    let got: Vec<Vec<u8>> = g.delivered(2).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got.len(), 11);
+    assert_eq!(got[10], b"late".to_vec());
+    assert!(g.s[0].stats().retransmits >= 10);
+}
+
+#[test]
+fn a_fifo_cast_carries_eight_bytes_of_header() {
+    let mut g = Group::new("vsync", 2, StackConfig::default());
+    g.start();
+    for size in [1usize, 64, 500] {
+        let m = g.msg(&vec![7; size]);
+        g.s[0].cast(g.now, m).unwrap();
+        // The cast's frame (a control frame may go with it).
+        let f: Vec<_> = g
+            .out(0)
+            .into_iter()
+            .filter(|(_, f)| crate::wire::fast::is_compact(f))
+            .collect();
+        assert_eq!(f.len(), 1);
+        let overhead = f[0].1.len() - size;
+        println!("vsync cast of {size} bytes: {overhead} bytes of header");
+        assert_eq!(overhead, crate::wire::fast::LEN);
+        g.give(1, &f[0].1);
+        assert_eq!(g.delivered(1), vec![(0, vec![7; size])]);
+    }
 }

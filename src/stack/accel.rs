@@ -74,7 +74,8 @@ impl<P: Part> Stack<P> {
         self.env.stats.fast_out += 1;
         let mut fc = FastCast::new(msg);
         self.env.emitted = false;
-        self.part.fast_cast(&mut fc, &mut self.env, &mut self.events);
+        self.part
+            .fast_cast(&mut fc, &mut self.env, &mut self.events);
         if self.env.emitted {
             self.part.settle_all(&mut self.env, &mut self.events);
         }

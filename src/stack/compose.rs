@@ -19,9 +19,9 @@ use tutti_drivers::Msg;
 
 use crate::event::{Down, Rank, Time, Up};
 use crate::layer::{Cx, DropReason, Env, FastCast, Layer, Timers};
-use crate::wire::fast::Compact;
 use crate::stack::spec::LayerKind;
 use crate::stack::StackConfig;
+use crate::wire::fast::Compact;
 
 /// A (sub)stack: a layer with everything below it.
 pub trait Part: Send {

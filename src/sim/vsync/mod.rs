@@ -169,7 +169,9 @@ pub fn view_of(
             .iter()
             .find(|v| {
                 let tag = v.id.tag();
-                (0..v.size()).any(|r| crate::wire::fast::cookie(group, stack, tag, r as crate::event::Rank) == c)
+                (0..v.size()).any(|r| {
+                    crate::wire::fast::cookie(group, stack, tag, r as crate::event::Rank) == c
+                })
             })
             .cloned();
     }
@@ -620,10 +622,7 @@ impl<'a> Sim<'a> {
                     .iter()
                     .fold(0u64, |h, (s, x)| h.wrapping_add(check::mix(*s, *x)));
                 let transferred = std::mem::take(&mut p.transferred);
-                self.delivery = crate::event::fnv1a(
-                    self.delivery ^ id,
-                    &v.id.ltime.to_le_bytes(),
-                );
+                self.delivery = crate::event::fnv1a(self.delivery ^ id, &v.id.ltime.to_le_bytes());
                 let n = p.state.len() as u64;
                 self.check
                     .view(id, v.id, &v.members, (base, n), transferred);
