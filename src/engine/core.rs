@@ -521,6 +521,17 @@ impl Core {
             if gen != s.routes_gen {
                 s.routes_gen = gen;
                 s.casts = 0;
+                // Compact frames name their view by cookie (static views
+                // without addresses too: demux needs them).
+                let (gid, sid) = (s.gid, s.stack.spec().id());
+                let cookies = |v: &View| -> Vec<u32> {
+                    let tag = v.id.tag();
+                    (0..v.size())
+                        .map(|r| fast::cookie(gid, sid, tag, r as Rank))
+                        .collect()
+                };
+                s.cookies = views.front().map(|v| cookies(v)).unwrap_or_default();
+                s.older_cookies = views.iter().skip(1).map(|v| cookies(v)).collect();
                 if views.front().is_some_and(|v| v.addrs.len() == v.size()) {
                     let driver = &mut self.driver;
                     let mut map = |v: &View| -> Vec<Option<PeerId>> {
@@ -536,20 +547,11 @@ impl Core {
                             })
                             .collect()
                     };
-                    let (gid, sid) = (s.gid, s.stack.spec().id());
-                    let cookies = |v: &View| -> Vec<u32> {
-                        let tag = v.id.tag();
-                        (0..v.size())
-                            .map(|r| fast::cookie(gid, sid, tag, r as Rank))
-                            .collect()
-                    };
                     let mut it = views.iter();
                     if let Some(cur) = it.next() {
                         s.tag = cur.id.tag();
                         s.peers = map(cur);
-                        s.cookies = cookies(cur);
                     }
-                    s.older_cookies = it.clone().map(|v| cookies(v)).collect();
                     s.older = it.map(|v| (v.id.tag(), map(v))).collect();
                     remap = true;
                 }
