@@ -175,6 +175,9 @@ pub struct FastCast {
     /// Own delivery, made by the sequencing layer; the layers above it see
     /// it come up as they return.
     pub own: Option<Msg>,
+    /// The sequencing layer numbered the cast: it is delivered to its
+    /// sender (as `own`, or as `msg` when the bottom layer left it).
+    pub own_due: bool,
 }
 
 impl FastCast {
@@ -185,6 +188,7 @@ impl FastCast {
             src: 0,
             seq: 0,
             own: None,
+            own_due: false,
         }
     }
 }

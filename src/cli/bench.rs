@@ -302,8 +302,10 @@ fn tick(pb: &ProgressBar, started: Instant, shown: &mut bool, pos: u64) {
 
 /// Either a stack group over a core, or the bare driver.
 enum Link {
-    /// A core, the group, and the highest stability vector seen.
-    Stack(Box<Core>, usize, Vec<u64>),
+    /// A core, the group, and the highest stability vector seen (by
+    /// bench rank), and the bench rank of each rank of the current view
+    /// (a membership stack may order a later view differently).
+    Stack(Box<Core>, usize, Vec<u64>, Ranks),
     Raw(Box<dyn Driver>),
 }
 
@@ -325,22 +327,73 @@ fn open(
     let mut spec = GroupSpec::new("bench", &o.stack, members.to_vec());
     spec.config.fast = !o.full_path;
     let g = core.join(&spec).map_err(|e| e.to_string())?;
-    Ok(Link::Stack(Box::new(core), g, vec![0; members.len()]))
+    let ranks = Ranks {
+        addrs: members.to_vec(),
+        of_view: (0..members.len()).collect(),
+    };
+    Ok(Link::Stack(
+        Box::new(core),
+        g,
+        vec![0; members.len()],
+        ranks,
+    ))
 }
+
+/// Bench ranks (order of `--members`) against view ranks.
+struct Ranks {
+    /// Address of each bench rank.
+    addrs: Vec<String>,
+    /// Bench rank of each view rank.
+    of_view: Vec<usize>,
+}
+
+impl Ranks {
+    /// A view names its members' addresses (a static view without them
+    /// keeps the bench's order).
+    fn view(&mut self, v: &tutti::View) {
+        if v.addrs.len() != v.size() {
+            return;
+        }
+        self.of_view = v
+            .addrs
+            .iter()
+            .map(|a| {
+                self.addrs
+                    .iter()
+                    .position(|x| x.as_str() == &**a)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
+    }
+
+    fn bench(&self, r: usize) -> usize {
+        self.of_view.get(r).copied().unwrap_or(usize::MAX)
+    }
+}
+
+/// One-way latency is measured on every this-many-th message (a clock
+/// read on each side costs as much as a small message's trip through the
+/// fast path; stamping every message measured the clock).
+const SAMPLE: u64 = 16;
 
 fn payload(pool: &tutti_drivers::Pool, kind: u8, idx: u64, size: usize) -> Result<Msg, String> {
     let mut m = pool.alloc().ok_or("buffer pool empty")?;
     let b = m.reserve(size.max(MIN)).map_err(|e| e.to_string())?;
     b[0] = kind;
     b[1..9].copy_from_slice(&idx.to_be_bytes());
-    b[9..17].copy_from_slice(&mono_ns().to_be_bytes());
+    let ts = if kind != PING || idx % SAMPLE == 0 {
+        mono_ns()
+    } else {
+        0
+    };
+    b[9..17].copy_from_slice(&ts.to_be_bytes());
     Ok(m)
 }
 
 impl Link {
     fn pool(&self) -> &tutti_drivers::Pool {
         match self {
-            Link::Stack(c, _, _) => c.pool(),
+            Link::Stack(c, ..) => c.pool(),
             Link::Raw(d) => d.pool(),
         }
     }
@@ -349,7 +402,7 @@ impl Link {
     /// back-pressured.
     fn send_batch(&mut self, q: &mut VecDeque<Msg>) -> Result<(), String> {
         match self {
-            Link::Stack(c, g, _) => {
+            Link::Stack(c, g, ..) => {
                 while !q.is_empty() {
                     if c.cast_batch(*g, q).map_err(|e| e.kind.to_string())? == 0 {
                         c.poll().map_err(|e| e.to_string())?;
@@ -371,7 +424,7 @@ impl Link {
     /// Sends to everybody else; retries while back-pressured.
     fn send(&mut self, m: Msg) -> Result<(), String> {
         match self {
-            Link::Stack(c, g, _) => {
+            Link::Stack(c, g, ..) => {
                 let mut m = m;
                 loop {
                     match c.cast(*g, m) {
@@ -409,15 +462,22 @@ impl Link {
         f: &mut impl FnMut(usize, &[u8]),
     ) -> Result<usize, String> {
         match self {
-            Link::Stack(c, g, stable) => {
+            Link::Stack(c, g, stable, ranks) => {
                 let w = c.poll().map_err(|e| e.to_string())?;
                 while let Some(ev) = c.next_event(*g) {
                     match ev {
-                        Event::Cast { src, msg, .. } => f(src as usize, msg.front()),
+                        Event::Cast { src, msg, .. } => f(ranks.bench(src as usize), msg.front()),
                         Event::Stable(v) => {
-                            for (s, x) in stable.iter_mut().zip(v.iter()) {
-                                *s = (*s).max(*x);
+                            for (r, x) in v.iter().enumerate() {
+                                if let Some(s) = stable.get_mut(ranks.bench(r)) {
+                                    *s = (*s).max(*x);
+                                }
                             }
+                        }
+                        Event::View(v) => {
+                            // Sequence numbers start again in a new view.
+                            ranks.view(&v);
+                            stable.iter_mut().for_each(|s| *s = 0);
                         }
                         _ => {}
                     }
@@ -441,7 +501,7 @@ impl Link {
     fn settle(&mut self, rank: usize, upto: u64, out: &mut Vec<Msg>) -> Result<(), String> {
         let mut idler = Idler::new();
         let t = Instant::now();
-        while let Link::Stack(_, _, stable) = &*self {
+        while let Link::Stack(_, _, stable, _) = &*self {
             if stable.get(rank).copied().unwrap_or(0) >= upto {
                 break;
             }
@@ -462,14 +522,14 @@ impl Link {
     /// Casts this member made through the stack.
     fn casts_sent(&self) -> u64 {
         match self {
-            Link::Stack(c, g, _) => c.casts_sent(*g).unwrap_or(0),
+            Link::Stack(c, g, ..) => c.casts_sent(*g).unwrap_or(0),
             Link::Raw(_) => 0,
         }
     }
 
     fn idle(&mut self, idler: &mut Idler, work: usize) {
         match self {
-            Link::Stack(c, _, _) => idler.step(work, c),
+            Link::Stack(c, ..) => idler.step(work, c),
             Link::Raw(d) => {
                 if work == 0 {
                     std::hint::spin_loop();
@@ -582,7 +642,7 @@ fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> R
         let pings = std::mem::take(&mut st.pings);
         if o.mode == Mode::Pingpong {
             for _ in 0..pings {
-                let m = payload(e.pool(), PING, 0, o.size)?;
+                let m = payload(e.pool(), PING, 1, o.size)?;
                 e.send(m)?;
             }
         }
@@ -649,13 +709,20 @@ impl Peer {
             PING => {
                 self.pings += 1;
                 self.got += 1;
-                let now = Instant::now();
-                self.first.get_or_insert(now);
-                self.last = now;
                 let ts = b[9..17].try_into().map(u64::from_be_bytes).unwrap_or(0);
-                let _ = self.hist.record(mono_ns().saturating_sub(ts).max(1));
+                if ts != 0 || self.first.is_none() {
+                    let now = Instant::now();
+                    self.first.get_or_insert(now);
+                    self.last = now;
+                    if ts != 0 {
+                        let _ = self.hist.record(mono_ns().saturating_sub(ts).max(1));
+                    }
+                }
             }
-            STOP => self.stop = Some(index_of(b)),
+            STOP => {
+                self.last = Instant::now();
+                self.stop = Some(index_of(b));
+            }
             _ => {}
         }
     }

@@ -142,7 +142,6 @@ pub struct Core {
     last_maintain: Time,
     /// Time read at the start of the last `poll`.
     clock: Time,
-    stale: u32,
     /// Distinguishes this incarnation of the endpoint.
     nonce: u64,
 }
@@ -196,7 +195,6 @@ impl Core {
             drops: EngineDrops::default(),
             last_maintain: Time(0),
             clock: Time(0),
-            stale: 0,
             nonce: incarnation_nonce(),
         }
     }
@@ -617,12 +615,8 @@ impl Core {
     /// One round of work; returns how much was done (0: idle).
     pub fn poll(&mut self) -> Result<usize, DriverError> {
         let mut work = 0;
-        self.stale += 1;
-        if self.stale >= 8 {
-            self.stale = 0;
-            self.clock = self.now();
-        }
-        let now = self.clock;
+        let now = self.now();
+        self.clock = now;
         // Requests that wait for their stack's window.
         for g in 0..self.groups.len() {
             let s = &mut self.groups[g];

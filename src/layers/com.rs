@@ -207,8 +207,11 @@ impl Com {
     }
 
     /// Adds cast `seq` to the batch's packed frame (copying its payload
-    /// once), framing what was gathered when it does not follow on.
-    fn pack(&mut self, cx: &mut Cx<'_>, seq: u64, msg: Msg) {
+    /// once), framing what was gathered when it does not follow on. The
+    /// message stays with the caller (it is the sender's own delivery);
+    /// the first of a pack is kept by reference, to go alone if nothing
+    /// joins it.
+    fn pack(&mut self, cx: &mut Cx<'_>, seq: u64, msg: &Msg) {
         let add = fast::ENTRY_LEN + msg.len();
         if let Some(p) = &mut self.pack {
             if seq == p.seq0 + p.n && p.len + add <= self.ctl_cap {
@@ -224,7 +227,7 @@ impl Com {
                     }
                 }
                 if let Some(b) = &mut p.buf {
-                    if entry(b, &msg) {
+                    if entry(b, msg) {
                         p.n += 1;
                         p.len += add;
                         return;
@@ -237,7 +240,7 @@ impl Com {
             seq0: seq,
             n: 1,
             len: fast::LEN + add,
-            first: Some(msg),
+            first: Some(msg.share()),
             buf: None,
         });
     }
@@ -331,10 +334,15 @@ impl Com {
 
 /// Appends one packed-frame entry; false when it does not fit.
 fn entry(b: &mut Msg, m: &Msg) -> bool {
-    let Ok(len) = u16::try_from(m.len()) else {
+    let (Ok(len), Some(body)) = (u16::try_from(m.len()), m.contiguous()) else {
         return false;
     };
-    b.append(&len.to_be_bytes()).is_ok() && b.append(m.front()).is_ok()
+    let Ok(out) = b.reserve(fast::ENTRY_LEN + body.len()) else {
+        return false;
+    };
+    out[..fast::ENTRY_LEN].copy_from_slice(&len.to_be_bytes());
+    out[fast::ENTRY_LEN..].copy_from_slice(body);
+    true
 }
 
 /// Cast `seq` with the layers' common-case headers in front of `payload`
@@ -390,12 +398,11 @@ impl Layer for Com {
 
     #[inline]
     fn fast_down(&mut self, fc: &mut FastCast, cx: &mut Cx<'_>) {
-        let Some(msg) = fc.msg.take() else {
-            return;
-        };
         if cx.packing() {
-            self.pack(cx, fc.seq, msg);
-        } else {
+            if let Some(msg) = &fc.msg {
+                self.pack(cx, fc.seq, msg);
+            }
+        } else if let Some(msg) = fc.msg.take() {
             self.one(cx, fc.seq, msg);
         }
     }

@@ -79,7 +79,7 @@ impl<P: Part> Stack<P> {
         if self.env.emitted {
             self.part.settle_all(&mut self.env, &mut self.events);
         }
-        if let Some(m) = fc.own {
+        if let Some(m) = fc.own.or(fc.msg) {
             self.events.push_back(Up::Cast {
                 src: fc.src,
                 seq: fc.seq,
@@ -136,9 +136,8 @@ impl<P: Part> Stack<P> {
             return Ok(());
         }
         // Checked by the parse: the entries fill the frame.
-        let n = Entries::new(&frame.front()[fast::LEN..]).count();
-        for i in 0..n {
-            let Some(Ok((off, len))) = Entries::new(&frame.front()[fast::LEN..]).nth(i) else {
+        for (i, e) in Entries::new(&frame.front()[fast::LEN..]).enumerate() {
+            let Ok((off, len)) = e else {
                 break;
             };
             let mut m = frame.share();

@@ -276,10 +276,10 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
     fn fast_cast(&mut self, fc: &mut FastCast, env: &mut Env, out: &mut VecDeque<Up>) {
         let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
         self.layer.fast_down(fc, &mut cx);
-        let mine = fc.own.is_some();
+        let mine = fc.own_due;
         self.below.fast_cast(fc, env, &mut self.upq);
-        if !mine {
-            if let Some(m) = fc.own.take() {
+        if !mine && fc.own_due {
+            if let Some(m) = fc.own.take().or_else(|| fc.msg.take()) {
                 let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
                 fc.own = self.layer.fast_up(fc.src, fc.seq, m, &mut cx);
             }
@@ -440,10 +440,10 @@ fn fast_cast_at(levels: &mut [Level], fc: &mut FastCast, env: &mut Env, out: &mu
     };
     let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
     lvl.layer.fast_down(fc, &mut cx);
-    let mine = fc.own.is_some();
+    let mine = fc.own_due;
     fast_cast_at(below, fc, env, &mut lvl.upq);
-    if !mine {
-        if let Some(m) = fc.own.take() {
+    if !mine && fc.own_due {
+        if let Some(m) = fc.own.take().or_else(|| fc.msg.take()) {
             let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
             fc.own = lvl.layer.fast_up(fc.src, fc.seq, m, &mut cx);
         }

@@ -661,7 +661,10 @@ impl Layer for Nak {
         v.last_cast_at = cx.now();
         fc.src = v.me;
         fc.seq = seq;
-        fc.own = Some(m.share());
+        // Packing copies the payload and leaves the message: it becomes
+        // the own delivery (one reference count less per cast).
+        fc.own = if cx.packing() { None } else { Some(m.share()) };
+        fc.own_due = true;
         v.ensure_tick(&cfg, cx);
     }
 
