@@ -7,17 +7,10 @@
 
 use tutti::sim::vsync::{run, Plan};
 
-fn seeds() -> u64 {
-    std::env::var("TUTTI_SOAK")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(150)
-}
-
 #[test]
 fn fast_path_and_full_path_are_the_same_protocol() {
     let (mut fast_in, mut fast_out, mut missed, mut runs) = (0u64, 0u64, 0u64, 0u64);
-    for seed in 1..=seeds() {
+    for seed in 1..=tutti::sim::soak_from_env(150) {
         let mut plan = Plan::random(seed, 0.1, true);
         plan.fast = true;
         let on = run(&plan);

@@ -34,10 +34,7 @@ fn random_groups_over_lossy_partitioning_network() {
         assert!(r.ok(), "{}", fail_report(&[r]));
         return;
     }
-    let count: u64 = std::env::var("TUTTI_SOAK")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(500);
+    let count = tutti::sim::soak_from_env(500);
     // Fixed seeds in CI so that a landing is reproducible; the soak and
     // `tutti sim` draw fresh ones.
     let first = 1;

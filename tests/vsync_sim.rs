@@ -11,10 +11,7 @@ fn partitions() -> bool {
 }
 
 fn seeds() -> u64 {
-    std::env::var("TUTTI_SOAK")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000)
+    tutti::sim::soak_from_env(1000)
 }
 
 #[test]

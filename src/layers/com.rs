@@ -185,25 +185,26 @@ impl Com {
         cx.transmit(dst, msg);
     }
 
-    /// Frames a compact cast alone.
-    fn one(&self, cx: &mut Cx<'_>, seq: u64, mut msg: Msg) {
+    /// Puts own compact header on `frame` and multicasts it. Without
+    /// headroom the frame is dropped, counted; `nak` keeps the casts, and
+    /// a STATUS makes the receivers ask for them.
+    fn send_compact(&self, cx: &mut Cx<'_>, seq: u64, packed: bool, mut frame: Msg) {
         let Some(v) = &self.view else {
             return;
         };
         let c = Compact {
             cookie: v.cookies[v.me as usize],
             seq,
-            packed: false,
+            packed,
         };
-        match msg.push(fast::LEN) {
+        match frame.push(fast::LEN) {
             Ok(h) => c.emit(h),
             Err(_) => {
-                // Kept by `nak`: a STATUS makes receivers ask for it.
                 cx.dropped(DropReason::NoBuffer);
                 return;
             }
         }
-        cx.transmit(Dest::All, msg);
+        cx.transmit(Dest::All, frame);
     }
 
     /// Adds cast `seq` to the batch's packed frame (copying its payload
@@ -250,27 +251,14 @@ impl Com {
             return;
         };
         if let Some(first) = p.first {
-            self.one(cx, p.seq0, first);
+            self.send_compact(cx, p.seq0, false, first);
             return;
         }
-        let (Some(mut b), Some(v)) = (p.buf, &self.view) else {
-            return;
-        };
-        let c = Compact {
-            cookie: v.cookies[v.me as usize],
-            seq: p.seq0,
-            packed: true,
-        };
-        cx.stats().packed_frames += 1;
-        cx.stats().packed_casts += p.n;
-        match b.push(fast::LEN) {
-            Ok(h) => c.emit(h),
-            Err(_) => {
-                cx.dropped(DropReason::NoBuffer);
-                return;
-            }
+        if let Some(b) = p.buf {
+            cx.stats().packed_frames += 1;
+            cx.stats().packed_casts += p.n;
+            self.send_compact(cx, p.seq0, true, b);
         }
-        cx.transmit(Dest::All, b);
     }
 
     /// Reads a compact frame's header against the view.
@@ -403,7 +391,7 @@ impl Layer for Com {
                 self.pack(cx, fc.seq, msg);
             }
         } else if let Some(msg) = fc.msg.take() {
-            self.one(cx, fc.seq, msg);
+            self.send_compact(cx, fc.seq, false, msg);
         }
     }
 

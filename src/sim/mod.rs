@@ -115,6 +115,14 @@ pub fn run(cfg: &SimConfig) -> Report {
     }
 }
 
+/// How many seeds a soak runs: `TUTTI_SOAK`, else `default`.
+pub fn soak_from_env(default: u64) -> u64 {
+    std::env::var("TUTTI_SOAK")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default)
+}
+
 /// The seed to replay from `TUTTI_SEED`, if set.
 pub fn seed_from_env() -> Option<u64> {
     std::env::var("TUTTI_SEED").ok()?.trim().parse().ok()
