@@ -438,6 +438,9 @@ pub struct Env {
     /// A layer emitted an event (set by [`Cx::down`] and [`Cx::up`]): the
     /// fast path, which queues nothing itself, settles the stack only then.
     pub emitted: bool,
+    /// A timer was armed or fired since the stack's earliest deadline was
+    /// last read.
+    pub timers_changed: bool,
     /// Frames ready for the network.
     pub tx: VecDeque<(Dest, Msg)>,
     /// Drops by reason.
@@ -485,6 +488,7 @@ impl Env {
             ctl,
             packing: false,
             emitted: false,
+            timers_changed: true,
             tx: VecDeque::with_capacity(64),
             drops: Drops::default(),
             stats: Stats::default(),
@@ -567,6 +571,7 @@ impl<'a> Cx<'a> {
 
     /// Arms a timer: at `at`, this layer gets `Down::Timer(token)`.
     pub fn arm(&mut self, at: Time, token: u64) {
+        self.env.timers_changed = true;
         self.timers.arm(at, token);
     }
 

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tutti_drivers::{Driver, DriverError, DriverStats, Msg, PeerId, Pool, To, Tx};
 
@@ -15,6 +15,7 @@ use crate::layer::{Drops, Stats};
 use crate::stack::{build, GroupStack, SendError, SendErrorKind, StackConfig};
 use crate::wire::{com, fast};
 
+use super::clock::Clock;
 use super::wheel::TimerWheel;
 
 /// What the application gets from a group: the up events of its stack.
@@ -132,7 +133,7 @@ pub struct EngineDrops {
 /// The engine core. See the module docs.
 pub struct Core {
     driver: Box<dyn Driver>,
-    epoch: Instant,
+    clk: Clock,
     groups: Vec<Slot>,
     wheel: TimerWheel,
     rx: Vec<Msg>,
@@ -186,7 +187,7 @@ impl Core {
     pub fn new(driver: Box<dyn Driver>) -> Core {
         Core {
             driver,
-            epoch: Instant::now(),
+            clk: Clock::new(),
             groups: Vec::new(),
             wheel: TimerWheel::new(100_000, 1024),
             rx: Vec::with_capacity(64),
@@ -202,7 +203,7 @@ impl Core {
     /// Time since this core started.
     #[inline]
     pub fn now(&self) -> Time {
-        Time(self.epoch.elapsed().as_nanos() as u64)
+        self.clk.precise()
     }
 
     /// The driver.
@@ -252,7 +253,7 @@ impl Core {
         )
         .map_err(|e| JoinError::Members(e.into()))?;
         let tag = view.id.tag();
-        self.clock = self.now();
+        self.clock = self.clk.now();
         stack.install_view(self.clock, view);
         Ok(self.add_slot(gid, stack, tag, peers))
     }
@@ -302,7 +303,7 @@ impl Core {
     fn join_dynamic(&mut self, spec: &GroupSpec) -> Result<GroupIx, JoinError> {
         let me = self.driver.local_addr();
         let (gid, mut stack) = self.build_stack(spec)?;
-        let now = self.now();
+        let now = self.clk.now();
         self.clock = now;
         stack.join(
             now,
@@ -507,10 +508,10 @@ impl Core {
     fn flush(&mut self, g: GroupIx) {
         let s = &mut self.groups[g];
         let mut remap = false;
-        loop {
-            let mut moved = false;
+        {
+            // One pass: handling events may make frames (answers the stack
+            // gives itself), taking frames makes no events.
             while let Some(ev) = s.stack.poll_event() {
-                moved = true;
                 s.events.push_back(ev);
             }
             // Views the stack installed (membership changes them; the
@@ -555,7 +556,6 @@ impl Core {
                 }
             }
             while let Some((dst, frame)) = s.stack.poll_transmit() {
-                moved = true;
                 let peers = route(s, &frame);
                 match dst {
                     Dest::All if peers.is_none() && s.npeers == self.driver.peer_count() => {
@@ -588,13 +588,12 @@ impl Core {
                     },
                 }
             }
-            if !moved {
-                break;
-            }
         }
-        match s.stack.poll_timeout() {
-            Some(t) => self.wheel.schedule(g as u32, t),
-            None => self.wheel.cancel(g as u32),
+        if s.stack.timers_changed() {
+            match s.stack.poll_timeout() {
+                Some(t) => self.wheel.schedule(g as u32, t),
+                None => self.wheel.cancel(g as u32),
+            }
         }
         if remap {
             self.recount_peers();
@@ -615,7 +614,7 @@ impl Core {
     /// One round of work; returns how much was done (0: idle).
     pub fn poll(&mut self) -> Result<usize, DriverError> {
         let mut work = 0;
-        let now = self.now();
+        let now = self.clk.now();
         self.clock = now;
         // Requests that wait for their stack's window.
         for g in 0..self.groups.len() {

@@ -7,6 +7,7 @@
 //! driver's doorbell, so that several endpoints on a 2-core machine all
 //! keep making progress.
 
+mod clock;
 mod core;
 mod thread;
 pub mod wheel;

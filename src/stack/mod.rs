@@ -444,6 +444,7 @@ impl<P: Part> Stack<P> {
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
         self.env.now = now;
+        self.env.timers_changed = true;
         self.flush_batch();
         self.part.fire(&mut self.env, &mut self.events);
     }
@@ -451,6 +452,12 @@ impl<P: Part> Stack<P> {
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
         self.part.next_timer()
+    }
+
+    /// Whether `poll_timeout` may have changed since this was last asked
+    /// (a timer was armed or fired): an engine re-reads it only then.
+    pub fn timers_changed(&mut self) -> bool {
+        std::mem::take(&mut self.env.timers_changed)
     }
 
     /// The next frame to put on the network.
@@ -556,6 +563,8 @@ pub trait GroupStack: Send {
     fn handle_timeout(&mut self, now: Time);
     /// See [`Stack::poll_timeout`].
     fn poll_timeout(&self) -> Option<Time>;
+    /// See [`Stack::timers_changed`].
+    fn timers_changed(&mut self) -> bool;
     /// See [`Stack::poll_transmit`].
     fn poll_transmit(&mut self) -> Option<(Dest, Msg)>;
     /// See [`Stack::poll_event`].
@@ -609,6 +618,9 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn poll_timeout(&self) -> Option<Time> {
         Stack::poll_timeout(self)
+    }
+    fn timers_changed(&mut self) -> bool {
+        Stack::timers_changed(self)
     }
     fn poll_transmit(&mut self) -> Option<(Dest, Msg)> {
         Stack::poll_transmit(self)
@@ -675,6 +687,9 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     }
     fn poll_timeout(&self) -> Option<Time> {
         (**self).poll_timeout()
+    }
+    fn timers_changed(&mut self) -> bool {
+        (**self).timers_changed()
     }
     fn poll_transmit(&mut self) -> Option<(Dest, Msg)> {
         (**self).poll_transmit()
