@@ -12,6 +12,8 @@ fn fast_path_and_full_path_are_the_same_protocol() {
     let (mut fast_in, mut fast_out, mut missed, mut runs) = (0u64, 0u64, 0u64, 0u64);
     for seed in 1..=tutti::sim::soak_from_env(150) {
         let mut plan = Plan::random(seed, 0.1, true);
+        // Packing is a choice of the fast path alone: one cast at a time.
+        plan.burst = 1;
         plan.fast = true;
         let on = run(&plan);
         plan.fast = false;
@@ -47,4 +49,24 @@ fn fast_path_and_full_path_are_the_same_protocol() {
         "{runs} plans: fast path sent {fast_out} casts, delivered {fast_in}; {missed} compact frames took the full path"
     );
     assert!(fast_out > 0 && fast_in > 0, "the fast path ran");
+}
+
+/// Casts in bursts: the fast path packs them, frames carrying several
+/// casts are lost, duplicated and cut by view changes; every membership
+/// oracle must still hold.
+#[test]
+fn packed_casts_survive_faults() {
+    let (mut frames, mut casts, mut runs) = (0u64, 0u64, 0u64);
+    for seed in 1..=tutti::sim::soak_from_env(150) {
+        let mut plan = Plan::random(seed, 0.1, true);
+        plan.fast = true;
+        plan.burst = plan.burst.max(4);
+        let r = run(&plan);
+        assert!(r.ok(), "{}\n{:#?}\n{}", r.plan, r.violations, r.dump);
+        frames += r.stats.packed_frames;
+        casts += r.stats.packed_casts;
+        runs += 1;
+    }
+    println!("{runs} plans: {casts} casts went in {frames} packed frames");
+    assert!(frames > 0 && casts > 2 * frames, "casts were packed");
 }

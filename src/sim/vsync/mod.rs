@@ -516,14 +516,27 @@ impl<'a> Sim<'a> {
             return;
         };
         if p.stack.ready() {
-            let len = HDR + self.rng.below(200) as usize;
-            let tag = Tag {
-                src: p.id,
-                index: p.casts,
-                view: v.id.tag(),
-            };
-            let bytes = tag.encode(len);
-            if let Ok(m) = p.tx.alloc_copy(&bytes) {
+            // A batch frames its casts when it ends, after what they caused
+            // (gossip, orders): one cast at a time is no batch.
+            let batch = self.plan.burst > 1;
+            if batch {
+                p.stack.begin_batch();
+            }
+            for _ in 0..self.plan.burst {
+                let p = &mut self.procs[i];
+                if p.casts >= self.plan.casts {
+                    break;
+                }
+                let len = HDR + self.rng.below(200) as usize;
+                let tag = Tag {
+                    src: p.id,
+                    index: p.casts,
+                    view: v.id.tag(),
+                };
+                let bytes = tag.encode(len);
+                let Ok(m) = p.tx.alloc_copy(&bytes) else {
+                    break;
+                };
                 match p.stack.cast(self.now, m) {
                     Ok(()) => {
                         p.casts += 1;
@@ -534,10 +547,14 @@ impl<'a> Sim<'a> {
                         if e.kind != crate::stack::SendErrorKind::WouldBlock {
                             self.check
                                 .violations
-                                .push(format!("{}: cast refused: {}", self.procs[i].id, e.kind));
+                                .push(format!("{}: cast refused: {}", p.id, e.kind));
                         }
+                        break;
                     }
                 }
+            }
+            if batch {
+                self.procs[i].stack.end_batch();
             }
             self.pump(i);
         }

@@ -87,6 +87,9 @@ pub struct Plan {
     /// Run the Protocol Accelerator's fast path (the wire is the same
     /// either way; the equivalence test runs plans both ways).
     pub fast: bool,
+    /// Casts a process makes at a time, as one batch (the fast path
+    /// packs them into shared frames); 1: one at a time.
+    pub burst: u32,
 }
 
 impl Plan {
@@ -151,6 +154,7 @@ impl Plan {
             secure: false,
             intruder: None,
             fast: true,
+            burst: 1,
         }
         .secured(&mut rng)
         .accelerated(&mut rng)
@@ -160,6 +164,11 @@ impl Plan {
     /// seed stay what they were).
     fn accelerated(mut self, rng: &mut Rng) -> Plan {
         self.fast = rng.chance(0.75);
+        self.burst = if rng.chance(0.5) {
+            rng.range(2, 12) as u32
+        } else {
+            1
+        };
         self
     }
 
@@ -237,6 +246,9 @@ impl fmt::Display for Plan {
         }
         if !self.fast {
             f.write_str(" fast=off")?;
+        }
+        if self.burst > 1 {
+            write!(f, " burst={}", self.burst)?;
         }
         Ok(())
     }
