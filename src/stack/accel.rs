@@ -181,14 +181,4 @@ impl<P: Part> Stack<P> {
             None => self.env.drops.add(crate::layer::DropReason::NoBuffer),
         }
     }
-
-    /// Per-message header bytes of a FIFO cast of this stack on the wire:
-    /// the compact header, or the full headers when the stack has no
-    /// compact format.
-    pub fn cast_overhead(&self) -> usize {
-        match &self.tmpl {
-            Some(_) => fast::LEN,
-            None => 0,
-        }
-    }
 }
