@@ -121,7 +121,47 @@ fn stack_rtt(c: &mut Criterion, stack: &str, fast: bool) {
     let _ = std::fs::remove_dir_all(d);
 }
 
+/// Packing in one process: member 0 casts batches of 64 casts of 64
+/// bytes (`begin_batch`, casts, `end_batch`), the packed frames go to
+/// member 1, which unpacks them and delivers. Time per cast, both sides.
+fn packed(c: &mut Criterion) {
+    use tutti::sim::loopback::Loopback;
+    use tutti::stack::{FifoStatic, Stack, StackConfig};
+    use tutti::{Pool, PoolConfig, Up};
+    let cfg = PoolConfig {
+        slots: 16384,
+        slot_size: 2048,
+        headroom: 128,
+        tailroom: 32,
+    };
+    let stacks = (0..2)
+        .map(|_| Stack::<FifoStatic>::new_static(&StackConfig::default(), Pool::new(cfg).unwrap()))
+        .collect::<Result<Vec<_>, _>>()
+        .expect("stacks");
+    let mut lb = Loopback::new(stacks, cfg).expect("loopback");
+    let tx = Pool::new(cfg).expect("pool");
+    let mut sink = |_: usize, ev: Up| drop(ev);
+    let mut g = c.benchmark_group("packed 64 B casts, fifo, per cast");
+    g.throughput(criterion::Throughput::Elements(64));
+    g.bench_function("batch of 64: pack, unpack, deliver", |b| {
+        b.iter(|| {
+            let now = lb.now;
+            lb.stacks[0].begin_batch();
+            for _ in 0..64 {
+                let mut m = tx.alloc().expect("buffer");
+                m.reserve(64).expect("room").fill(1);
+                lb.stacks[0].cast(now, m).expect("window");
+            }
+            lb.stacks[0].end_batch();
+            lb.pump(&mut sink);
+            lb.advance(1_000_000, &mut sink);
+        })
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
+    packed(c);
     raw_rtt(c);
     for stack in ["reliable", "vsync", "vsync-total"] {
         stack_rtt(c, stack, true);
