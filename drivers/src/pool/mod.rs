@@ -32,6 +32,7 @@ use memmap2::MmapMut;
 
 use free::FreeList;
 
+use msg::PoolRef;
 pub use msg::{Msg, MsgError, Segments};
 
 /// Where a slot of a *foreign* pool goes when the last local handle on it
@@ -236,9 +237,11 @@ impl Inner {
         }
     }
 
-    /// Drops one reference to `slot`; frees it when it was the last.
+    /// Drops one reference to `slot`; frees it when it was the last, and
+    /// then returns true (the caller gives back the slot's count on the
+    /// pool: see `msg::release`).
     #[inline]
-    pub(crate) fn release(&self, slot: u32) {
+    pub(crate) fn release(&self, slot: u32) -> bool {
         // Release: our writes to the slot happen before whoever takes it next.
         if self.meta(slot).refs.fetch_sub(1, Ordering::Release) == 1 {
             // Acquire pairs with the other handles' Release decrements.
@@ -251,7 +254,9 @@ impl Inner {
                     sink.give_back(slot, lent);
                 }
             }
+            return true;
         }
+        false
     }
 
     #[inline]
@@ -408,7 +413,7 @@ impl Pool {
     pub fn alloc(&self) -> Option<Msg> {
         let head = self.inner.cfg.headroom;
         let slot = self.inner.take(head)?;
-        Some(Msg::from_slot(self.inner.clone(), slot, head, head))
+        Some(Msg::fresh(PoolRef::of(&self.inner), slot, head, head))
     }
 
     /// Takes a buffer holding a copy of `frame` at offset 0 (no headroom):
@@ -423,8 +428,8 @@ impl Pool {
         // SAFETY: the slot was just taken from the free list, so we are its
         // only owner; frame.len() <= slot_size keeps the copy in the slot.
         unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), ptr, frame.len()) };
-        Some(Msg::from_slot(
-            self.inner.clone(),
+        Some(Msg::fresh(
+            PoolRef::of(&self.inner),
             slot,
             0,
             frame.len() as u32,
@@ -463,14 +468,19 @@ impl Pool {
         }
         let m = self.inner.meta(slot);
         m.lent.fetch_add(1, Ordering::Relaxed);
-        if m.refs.fetch_add(1, Ordering::AcqRel) == 0 {
+        let first = m.refs.fetch_add(1, Ordering::AcqRel) == 0;
+        if first {
             // First handle on it: fresh bookkeeping.
             held.fetch_add(1, Ordering::Relaxed);
             m.next.store(NONE, Ordering::Relaxed);
             m.flags.store(0, Ordering::Relaxed);
             m.claim.store(offset, Ordering::Relaxed);
         }
-        Some(Msg::from_slot(self.inner.clone(), slot, offset, end))
+        if first {
+            Some(Msg::fresh(PoolRef::of(&self.inner), slot, offset, end))
+        } else {
+            Some(Msg::from_slot(PoolRef::of(&self.inner), slot, offset, end))
+        }
     }
 
     /// Whether this pool maps memory another process owns.
@@ -494,7 +504,7 @@ impl Pool {
     /// in use.
     pub fn release_lent(&self, slot: u32) {
         if slot < self.inner.cfg.slots {
-            self.inner.release(slot);
+            msg::release(PoolRef::of(&self.inner), slot);
         }
     }
 
@@ -509,7 +519,7 @@ impl Pool {
 
     /// Whether `msg` lives in this pool.
     pub fn owns(&self, msg: &Msg) -> bool {
-        Arc::ptr_eq(&self.inner, &msg.pool)
+        PoolRef::of(&self.inner) == msg.pool
     }
 
     /// Start of the region and its length, for registering it with a NIC

@@ -8,10 +8,66 @@
 //! buffer keeps a frame that is also on its way to the wire).
 
 use std::fmt;
+use std::ops::Deref;
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Inner, Pool, F_CHAINED, NONE};
+
+/// A handle's way to its pool's shared state. Not a counted reference:
+/// every slot with references counts once in the pool's `Arc` (taken when
+/// the slot gets its first reference, given back when it loses its last,
+/// see [`PoolRef::hold`]), so the state outlives every handle without an
+/// atomic operation on one shared counter per `share` and per drop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolRef(NonNull<Inner>);
+
+impl PoolRef {
+    pub(crate) fn of(a: &Arc<Inner>) -> PoolRef {
+        PoolRef(NonNull::from(&**a))
+    }
+
+    /// Counts a slot that just got its first reference.
+    #[inline]
+    pub(crate) fn hold(self) {
+        // SAFETY: the pointer came from a live `Arc` (`of`), and the caller
+        // holds a counted reference (an `Arc`, or a slot's count) while it
+        // calls this, so the allocation is alive.
+        unsafe { Arc::increment_strong_count(self.0.as_ptr()) }
+    }
+
+    /// Gives back the count of a slot that just lost its last reference.
+    ///
+    /// # Safety
+    /// The slot's count must have been taken by [`PoolRef::hold`] and not
+    /// given back yet, and nothing may use this pointer afterwards unless
+    /// another count keeps the state alive.
+    #[inline]
+    pub(crate) unsafe fn unhold(self) {
+        // SAFETY: per the contract, this count is ours to give back.
+        unsafe { Arc::decrement_strong_count(self.0.as_ptr()) }
+    }
+
+    /// A counted reference, for a [`Pool`] handle.
+    pub(crate) fn arc(self) -> Arc<Inner> {
+        self.hold();
+        // SAFETY: `hold` took the count that this `Arc` now owns; the
+        // pointer is the `Arc`'s own.
+        unsafe { Arc::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl Deref for PoolRef {
+    type Target = Inner;
+
+    #[inline]
+    fn deref(&self) -> &Inner {
+        // SAFETY: whoever holds a `PoolRef` holds references on slots of
+        // the pool, whose counts keep the state alive (see the type docs).
+        unsafe { self.0.as_ref() }
+    }
+}
 
 /// Why an operation on a message failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +103,7 @@ impl std::error::Error for MsgError {}
 
 /// A handle on a message in a pool. See the module docs.
 pub struct Msg {
-    pub(crate) pool: Arc<Inner>,
+    pub(crate) pool: PoolRef,
     first: u32,
     last: u32,
     /// Window of the first segment (other segments keep theirs in meta).
@@ -70,6 +126,13 @@ impl fmt::Debug for Msg {
     }
 }
 
+// SAFETY: the pool state is `Send` and `Sync` (its `Arc` is); a handle
+// touches it only through atomics and through windows it owns, as an
+// `Arc<Inner>` field would.
+unsafe impl Send for Msg {}
+// SAFETY: as above; `&Msg` only reads.
+unsafe impl Sync for Msg {}
+
 impl Drop for Msg {
     fn drop(&mut self) {
         let mut cur = self.first;
@@ -77,14 +140,33 @@ impl Drop for Msg {
             // Read the link before releasing: once released, the slot may
             // be reused and its meta reset.
             let next = self.pool.meta(cur).next.load(Ordering::Relaxed);
-            self.pool.release(cur);
+            release(self.pool, cur);
             cur = next;
         }
     }
 }
 
+/// Drops one reference on `slot`; when it was the last, gives back the
+/// slot's count on the pool (after which `pool` may be gone, unless other
+/// slots still count).
+#[inline]
+pub(crate) fn release(pool: PoolRef, slot: u32) {
+    if pool.release(slot) {
+        // SAFETY: the slot had its count since its first reference
+        // (`hold` in `Msg::fresh` / `Pool::adopt`), and lost its last now.
+        unsafe { pool.unhold() }
+    }
+}
+
 impl Msg {
-    pub(crate) fn from_slot(pool: Arc<Inner>, slot: u32, head: u32, tail: u32) -> Msg {
+    /// A handle on a slot that just got its first reference.
+    pub(crate) fn fresh(pool: PoolRef, slot: u32, head: u32, tail: u32) -> Msg {
+        pool.hold();
+        Msg::from_slot(pool, slot, head, tail)
+    }
+
+    /// A handle on a slot whose reference (and count) it takes over.
+    pub(crate) fn from_slot(pool: PoolRef, slot: u32, head: u32, tail: u32) -> Msg {
         Msg {
             pool,
             first: slot,
@@ -135,7 +217,7 @@ impl Msg {
     /// The pool this message lives in.
     pub fn pool(&self) -> Pool {
         Pool {
-            inner: self.pool.clone(),
+            inner: self.pool.arc(),
         }
     }
 
@@ -239,6 +321,7 @@ impl Msg {
     /// Replaces the first segment by a private copy (same offsets).
     fn cow_first(&mut self) -> Result<(), MsgError> {
         let slot = self.pool.take(self.head).ok_or(MsgError::NoBuffer)?;
+        self.pool.hold();
         let src = self.pool.slot_ptr(self.first);
         let dst = self.pool.slot_ptr(slot);
         // SAFETY: `slot` is fresh (we own it alone); the source window is a
@@ -256,7 +339,8 @@ impl Msg {
             let next = self.pool.meta(self.first).next.load(Ordering::Relaxed);
             m.next.store(next, Ordering::Relaxed);
         }
-        self.pool.release(self.first);
+        // The new slot counts: the state outlives this.
+        release(self.pool, self.first);
         if self.last == self.first {
             self.last = slot;
         }
@@ -334,6 +418,7 @@ impl Msg {
     fn grow(&mut self) -> Result<(), MsgError> {
         let head = self.pool.cfg.headroom;
         let slot = self.pool.take(head).ok_or(MsgError::NoBuffer)?;
+        self.pool.hold();
         let m = self.pool.meta(slot);
         m.flags.store(F_CHAINED, Ordering::Relaxed);
         if self
@@ -343,7 +428,7 @@ impl Msg {
             .compare_exchange(NONE, slot, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
-            self.pool.release(slot);
+            release(self.pool, slot);
             return Err(MsgError::Shared);
         }
         self.last = slot;
@@ -360,7 +445,7 @@ impl Msg {
             cur = self.pool.meta(cur).next.load(Ordering::Relaxed);
         }
         Msg {
-            pool: self.pool.clone(),
+            pool: self.pool,
             first: self.first,
             last: self.last,
             head: self.head,
@@ -395,7 +480,7 @@ impl Msg {
                     (t - h) as usize,
                 )
             };
-            let seg = Msg::from_slot(self.pool.clone(), slot, h, t);
+            let seg = Msg::fresh(self.pool, slot, h, t);
             match out.as_mut() {
                 None => out = Some(seg),
                 Some(m) => {
@@ -431,7 +516,7 @@ impl Msg {
                 len as usize,
             )
         };
-        Ok(Msg::from_slot(pool.inner.clone(), slot, at, at + len))
+        Ok(Msg::fresh(PoolRef::of(&pool.inner), slot, at, at + len))
     }
 
     /// Appends `seg`'s segments behind this message's last one without
@@ -440,7 +525,7 @@ impl Msg {
     /// segment back only if this message's last slot was linked onward by
     /// another handle sharing it (the caller then owns both unchanged).
     pub fn link(&mut self, seg: Msg) -> Result<(), Msg> {
-        if !Arc::ptr_eq(&self.pool, &seg.pool) {
+        if self.pool != seg.pool {
             // A segment from another pool: copy its bytes into ours.
             let bytes = seg.to_vec();
             return self.append(&bytes).map_err(|_| seg);
@@ -508,7 +593,7 @@ impl Msg {
     /// without copying (how frag cuts a large message into frames).
     pub fn split(mut self) -> IntoSegments {
         let it = IntoSegments {
-            pool: self.pool.clone(),
+            pool: self.pool,
             cur: self.first,
             left: self.nsegs,
             first: Some((self.head, self.tail)),
@@ -558,7 +643,8 @@ impl<'a> Iterator for Segments<'a> {
 
 /// Owning iterator over a message's segments (see [`Msg::split`]).
 pub struct IntoSegments {
-    pool: Arc<Inner>,
+    /// Valid while slots remain (they count).
+    pool: PoolRef,
     cur: u32,
     left: u32,
     first: Option<(u32, u32)>,
@@ -591,7 +677,7 @@ impl Iterator for IntoSegments {
             m.flags.store(0, Ordering::Relaxed);
         }
         // The reference the chain held moves into the new handle.
-        Some(Msg::from_slot(self.pool.clone(), slot, h, t))
+        Some(Msg::from_slot(self.pool, slot, h, t))
     }
 }
 

@@ -169,3 +169,27 @@ fn handles_move_between_threads() {
     assert_eq!(t.join().unwrap(), want);
     assert_eq!(p.stats().in_use, 0);
 }
+
+#[test]
+fn messages_keep_their_pool_alive_without_a_pool_handle() {
+    let p = Pool::new(PoolConfig::default()).unwrap();
+    let mut a = p.alloc().unwrap();
+    a.reserve(3).unwrap().copy_from_slice(b"abc");
+    let b = a.share();
+    let big = p
+        .alloc_copy(&vec![7u8; 3 * PoolConfig::default().slot_size as usize])
+        .unwrap();
+    let segs: Vec<Msg> = big.split().collect();
+    drop(p);
+    assert_eq!(b.to_vec(), b"abc");
+    // A pool handle from a message, after the original is gone.
+    let again = a.pool();
+    drop(a);
+    drop(b);
+    assert_eq!(segs.len(), 4);
+    drop(segs);
+    let c = again.alloc().unwrap();
+    drop(again);
+    assert!(c.is_empty());
+    drop(c);
+}
