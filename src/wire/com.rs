@@ -18,7 +18,9 @@ use super::{Reader, WireError, Writer};
 /// "tu".
 pub const MAGIC: u16 = 0x7475;
 /// Wire version this build speaks.
-pub const VERSION: u8 = 1;
+/// 2: data casts lost the redundant tags of `stable`, `gms` and `xfer`,
+/// and common-case casts go in the compact format (`wire::fast`).
+pub const VERSION: u8 = 2;
 /// Header length in bytes.
 pub const LEN: usize = 20;
 /// `dst` of a multicast.

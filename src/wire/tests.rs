@@ -27,7 +27,7 @@ fn com_header_layout_is_fixed() {
     r.emit(&mut b);
     assert_eq!(
         b,
-        [0x74, 0x75, 1, 1, 1, 2, 3, 4, 5, 6, 0, 7, 0, 9, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d]
+        [0x74, 0x75, 2, 1, 1, 2, 3, 4, 5, 6, 0, 7, 0, 9, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d]
     );
     assert_eq!(ComRepr::parse(&b).unwrap(), r);
     let f = Frame::new_checked(&b[..]).unwrap();
