@@ -103,6 +103,10 @@ pub struct BenchResult {
     pub msgs_per_s: f64,
     pub received: u64,
     pub receivers: usize,
+    /// Bytes rank 0 put on the wire per message and receiver beyond the
+    /// payload: headers, packing, and every control frame.
+    #[serde(default)]
+    pub wire_overhead: f64,
 }
 
 const PING: u8 = 0;
@@ -281,6 +285,10 @@ fn print_result(o: &BenchOpts, r: &BenchResult) {
     } else {
         println!("  {:.0} round trips/s", r.msgs_per_s);
     }
+    println!(
+        "  {:.1} bytes on the wire per message and receiver beyond the payload (headers, packing, control frames)",
+        r.wire_overhead
+    );
 }
 
 fn progress(count: u64) -> ProgressBar {
@@ -517,6 +525,14 @@ impl Link {
             std::thread::sleep(Duration::from_micros(200));
         }
         Ok(())
+    }
+
+    /// The driver's counters.
+    fn stats(&self) -> tutti_drivers::DriverStats {
+        match self {
+            Link::Stack(c, ..) => c.driver_stats(),
+            Link::Raw(d) => d.stats(),
+        }
     }
 
     /// Casts this member made through the stack.
@@ -847,5 +863,11 @@ fn role_rank0(
     }
     let all = e.casts_sent();
     e.settle(0, all, &mut out)?;
+    let sent = match o.mode {
+        Mode::Pingpong => (o.count / 10).clamp(100, 10_000) + o.count,
+        _ => o.count,
+    };
+    let tx = e.stats().tx_bytes as f64 / (sent as f64 * (n - 1).max(1) as f64);
+    r.wire_overhead = tx - r.size as f64;
     Ok(r)
 }
