@@ -592,6 +592,12 @@ impl<'a> Cx<'a> {
         self.env.message(parts)
     }
 
+    /// The stack's shared environment (for helpers that serve the stack
+    /// and its layers alike).
+    pub(crate) fn env(&mut self) -> &mut Env {
+        self.env
+    }
+
     /// Whether the fast path is sending a batch (the bottom layer packs).
     #[inline]
     pub fn packing(&self) -> bool {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tutti_drivers::Msg;
 
 use crate::event::{Addr, Dest, Down, Rank, Up, View};
-use crate::layer::{Cx, DropReason, FastCast, Layer, LayerInfo, Prop};
+use crate::layer::{Cx, DropReason, Env, FastCast, Layer, LayerInfo, Prop};
 use crate::wire::com::{ComRepr, DST_ALL, LEN};
 use crate::wire::fast::{self, Compact, Entries};
 use crate::wire::nak::NakHdr;
@@ -293,14 +293,14 @@ impl Com {
         let body = &frame.front()[fast::LEN..];
         cx.stats().fast_missed += 1;
         if !c.packed {
-            if let Some(m) = expand(cx, tmpl, c.seq, body) {
+            if let Some(m) = expand(cx.env(), tmpl, c.seq, body) {
                 cx.up(Up::CastRaw { src, msg: m });
             }
             return;
         }
         for (i, e) in Entries::new(body).enumerate() {
             let Ok((off, len)) = e else { break };
-            if let Some(m) = expand(cx, tmpl, c.seq + i as u64, &body[off..off + len]) {
+            if let Some(m) = expand(cx.env(), tmpl, c.seq + i as u64, &body[off..off + len]) {
                 cx.up(Up::CastRaw { src, msg: m });
             }
         }
@@ -334,13 +334,15 @@ fn entry(b: &mut Msg, m: &Msg) -> bool {
 }
 
 /// Cast `seq` with the layers' common-case headers in front of `payload`
-/// (a compact frame's meaning), in a control buffer.
-pub fn expand(cx: &mut Cx<'_>, tmpl: &[u8], seq: u64, payload: &[u8]) -> Option<Msg> {
+/// (a compact frame's meaning), in a control buffer; `None`, counted,
+/// when no buffer is free or it does not fit one. The full path (here)
+/// and the fast path's fallback (`Stack`) both expand with this.
+pub fn expand(env: &mut Env, tmpl: &[u8], seq: u64, payload: &[u8]) -> Option<Msg> {
     let h = NakHdr::Cast { seq };
     let mut nh = [0u8; 16];
     let nl = h.len();
     h.emit(&mut nh[..nl]);
-    cx.message(&[&nh[..nl], tmpl, payload])
+    env.message(&[&nh[..nl], tmpl, payload])
 }
 
 impl Layer for Com {

@@ -167,18 +167,12 @@ impl<P: Part> Stack<P> {
             return;
         }
         self.env.stats.fast_missed += 1;
-        let Some(tmpl) = self.tmpl.clone() else {
+        let Some(tmpl) = &self.tmpl else {
             return;
         };
-        let mut nh = [0u8; 9];
-        crate::wire::nak::NakHdr::Cast { seq }.emit(&mut nh);
-        match self.env.message(&[&nh, &tmpl, msg.front()]) {
-            Some(m) => {
-                drop(msg);
-                self.part
-                    .inject(Up::CastRaw { src, msg: m }, &mut self.env, &mut self.events);
-            }
-            None => self.env.drops.add(crate::layer::DropReason::NoBuffer),
+        if let Some(m) = crate::layers::com::expand(&mut self.env, tmpl, seq, msg.front()) {
+            self.part
+                .inject(Up::CastRaw { src, msg: m }, &mut self.env, &mut self.events);
         }
     }
 }

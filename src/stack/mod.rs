@@ -284,7 +284,7 @@ pub struct Stack<P: Part> {
     auto_state: bool,
     /// The compact format's template (the common-case tags of the layers
     /// above `nak`); `None` when the stack has no compact format.
-    tmpl: Option<std::sync::Arc<[u8]>>,
+    tmpl: Option<Box<[u8]>>,
     /// Run the fast path.
     fast: bool,
 }
