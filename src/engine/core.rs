@@ -362,7 +362,14 @@ impl Core {
     pub fn cast_batch(&mut self, g: GroupIx, msgs: &mut VecDeque<Msg>) -> Result<usize, SendError> {
         let now = self.clock;
         let Some(s) = self.groups.get_mut(g) else {
-            return Ok(0);
+            // As `cast` answers: the first message comes back with the error.
+            return match msgs.pop_front() {
+                Some(msg) => Err(SendError {
+                    kind: SendErrorKind::NoView,
+                    msg,
+                }),
+                None => Ok(0),
+            };
         };
         s.stack.begin_batch();
         let mut n = 0;

@@ -103,8 +103,8 @@ impl<P: Part> Stack<P> {
         self.env.packing = false;
     }
 
-    /// Sends what the batch packed so far (anything leaving by the full
-    /// path must not overtake it).
+    /// Sends what the batch packed so far: every entry point but the fast
+    /// path's `cast` calls it first, so nothing overtakes a packed cast.
     #[inline]
     pub(super) fn flush_batch(&mut self) {
         if self.env.packing {

@@ -357,6 +357,7 @@ impl<P: Part> Stack<P> {
     /// later views come from the layer; the view event comes from it too.
     pub fn install_view(&mut self, now: Time, view: View) {
         self.env.now = now;
+        self.flush_batch();
         let view = Arc::new(view);
         self.part
             .down(Down::View(view.clone()), &mut self.env, &mut self.events);
@@ -371,6 +372,7 @@ impl<P: Part> Stack<P> {
     /// `Up::View` events.
     pub fn join(&mut self, now: Time, req: JoinReq) {
         self.env.now = now;
+        self.flush_batch();
         self.part
             .down(Down::Join(Arc::new(req)), &mut self.env, &mut self.events);
     }
@@ -435,6 +437,7 @@ impl<P: Part> Stack<P> {
     #[inline]
     pub fn receive(&mut self, now: Time, frame: Msg) {
         self.env.now = now;
+        self.flush_batch();
         let Err(frame) = self.fast_receive(frame) else {
             return;
         };
