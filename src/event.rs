@@ -353,6 +353,26 @@ pub enum Up {
     Refused(Arc<str>),
 }
 
+impl Up {
+    /// An event the application takes as it is (`Stack::poll_event` has
+    /// nothing to do for it): data, stability, suspicions, losses, state,
+    /// refusals.
+    #[inline]
+    pub fn plain(&self) -> bool {
+        matches!(
+            self,
+            Up::Cast { .. }
+                | Up::Send { .. }
+                | Up::Stable(_)
+                | Up::Suspect(_)
+                | Up::Primary
+                | Up::State(_)
+                | Up::Lost { .. }
+                | Up::Refused(_)
+        )
+    }
+}
+
 /// Who signed a control frame (see [`Up::Ctl`]): the signature was valid
 /// for this key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

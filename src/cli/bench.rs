@@ -411,9 +411,14 @@ impl Link {
     fn send_batch(&mut self, q: &mut VecDeque<Msg>) -> Result<(), String> {
         match self {
             Link::Stack(c, g, ..) => {
+                // Window closed: poll for stability, and give the core to
+                // the receivers (on few cores they share it) while nothing
+                // comes.
+                let mut idler = Idler::new();
                 while !q.is_empty() {
                     if c.cast_batch(*g, q).map_err(|e| e.kind.to_string())? == 0 {
-                        c.poll().map_err(|e| e.to_string())?;
+                        let w = c.poll().map_err(|e| e.to_string())?;
+                        idler.step(w, c);
                     }
                 }
                 Ok(())
@@ -668,7 +673,7 @@ fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> R
         // Through a stack STOP comes after all the data (FIFO); raw frames
         // can be lost, so raw receivers also stop at the count or after a
         // second of silence.
-        let silent = st.first.is_some() && st.last.elapsed() > Duration::from_secs(1);
+        let silent = o.raw && st.first.is_some() && st.last.elapsed() > Duration::from_secs(1);
         if o.mode == Mode::Throughput && o.raw && (st.got >= o.count || silent) {
             break;
         }

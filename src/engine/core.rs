@@ -95,7 +95,20 @@ pub enum Request {
 
 struct Slot {
     gid: u32,
+    /// The stack's spec id (compact cookies hash it).
+    sid: u16,
     stack: Box<dyn GroupStack>,
+    routes: Routes,
+    events: VecDeque<Event>,
+    backlog: VecDeque<Request>,
+    /// Casts the stack accepted since the current view was installed
+    /// at its bottom (sequence numbers start again in every view).
+    casts: u64,
+}
+
+/// Where a group's frames go: driver peers of the views its stack
+/// installed.
+struct Routes {
     /// Tag of the current view (frames carry it).
     tag: u32,
     /// Driver peer of each rank of the current view (None for own rank).
@@ -108,15 +121,86 @@ struct Slot {
     cookies: Vec<u32>,
     older_cookies: Vec<Vec<u32>>,
     /// The stack's view generation `peers` and `older` reflect.
-    routes_gen: u64,
+    gen: u64,
     /// How many distinct driver peers `peers` names: when that is every
     /// peer the driver has, a multicast goes out as one `To::All`.
     npeers: usize,
-    events: VecDeque<Event>,
-    backlog: VecDeque<Request>,
-    /// Casts the stack accepted since the current view was installed
-    /// at its bottom (sequence numbers start again in every view).
-    casts: u64,
+}
+
+impl Routes {
+    /// Whether a compact frame with this cookie belongs here.
+    fn knows(&self, cookie: u32) -> bool {
+        self.cookies.contains(&cookie) || self.older_cookies.iter().any(|v| v.contains(&cookie))
+    }
+
+    /// The peers of an older view a frame was made in (its header carries
+    /// the view's tag); `None` for the current view.
+    #[inline]
+    fn of(&self, frame: &Msg) -> Option<&Vec<Option<PeerId>>> {
+        let b = frame.front();
+        if fast::is_compact(b) {
+            let c = u32::from_be_bytes(b.get(..4)?.try_into().ok()?);
+            if self.cookies.contains(&c) {
+                return None;
+            }
+            let i = self.older_cookies.iter().position(|v| v.contains(&c))?;
+            return self.older.get(i).map(|(_, p)| p);
+        }
+        let tag = b.get(com::LEN - 4..com::LEN)?;
+        let tag = u32::from_be_bytes([tag[0], tag[1], tag[2], tag[3]]);
+        if tag == self.tag {
+            return None;
+        }
+        self.older.iter().find(|(t, _)| *t == tag).map(|(_, p)| p)
+    }
+
+    /// Takes the views the stack installed (generation `gen`, newest
+    /// first); maps their members to driver peers when they carry
+    /// addresses (membership changes them). Returns whether the peers
+    /// changed.
+    fn update(
+        &mut self,
+        gen: u64,
+        views: &VecDeque<Arc<View>>,
+        gid: u32,
+        sid: u16,
+        driver: &mut dyn Driver,
+    ) -> bool {
+        self.gen = gen;
+        // Compact frames name their view by cookie (static views without
+        // addresses too: demux needs them).
+        let cookies = |v: &View| -> Vec<u32> {
+            let tag = v.id.tag();
+            (0..v.size())
+                .map(|r| fast::cookie(gid, sid, tag, r as Rank))
+                .collect()
+        };
+        self.cookies = views.front().map(|v| cookies(v)).unwrap_or_default();
+        self.older_cookies = views.iter().skip(1).map(|v| cookies(v)).collect();
+        if views.front().is_none_or(|v| v.addrs.len() != v.size()) {
+            return false;
+        }
+        let mut map = |v: &View| -> Vec<Option<PeerId>> {
+            v.addrs
+                .iter()
+                .enumerate()
+                .map(|(r, a)| {
+                    if r == v.rank as usize {
+                        None
+                    } else {
+                        driver.add_peer(a).ok()
+                    }
+                })
+                .collect()
+        };
+        let mut it = views.iter();
+        if let Some(cur) = it.next() {
+            self.tag = cur.id.tag();
+            self.peers = map(cur);
+        }
+        self.older = it.map(|v| (v.id.tag(), map(v))).collect();
+        true
+    }
 }
 
 /// Frames the engine itself refused before any stack saw them.
@@ -145,27 +229,6 @@ pub struct Core {
     clock: Time,
     /// Distinguishes this incarnation of the endpoint.
     nonce: u64,
-}
-
-/// The peers of an older view a frame was made in (its header carries the
-/// view's tag); `None` for the current view.
-#[inline]
-fn route<'a>(s: &'a Slot, frame: &Msg) -> Option<&'a Vec<Option<PeerId>>> {
-    let b = frame.front();
-    if fast::is_compact(b) {
-        let c = u32::from_be_bytes(b.get(..4)?.try_into().ok()?);
-        if s.cookies.contains(&c) {
-            return None;
-        }
-        let i = s.older_cookies.iter().position(|v| v.contains(&c))?;
-        return s.older.get(i).map(|(_, p)| p);
-    }
-    let tag = b.get(com::LEN - 4..com::LEN)?;
-    let tag = u32::from_be_bytes([tag[0], tag[1], tag[2], tag[3]]);
-    if tag == s.tag {
-        return None;
-    }
-    s.older.iter().find(|(t, _)| *t == tag).map(|(_, p)| p)
 }
 
 fn incarnation_nonce() -> u64 {
@@ -282,14 +345,17 @@ impl Core {
     ) -> GroupIx {
         self.groups.push(Slot {
             gid,
+            sid: stack.spec().id(),
             stack,
-            tag,
-            peers,
-            older: VecDeque::new(),
-            cookies: Vec::new(),
-            older_cookies: Vec::new(),
-            routes_gen: 0,
-            npeers: 0,
+            routes: Routes {
+                tag,
+                peers,
+                older: VecDeque::new(),
+                cookies: Vec::new(),
+                older_cookies: Vec::new(),
+                gen: 0,
+                npeers: 0,
+            },
             events: VecDeque::new(),
             backlog: VecDeque::new(),
             casts: 0,
@@ -331,7 +397,7 @@ impl Core {
     /// (driver peer ids are dense and a view has no duplicate members).
     fn recount_peers(&mut self) {
         for s in &mut self.groups {
-            s.npeers = s.peers.iter().flatten().count();
+            s.routes.npeers = s.routes.peers.iter().flatten().count();
         }
     }
 
@@ -371,24 +437,11 @@ impl Core {
                 None => Ok(0),
             };
         };
-        s.stack.begin_batch();
-        let mut n = 0;
-        let mut res = Ok(());
-        while let Some(m) = msgs.pop_front() {
-            match s.stack.cast(now, m) {
-                Ok(()) => n += 1,
-                Err(e) if e.kind == SendErrorKind::WouldBlock => {
-                    msgs.push_front(e.msg);
-                    break;
-                }
-                Err(e) => {
-                    res = Err(e);
-                    break;
-                }
-            }
-        }
+        let (n, res) = match s.stack.cast_batch(now, msgs) {
+            Ok(n) => (n, Ok(())),
+            Err((n, e)) => (n, Err(e)),
+        };
         s.casts += n as u64;
-        s.stack.end_batch();
         self.flush(g);
         self.transmit();
         res.map(|()| n)
@@ -498,9 +551,7 @@ impl Core {
         let b = frame.front();
         if fast::is_compact(b) {
             let c = u32::from_be_bytes(b.get(..4)?.try_into().ok()?);
-            return self.groups.iter().position(|s| {
-                s.cookies.contains(&c) || s.older_cookies.iter().any(|v| v.contains(&c))
-            });
+            return self.groups.iter().position(|s| s.routes.knows(c));
         }
         if b.len() < com::LEN || b[..2] != com::MAGIC.to_be_bytes() {
             return None;
@@ -512,95 +563,52 @@ impl Core {
     /// Moves group `g`'s events to its event queue and its output to the
     /// transmit queue; re-arms its timer. Events go first: a view they
     /// announce must be known before the frames made in it are routed.
+    #[inline]
     fn flush(&mut self, g: GroupIx) {
         let s = &mut self.groups[g];
+        let out = s.stack.output(&mut s.events);
+        let r = &mut s.routes;
         let mut remap = false;
-        {
-            // One pass: handling events may make frames (answers the stack
-            // gives itself), taking frames makes no events.
-            while let Some(ev) = s.stack.poll_event() {
-                s.events.push_back(ev);
-            }
-            // Views the stack installed (membership changes them; the
-            // application may see one later): ranks map to driver peers.
-            let (gen, views) = s.stack.routes();
-            if gen != s.routes_gen {
-                s.routes_gen = gen;
-                s.casts = 0;
-                // Compact frames name their view by cookie (static views
-                // without addresses too: demux needs them).
-                let (gid, sid) = (s.gid, s.stack.spec().id());
-                let cookies = |v: &View| -> Vec<u32> {
-                    let tag = v.id.tag();
-                    (0..v.size())
-                        .map(|r| fast::cookie(gid, sid, tag, r as Rank))
-                        .collect()
-                };
-                s.cookies = views.front().map(|v| cookies(v)).unwrap_or_default();
-                s.older_cookies = views.iter().skip(1).map(|v| cookies(v)).collect();
-                if views.front().is_some_and(|v| v.addrs.len() == v.size()) {
-                    let driver = &mut self.driver;
-                    let mut map = |v: &View| -> Vec<Option<PeerId>> {
-                        v.addrs
-                            .iter()
-                            .enumerate()
-                            .map(|(r, a)| {
-                                if r == v.rank as usize {
-                                    None
-                                } else {
-                                    driver.add_peer(a).ok()
-                                }
-                            })
-                            .collect()
-                    };
-                    let mut it = views.iter();
-                    if let Some(cur) = it.next() {
-                        s.tag = cur.id.tag();
-                        s.peers = map(cur);
-                    }
-                    s.older = it.map(|v| (v.id.tag(), map(v))).collect();
-                    remap = true;
+        if out.views_gen != r.gen {
+            s.casts = 0;
+            remap = r.update(out.views_gen, out.views, s.gid, s.sid, self.driver.as_mut());
+        }
+        let all = r.npeers == self.driver.peer_count();
+        while let Some((dst, frame)) = out.tx.pop_front() {
+            let peers = r.of(&frame);
+            match dst {
+                Dest::All if peers.is_none() && all => {
+                    self.txq.push_back(Tx { to: To::All, frame })
                 }
-            }
-            while let Some((dst, frame)) = s.stack.poll_transmit() {
-                let peers = route(s, &frame);
-                match dst {
-                    Dest::All if peers.is_none() && s.npeers == self.driver.peer_count() => {
-                        self.txq.push_back(Tx { to: To::All, frame })
+                Dest::All => {
+                    for p in peers.unwrap_or(&r.peers).iter().flatten() {
+                        self.txq.push_back(Tx {
+                            to: To::Peer(*p),
+                            frame: frame.share(),
+                        });
                     }
-                    Dest::All => {
-                        let peers = peers.unwrap_or(&s.peers);
-                        for p in peers.iter().flatten() {
-                            self.txq.push_back(Tx {
-                                to: To::Peer(*p),
-                                frame: frame.share(),
-                            });
-                        }
-                    }
-                    Dest::Rank(r) => {
-                        let peers = peers.unwrap_or(&s.peers);
-                        if let Some(Some(p)) = peers.get(r as usize) {
-                            self.txq.push_back(Tx {
-                                to: To::Peer(*p),
-                                frame,
-                            });
-                        }
-                    }
-                    Dest::Addr(a) => match self.driver.add_peer(&a) {
-                        Ok(p) => self.txq.push_back(Tx {
-                            to: To::Peer(p),
+                }
+                Dest::Rank(d) => {
+                    if let Some(Some(p)) = peers.unwrap_or(&r.peers).get(d as usize) {
+                        self.txq.push_back(Tx {
+                            to: To::Peer(*p),
                             frame,
-                        }),
-                        Err(_) => self.drops.bad_address += 1,
-                    },
+                        });
+                    }
                 }
+                Dest::Addr(a) => match self.driver.add_peer(&a) {
+                    Ok(p) => self.txq.push_back(Tx {
+                        to: To::Peer(p),
+                        frame,
+                    }),
+                    Err(_) => self.drops.bad_address += 1,
+                },
             }
         }
-        if s.stack.timers_changed() {
-            match s.stack.poll_timeout() {
-                Some(t) => self.wheel.schedule(g as u32, t),
-                None => self.wheel.cancel(g as u32),
-            }
+        match out.timer {
+            Some(Some(t)) => self.wheel.schedule(g as u32, t),
+            Some(None) => self.wheel.cancel(g as u32),
+            None => {}
         }
         if remap {
             self.recount_peers();

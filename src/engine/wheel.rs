@@ -14,6 +14,9 @@ pub struct TimerWheel {
     due: Vec<Option<u64>>,
     /// Time up to which slots have been swept.
     swept: u64,
+    /// No deadline is earlier than this (a lower bound: cancelling leaves
+    /// it, the next sweep tightens it), so most sweeps are one compare.
+    earliest: u64,
 }
 
 impl TimerWheel {
@@ -24,6 +27,7 @@ impl TimerWheel {
             slots: (0..slots.max(1)).map(|_| Vec::new()).collect(),
             due: Vec::new(),
             swept: 0,
+            earliest: u64::MAX,
         }
     }
 
@@ -41,6 +45,7 @@ impl TimerWheel {
             return;
         }
         self.due[k] = Some(at.0);
+        self.earliest = self.earliest.min(at.0);
         // A deadline already in the past fires at the next sweep.
         let t = at.0.max(self.swept);
         let s = self.slot_of(t);
@@ -66,10 +71,20 @@ impl TimerWheel {
 
     /// Appends the keys whose deadline is at or before `now` to `out`, and
     /// forgets their deadlines.
+    #[inline]
     pub fn expire(&mut self, now: Time, out: &mut Vec<u32>) {
         if now.0 < self.swept {
             return;
         }
+        if now.0 < self.earliest {
+            // Whatever the passed slots hold is due in a later turn.
+            self.swept = now.0 + 1;
+            return;
+        }
+        self.sweep(now, out);
+    }
+
+    fn sweep(&mut self, now: Time, out: &mut Vec<u32>) {
         let n = self.slots.len() as u64;
         let first = self.swept / self.tick_ns;
         let last = now.0 / self.tick_ns;
@@ -93,6 +108,7 @@ impl TimerWheel {
             });
         }
         self.swept = now.0 + 1;
+        self.earliest = self.due.iter().flatten().copied().min().unwrap_or(u64::MAX);
     }
 }
 
@@ -132,5 +148,28 @@ mod tests {
         w.schedule(0, Time(5));
         w.expire(Time(10_001), &mut out);
         assert_eq!(out, vec![0]);
+    }
+
+    #[test]
+    fn idle_sweeps_skip_and_nothing_is_missed() {
+        let mut w = TimerWheel::new(100, 8);
+        let mut out = Vec::new();
+        w.schedule(1, Time(2_050)); // more than two turns out
+        for t in (0..2_050).step_by(7) {
+            w.expire(Time(t), &mut out);
+            assert!(out.is_empty(), "fired early at {t}");
+        }
+        w.schedule(2, Time(2_060));
+        w.cancel(2);
+        w.schedule(3, Time(1)); // already past: the next sweep
+        w.expire(Time(2_049), &mut out);
+        assert_eq!(out, vec![3]);
+        out.clear();
+        w.expire(Time(2_100), &mut out);
+        assert_eq!(out, vec![1]);
+        out.clear();
+        w.expire(Time(9_000), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(w.next(), None);
     }
 }

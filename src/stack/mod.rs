@@ -399,6 +399,37 @@ impl<P: Part> Stack<P> {
         Ok(())
     }
 
+    /// Multicasts the messages of `msgs` as one batch (`begin_batch`, a
+    /// `cast` each, `end_batch`): on the fast path consecutive casts are
+    /// packed into shared frames. Takes messages from the front until one
+    /// is refused for back-pressure (it stays in `msgs`) or `msgs` is
+    /// empty, and says how many it took; a message refused for good ends
+    /// the batch with its error (and the count before it).
+    pub fn cast_batch(
+        &mut self,
+        now: Time,
+        msgs: &mut VecDeque<Msg>,
+    ) -> Result<usize, (usize, SendError)> {
+        self.begin_batch();
+        let mut n = 0;
+        let mut res = Ok(());
+        while let Some(m) = msgs.pop_front() {
+            match self.cast(now, m) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind == SendErrorKind::WouldBlock => {
+                    msgs.push_front(e.msg);
+                    break;
+                }
+                Err(e) => {
+                    res = Err((n, e));
+                    break;
+                }
+            }
+        }
+        self.end_batch();
+        res.map(|()| n)
+    }
+
     /// Sends `msg` to the member of rank `dst`, reliably, in FIFO order.
     /// Never refused for back-pressure: messages wait in the stack (bounded
     /// by the buffer pool they come from).
@@ -514,6 +545,40 @@ impl<P: Part> Stack<P> {
         self.view.is_some() && self.part.ready()
     }
 
+    /// Everything the last entry points left for an engine, in one call:
+    /// the application's events are appended to `events` (as
+    /// `poll_event` gives them), and the frames to send, the views to
+    /// route them by and the next deadline (when it may have changed)
+    /// come back. The engine's per-message path: one call instead of a
+    /// call per event and frame.
+    #[inline]
+    pub fn output(&mut self, events: &mut VecDeque<Up>) -> Output<'_> {
+        if self.events.iter().all(Up::plain) {
+            // Nothing for `poll_event` to act on: moved in bulk (the queues
+            // trade places when the engine's is empty).
+            if events.is_empty() {
+                std::mem::swap(&mut self.events, events);
+            } else {
+                events.append(&mut self.events);
+            }
+        } else {
+            while let Some(ev) = self.poll_event() {
+                events.push_back(ev);
+            }
+        }
+        let timer = if std::mem::take(&mut self.env.timers_changed) {
+            Some(self.part.next_timer())
+        } else {
+            None
+        };
+        Output {
+            tx: &mut self.env.tx,
+            views_gen: self.env.views_gen,
+            views: &self.env.views,
+            timer,
+        }
+    }
+
     /// Views installed at the bottom, newest first, and a counter of
     /// their changes: route frames by the view tag in their header with
     /// these.
@@ -545,6 +610,18 @@ impl<P: Part> Stack<P> {
     }
 }
 
+/// See [`Stack::output`].
+pub struct Output<'a> {
+    /// Frames to put on the network, in order.
+    pub tx: &'a mut VecDeque<(Dest, Msg)>,
+    /// Counts changes of `views`.
+    pub views_gen: u64,
+    /// Views installed at the bottom, newest first (see [`Stack::routes`]).
+    pub views: &'a VecDeque<Arc<View>>,
+    /// `Some(next deadline)` when the timers changed since the last call.
+    pub timer: Option<Option<Time>>,
+}
+
 /// Object-safe face of any [`Stack`], for code that holds stacks of
 /// different compositions side by side (the simulator, the engine).
 pub trait GroupStack: Send {
@@ -556,6 +633,12 @@ pub trait GroupStack: Send {
     fn join(&mut self, now: Time, req: JoinReq);
     /// See [`Stack::cast`].
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError>;
+    /// See [`Stack::cast_batch`].
+    fn cast_batch(
+        &mut self,
+        now: Time,
+        msgs: &mut VecDeque<Msg>,
+    ) -> Result<usize, (usize, SendError)>;
     /// See [`Stack::send`].
     fn send(&mut self, now: Time, dst: Rank, msg: Msg) -> Result<(), SendError>;
     /// See [`Stack::handle_down`].
@@ -572,6 +655,8 @@ pub trait GroupStack: Send {
     fn poll_transmit(&mut self) -> Option<(Dest, Msg)>;
     /// See [`Stack::poll_event`].
     fn poll_event(&mut self) -> Option<Up>;
+    /// See [`Stack::output`].
+    fn output(&mut self, events: &mut VecDeque<Up>) -> Output<'_>;
     /// See [`Stack::ready`].
     fn ready(&self) -> bool;
     /// See [`Stack::routes`].
@@ -607,6 +692,13 @@ impl<P: Part> GroupStack for Stack<P> {
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
         Stack::cast(self, now, msg)
     }
+    fn cast_batch(
+        &mut self,
+        now: Time,
+        msgs: &mut VecDeque<Msg>,
+    ) -> Result<usize, (usize, SendError)> {
+        Stack::cast_batch(self, now, msgs)
+    }
     fn send(&mut self, now: Time, dst: Rank, msg: Msg) -> Result<(), SendError> {
         Stack::send(self, now, dst, msg)
     }
@@ -630,6 +722,9 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn poll_event(&mut self) -> Option<Up> {
         Stack::poll_event(self)
+    }
+    fn output(&mut self, events: &mut VecDeque<Up>) -> Output<'_> {
+        Stack::output(self, events)
     }
     fn ready(&self) -> bool {
         Stack::ready(self)
@@ -676,6 +771,13 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
         (**self).cast(now, msg)
     }
+    fn cast_batch(
+        &mut self,
+        now: Time,
+        msgs: &mut VecDeque<Msg>,
+    ) -> Result<usize, (usize, SendError)> {
+        (**self).cast_batch(now, msgs)
+    }
     fn send(&mut self, now: Time, dst: Rank, msg: Msg) -> Result<(), SendError> {
         (**self).send(now, dst, msg)
     }
@@ -696,6 +798,9 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     }
     fn poll_transmit(&mut self) -> Option<(Dest, Msg)> {
         (**self).poll_transmit()
+    }
+    fn output(&mut self, events: &mut VecDeque<Up>) -> Output<'_> {
+        (**self).output(events)
     }
     fn poll_event(&mut self) -> Option<Up> {
         (**self).poll_event()

@@ -612,6 +612,8 @@ impl Driver for ShmDriver {
     }
 
     fn recv(&mut self, out: &mut Vec<Msg>, max: usize) -> Result<usize, DriverError> {
+        // Returns first: after the frames they would delay their delivery.
+        self.drain_returns();
         let mut n = 0;
         while n < max {
             let Some(rec) = self.rx.pop() else {
@@ -646,7 +648,6 @@ impl Driver for ShmDriver {
                 None => self.stats.rx_bad += 1,
             }
         }
-        self.drain_returns();
         Ok(n)
     }
 

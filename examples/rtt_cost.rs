@@ -1,0 +1,143 @@
+//! Round trips in one thread over the real shm driver, as
+//! `benches/accel.rs` measures them, for counting instructions per round
+//! trip under cachegrind or callgrind (no hardware counters needed):
+//! `raw` is the bare driver, anything else a stack spec or preset.
+//!
+//! `cargo run --release --example rtt_cost -- <raw|stack> <fast|full> <round trips>`
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use tutti::engine::{Core, DriverConfig, GroupSpec};
+use tutti::{Event, Msg};
+use tutti_drivers::{Driver, To, Tx};
+
+fn payload(d: &dyn Driver) -> Result<Msg, String> {
+    let mut m = d.pool().alloc().ok_or("pool empty")?;
+    m.reserve(64).map_err(|e| e.to_string())?.fill(7);
+    Ok(m)
+}
+
+fn raw(mut a: Box<dyn Driver>, mut b: Box<dyn Driver>, n: u64) -> Result<(), String> {
+    let pa = a.add_peer("b").map_err(|e| e.to_string())?;
+    let pb = b.add_peer("a").map_err(|e| e.to_string())?;
+    let mut q = VecDeque::new();
+    let mut rx = Vec::new();
+    let mut hop = |from: &mut Box<dyn Driver>, to: &mut Box<dyn Driver>, p| -> Result<(), String> {
+        q.push_back(Tx {
+            to: To::Peer(p),
+            frame: payload(from.as_ref())?,
+        });
+        while !q.is_empty() {
+            from.send(&mut q).map_err(|e| e.to_string())?;
+        }
+        while to.recv(&mut rx, 64).map_err(|e| e.to_string())? == 0 {}
+        rx.clear();
+        Ok(())
+    };
+    for _ in 0..n {
+        hop(&mut a, &mut b, pa)?;
+        hop(&mut b, &mut a, pb)?;
+    }
+    std::mem::forget((a, b));
+    Ok(())
+}
+
+fn stack(a: Box<dyn Driver>, b: Box<dyn Driver>, stack: &str, fast: bool, n: u64) -> Result<(), String> {
+    let mut cores = [Core::new(a), Core::new(b)];
+    let mut spec = GroupSpec::new("rtt", stack, vec!["a".into(), "b".into()]);
+    spec.config.fast = fast;
+    let mut g = [0; 2];
+    for (c, g) in cores.iter_mut().zip(g.iter_mut()) {
+        *g = c.join(&spec).map_err(|e| e.to_string())?;
+    }
+    let t = Instant::now();
+    let mut seen = [false; 2];
+    while !(seen[0] && seen[1]) {
+        if t.elapsed() > Duration::from_secs(30) {
+            return Err("no view".into());
+        }
+        for (i, c) in cores.iter_mut().enumerate() {
+            c.poll().map_err(|e| e.to_string())?;
+            while let Some(ev) = c.next_event(g[i]) {
+                seen[i] |= matches!(ev, Event::View(_));
+            }
+        }
+    }
+    let got = rounds(&mut cores, g, n)?;
+    println!("{stack} fast={fast}: {} round trips", got[0].min(got[1]));
+    // Not unmapped: valgrind's address-space manager asserts on it.
+    std::mem::forget(cores);
+    Ok(())
+}
+
+/// The measured part (callgrind: `--toggle-collect=*rounds*`).
+#[inline(never)]
+fn rounds(cores: &mut [Core; 2], g: [usize; 2], n: u64) -> Result<[u64; 2], String> {
+    let mut got = [0u64; 2];
+    let mut got = [0u64; 2];
+    let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
+    let mut acc = [0u64; 5];
+    for i in 0..2 * n {
+        let from = (i % 2) as usize;
+        let to = 1 - from;
+        let t0 = tsc();
+        let m = payload(cores[from].driver())?;
+        let t1 = tsc();
+        while cores[from].cast(g[from], m.share()).is_err() {
+            cores[from].poll().map_err(|e| e.to_string())?;
+            cores[to].poll().map_err(|e| e.to_string())?;
+        }
+        drop(m);
+        let t2 = tsc();
+        loop {
+            let a = tsc();
+            cores[to].poll().map_err(|e| e.to_string())?;
+            let b = tsc();
+            let mut hit = false;
+            while let Some(ev) = cores[to].next_event(g[to]) {
+                hit |= matches!(ev, Event::Cast { src, .. } if src as usize == from);
+            }
+            let c = tsc();
+            cores[from].poll().map_err(|e| e.to_string())?;
+            while cores[from].next_event(g[from]).is_some() {}
+            let d = tsc();
+            acc[2] += b - a;
+            acc[3] += c - b;
+            acc[4] += d - c;
+            if hit {
+                got[to] += 1;
+                break;
+            }
+        }
+        acc[0] += t1 - t0;
+        acc[1] += t2 - t1;
+    }
+    let h = (2 * n) as f64;
+    eprintln!(
+        "cycles per hop: payload {:.0} cast {:.0} recv-poll {:.0} events {:.0} sender-poll {:.0}",
+        acc[0] as f64 / h, acc[1] as f64 / h, acc[2] as f64 / h, acc[3] as f64 / h, acc[4] as f64 / h
+    );
+    Ok(got)
+}
+
+fn main() -> Result<(), String> {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: rtt_cost <raw|stack> <fast|full> <round trips>";
+    if a.len() != 3 {
+        return Err(usage.into());
+    }
+    let n: u64 = a[2].parse().map_err(|_| usage)?;
+    let d = std::env::temp_dir().join(format!("tutti-rtt-cost-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+    let da = DriverConfig::shm(&d, "a").open().map_err(|e| e.to_string())?;
+    let db = DriverConfig::shm(&d, "b").open().map_err(|e| e.to_string())?;
+    let r = if a[0] == "raw" {
+        raw(da, db, n)
+    } else {
+        stack(da, db, &a[0], a[1] == "fast", n)
+    };
+    let _ = std::fs::remove_dir_all(&d);
+    r
+}
