@@ -83,6 +83,11 @@ pub struct BenchOpts {
     /// Accelerator's fast path off), for comparison.
     #[arg(long)]
     pub full_path: bool,
+    /// Pingpong: measure the bare driver and the stack in the same two
+    /// processes, alternating blocks of round trips, and print both with
+    /// the difference (free of where the scheduler put the processes).
+    #[arg(long)]
+    pub compare: bool,
 }
 
 /// The result line (`--json` prints exactly this).
@@ -109,10 +114,12 @@ pub struct BenchResult {
     pub wire_overhead: f64,
 }
 
-const PING: u8 = 0;
+pub(super) use super::common::percentiles as percentiles_of;
+
+pub(super) const PING: u8 = 0;
 const HELLO: u8 = 1;
-const STOP: u8 = 0xFF;
-const MIN: usize = 17;
+pub(super) const STOP: u8 = 0xFF;
+pub(super) const MIN: usize = 17;
 
 pub fn run(o: &BenchOpts) -> ExitCode {
     if o.size == 0 || o.count == 0 {
@@ -121,6 +128,10 @@ pub fn run(o: &BenchOpts) -> ExitCode {
     }
     if o.mode == Mode::Group {
         return super::groupbench::run(o);
+    }
+    if o.compare && (o.mode != Mode::Pingpong || o.raw) {
+        eprintln!("error: --compare is for pingpong through a stack (it measures --raw beside it)");
+        return ExitCode::from(2);
     }
     match (&o.members, &o.me) {
         (Some(m), Some(me)) => {
@@ -144,11 +155,14 @@ pub fn run(o: &BenchOpts) -> ExitCode {
 /// Starts the peers as child processes and measures as rank 0.
 fn local(o: &BenchOpts) -> ExitCode {
     let n = match o.mode {
+        // Compared: each process has a stack endpoint and a raw one.
+        Mode::Pingpong if o.compare => 4,
         Mode::Pingpong => 2,
         Mode::Throughput => 1 + o.receivers.max(1),
         Mode::Group => o.group_size,
     };
     let members: Vec<String> = match o.driver.as_str() {
+        "shm" if o.compare => ["b0", "b1", "b0r", "b1r"].map(String::from).to_vec(),
         "shm" => (0..n).map(|i| format!("b{i}")).collect(),
         _ => free_udp_addrs(n),
     };
@@ -170,7 +184,12 @@ fn local(o: &BenchOpts) -> ExitCode {
         Mode::Group => "group",
     };
     let mut kids = Vec::new();
-    for me in &members[1..] {
+    let peers = if o.compare {
+        &members[1..2]
+    } else {
+        &members[1..]
+    };
+    for me in peers {
         let mut c = Command::new(&exe);
         c.args(["bench", mode, "--driver", &o.driver, "--stack", &o.stack])
             .args([
@@ -188,6 +207,9 @@ fn local(o: &BenchOpts) -> ExitCode {
         }
         if o.full_path {
             c.arg("--full-path");
+        }
+        if o.compare {
+            c.arg("--compare");
         }
         match c.spawn() {
             Ok(k) => kids.push(k),
@@ -214,8 +236,38 @@ fn measure(
     dir: &std::path::Path,
     kids: Vec<std::process::Child>,
 ) -> Result<(), String> {
+    if o.compare {
+        let out = super::compare::rank0(o, members, dir);
+        let _ = reap(kids);
+        let (raw, stack) = out?;
+        super::compare::print(o, &raw, &stack);
+        return Ok(());
+    }
     let out = role_rank0(o, members, &members[0], dir);
-    // Collect the receivers' reports (throughput) and reap everybody.
+    let reports = reap(kids);
+    let mut r = out?;
+    if o.mode == Mode::Throughput {
+        if reports.is_empty() {
+            return Err("no receiver reported".into());
+        }
+        r.msgs_per_s = reports
+            .iter()
+            .map(|x| x.msgs_per_s)
+            .fold(f64::INFINITY, f64::min);
+        r.received = reports.iter().map(|x| x.received).min().unwrap_or(0);
+        // The slowest receiver's latency tail.
+        if let Some(w) = reports.iter().max_by_key(|x| x.p99_ns) {
+            (r.p50_ns, r.p90_ns, r.p99_ns, r.p999_ns, r.max_ns) =
+                (w.p50_ns, w.p90_ns, w.p99_ns, w.p999_ns, w.max_ns);
+        }
+        r.receivers = reports.len();
+    }
+    print_result(o, &r);
+    Ok(())
+}
+
+/// Collects the peers' reports (throughput) and reaps them.
+fn reap(kids: Vec<std::process::Child>) -> Vec<BenchResult> {
     let mut reports = Vec::new();
     for mut k in kids {
         if let Some(so) = k.stdout.take() {
@@ -238,25 +290,7 @@ fn measure(
             }
         }
     }
-    let mut r = out?;
-    if o.mode == Mode::Throughput {
-        if reports.is_empty() {
-            return Err("no receiver reported".into());
-        }
-        r.msgs_per_s = reports
-            .iter()
-            .map(|x| x.msgs_per_s)
-            .fold(f64::INFINITY, f64::min);
-        r.received = reports.iter().map(|x| x.received).min().unwrap_or(0);
-        // The slowest receiver's latency tail.
-        if let Some(w) = reports.iter().max_by_key(|x| x.p99_ns) {
-            (r.p50_ns, r.p90_ns, r.p99_ns, r.p999_ns, r.max_ns) =
-                (w.p50_ns, w.p90_ns, w.p99_ns, w.p999_ns, w.max_ns);
-        }
-        r.receivers = reports.len();
-    }
-    print_result(o, &r);
-    Ok(())
+    reports
 }
 
 fn print_result(o: &BenchOpts, r: &BenchResult) {
@@ -291,7 +325,7 @@ fn print_result(o: &BenchOpts, r: &BenchResult) {
     );
 }
 
-fn progress(count: u64) -> ProgressBar {
+pub(super) fn progress(count: u64) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(count), ProgressDrawTarget::hidden());
     if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}") {
         pb.set_style(style);
@@ -300,7 +334,7 @@ fn progress(count: u64) -> ProgressBar {
 }
 
 /// Shows the bar only once a run has taken 2 s.
-fn tick(pb: &ProgressBar, started: Instant, shown: &mut bool, pos: u64) {
+pub(super) fn tick(pb: &ProgressBar, started: Instant, shown: &mut bool, pos: u64) {
     if !*shown && started.elapsed() > Duration::from_secs(2) {
         pb.set_draw_target(ProgressDrawTarget::stderr());
         *shown = true;
@@ -309,7 +343,7 @@ fn tick(pb: &ProgressBar, started: Instant, shown: &mut bool, pos: u64) {
 }
 
 /// Either a stack group over a core, or the bare driver.
-enum Link {
+pub(super) enum Link {
     /// A core, the group, and the highest stability vector seen (by
     /// bench rank), and the bench rank of each rank of the current view
     /// (a membership stack may order a later view differently).
@@ -317,7 +351,7 @@ enum Link {
     Raw(Box<dyn Driver>),
 }
 
-fn open(
+pub(super) fn open(
     o: &BenchOpts,
     members: &[String],
     me: &str,
@@ -348,7 +382,7 @@ fn open(
 }
 
 /// Bench ranks (order of `--members`) against view ranks.
-struct Ranks {
+pub(super) struct Ranks {
     /// Address of each bench rank.
     addrs: Vec<String>,
     /// Bench rank of each view rank.
@@ -384,7 +418,12 @@ impl Ranks {
 /// fast path; stamping every message measured the clock).
 const SAMPLE: u64 = 16;
 
-fn payload(pool: &tutti_drivers::Pool, kind: u8, idx: u64, size: usize) -> Result<Msg, String> {
+pub(super) fn payload(
+    pool: &tutti_drivers::Pool,
+    kind: u8,
+    idx: u64,
+    size: usize,
+) -> Result<Msg, String> {
     let mut m = pool.alloc().ok_or("buffer pool empty")?;
     let b = m.reserve(size.max(MIN)).map_err(|e| e.to_string())?;
     b[0] = kind;
@@ -399,7 +438,7 @@ fn payload(pool: &tutti_drivers::Pool, kind: u8, idx: u64, size: usize) -> Resul
 }
 
 impl Link {
-    fn pool(&self) -> &tutti_drivers::Pool {
+    pub(super) fn pool(&self) -> &tutti_drivers::Pool {
         match self {
             Link::Stack(c, ..) => c.pool(),
             Link::Raw(d) => d.pool(),
@@ -408,7 +447,7 @@ impl Link {
 
     /// Sends a batch to everybody else (emptying `q`); retries while
     /// back-pressured.
-    fn send_batch(&mut self, q: &mut VecDeque<Msg>) -> Result<(), String> {
+    pub(super) fn send_batch(&mut self, q: &mut VecDeque<Msg>) -> Result<(), String> {
         match self {
             Link::Stack(c, g, ..) => {
                 // Window closed: poll for stability, and give the core to
@@ -435,7 +474,7 @@ impl Link {
     }
 
     /// Sends to everybody else; retries while back-pressured.
-    fn send(&mut self, m: Msg) -> Result<(), String> {
+    pub(super) fn send(&mut self, m: Msg) -> Result<(), String> {
         match self {
             Link::Stack(c, g, ..) => {
                 let mut m = m;
@@ -469,7 +508,7 @@ impl Link {
     }
 
     /// Polls once; hands received messages (sender rank, bytes) to `f`.
-    fn poll(
+    pub(super) fn poll(
         &mut self,
         out: &mut Vec<Msg>,
         f: &mut impl FnMut(usize, &[u8]),
@@ -511,7 +550,12 @@ impl Link {
     /// Through a stack: polls until every member holds the first `upto`
     /// casts of `rank` (so nothing is owed to anyone), then a moment more
     /// so the others learn the same from our gossip. Raw: a short linger.
-    fn settle(&mut self, rank: usize, upto: u64, out: &mut Vec<Msg>) -> Result<(), String> {
+    pub(super) fn settle(
+        &mut self,
+        rank: usize,
+        upto: u64,
+        out: &mut Vec<Msg>,
+    ) -> Result<(), String> {
         let mut idler = Idler::new();
         let t = Instant::now();
         while let Link::Stack(_, _, stable, _) = &*self {
@@ -533,7 +577,7 @@ impl Link {
     }
 
     /// The driver's counters.
-    fn stats(&self) -> tutti_drivers::DriverStats {
+    pub(super) fn stats(&self) -> tutti_drivers::DriverStats {
         match self {
             Link::Stack(c, ..) => c.driver_stats(),
             Link::Raw(d) => d.stats(),
@@ -541,14 +585,14 @@ impl Link {
     }
 
     /// Casts this member made through the stack.
-    fn casts_sent(&self) -> u64 {
+    pub(super) fn casts_sent(&self) -> u64 {
         match self {
             Link::Stack(c, g, ..) => c.casts_sent(*g).unwrap_or(0),
             Link::Raw(_) => 0,
         }
     }
 
-    fn idle(&mut self, idler: &mut Idler, work: usize) {
+    pub(super) fn idle(&mut self, idler: &mut Idler, work: usize) {
         match self {
             Link::Stack(c, ..) => idler.step(work, c),
             Link::Raw(d) => {
@@ -561,7 +605,7 @@ impl Link {
     }
 }
 
-fn pin(rank: usize) {
+pub(super) fn pin(rank: usize) {
     if let Some(cores) = core_affinity::get_core_ids() {
         if cores.len() >= 2 {
             core_affinity::set_for_current(cores[rank % cores.len()]);
@@ -573,7 +617,7 @@ fn pin(rank: usize) {
 /// that is not up yet are lost, so HELLO repeats).
 /// Every message that is not a HELLO goes to `other`: a peer may start
 /// sending data while this member is still here.
-fn handshake(
+pub(super) fn handshake(
     e: &mut Link,
     n: usize,
     me: usize,
@@ -629,6 +673,18 @@ fn index_of(b: &[u8]) -> u64 {
 }
 
 fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> Result<(), String> {
+    if o.compare {
+        let (stack, _) = super::compare::split(members)?;
+        return match stack.iter().position(|m| m == me) {
+            Some(0) => {
+                let (raw, stack) = super::compare::rank0(o, members, dir)?;
+                super::compare::print(o, &raw, &stack);
+                Ok(())
+            }
+            Some(_) => super::compare::responder(o, members, dir),
+            None => Err("--me is not among the stack's --members".into()),
+        };
+    }
     let rank = members
         .iter()
         .position(|m| m == me)
@@ -645,15 +701,7 @@ fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> R
     }
     // One handler for everything a peer receives, from the first poll of
     // the handshake on.
-    let mut st = Peer {
-        rank,
-        pings: 0,
-        stop: None,
-        got: 0,
-        first: None,
-        last: Instant::now(),
-        hist: histogram(),
-    };
+    let mut st = Peer::new(rank);
     handshake(&mut e, n, rank, &mut |src, b| st.on(src, b))?;
     let mut out = Vec::new();
     let mut idler = Idler::new();
@@ -709,20 +757,32 @@ fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> R
 }
 
 /// What a peer (rank > 0) keeps while it receives.
-struct Peer {
-    rank: usize,
+pub(super) struct Peer {
+    pub(super) rank: usize,
     /// Pings not yet answered (pingpong).
-    pings: u32,
+    pub(super) pings: u32,
     /// STOP seen, with rank 0's cast count in it.
-    stop: Option<u64>,
-    got: u64,
-    first: Option<Instant>,
-    last: Instant,
-    hist: hdrhistogram::Histogram<u64>,
+    pub(super) stop: Option<u64>,
+    pub(super) got: u64,
+    pub(super) first: Option<Instant>,
+    pub(super) last: Instant,
+    pub(super) hist: hdrhistogram::Histogram<u64>,
 }
 
 impl Peer {
-    fn on(&mut self, src: usize, b: &[u8]) {
+    pub(super) fn new(rank: usize) -> Peer {
+        Peer {
+            rank,
+            pings: 0,
+            stop: None,
+            got: 0,
+            first: None,
+            last: Instant::now(),
+            hist: histogram(),
+        }
+    }
+
+    pub(super) fn on(&mut self, src: usize, b: &[u8]) {
         if src == self.rank || b.len() < MIN {
             return;
         }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod common;
+pub mod compare;
 pub mod demo;
 pub mod failover;
 pub mod groupbench;
