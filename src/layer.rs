@@ -160,6 +160,13 @@ pub trait Layer: Send + 'static {
 
     /// Sends what this layer gathered during a batch of casts (`com` packs
     /// the casts of a batch into frames).
+    /// The rest of `fast_down` for the layer that numbered a fast-path
+    /// cast (it set `own_due`), run once the frame has left the stack:
+    /// bookkeeping that need not delay the frame (the engine hands it to
+    /// the driver in between). `fc.msg` is the payload again (the bottom
+    /// layer leaves a bare handle on it).
+    fn fast_sent(&mut self, _fc: &mut FastCast, _cx: &mut Cx<'_>) {}
+
     fn fast_flush(&mut self, _cx: &mut Cx<'_>) {}
 }
 
@@ -178,6 +185,9 @@ pub struct FastCast {
     /// The sequencing layer numbered the cast: it is delivered to its
     /// sender (as `own`, or as `msg` when the bottom layer left it).
     pub own_due: bool,
+    /// Depth (from the top, 0) of the layer that numbered it: the own
+    /// delivery goes up through the layers above that one.
+    pub own_depth: usize,
 }
 
 impl FastCast {
@@ -189,6 +199,7 @@ impl FastCast {
             seq: 0,
             own: None,
             own_due: false,
+            own_depth: 0,
         }
     }
 }

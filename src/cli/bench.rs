@@ -348,8 +348,13 @@ pub(super) enum Link {
     /// bench rank), and the bench rank of each rank of the current view
     /// (a membership stack may order a later view differently).
     Stack(Box<Core>, usize, Vec<u64>, Ranks),
-    Raw(Box<dyn Driver>),
+    /// The driver, a reusable send queue, and a poll counter (housekeeping
+    /// runs every `RAW_MAINTAIN` polls: a lean loop, as a raw user's).
+    Raw(Box<dyn Driver>, VecDeque<Tx>, u32),
 }
+
+/// Raw polls between driver housekeeping calls.
+const RAW_MAINTAIN: u32 = 256;
 
 pub(super) fn open(
     o: &BenchOpts,
@@ -363,7 +368,7 @@ pub(super) fn open(
         for m in members.iter().filter(|m| *m != me) {
             d.add_peer(m).map_err(|e| e.to_string())?;
         }
-        return Ok(Link::Raw(d));
+        return Ok(Link::Raw(d, VecDeque::with_capacity(64), 0));
     }
     let mut core = Core::new(d);
     let mut spec = GroupSpec::new("bench", &o.stack, members.to_vec());
@@ -441,7 +446,7 @@ impl Link {
     pub(super) fn pool(&self) -> &tutti_drivers::Pool {
         match self {
             Link::Stack(c, ..) => c.pool(),
-            Link::Raw(d) => d.pool(),
+            Link::Raw(d, ..) => d.pool(),
         }
     }
 
@@ -462,11 +467,10 @@ impl Link {
                 }
                 Ok(())
             }
-            Link::Raw(d) => {
-                let mut txq: VecDeque<Tx> =
-                    q.drain(..).map(|frame| Tx { to: To::All, frame }).collect();
+            Link::Raw(d, txq, _) => {
+                txq.extend(q.drain(..).map(|frame| Tx { to: To::All, frame }));
                 while !txq.is_empty() {
-                    d.send(&mut txq).map_err(|e| e.to_string())?;
+                    d.send(txq).map_err(|e| e.to_string())?;
                 }
                 Ok(())
             }
@@ -494,13 +498,13 @@ impl Link {
                     }
                 }
             }
-            Link::Raw(d) => {
-                let mut q = VecDeque::from([Tx {
+            Link::Raw(d, q, _) => {
+                q.push_back(Tx {
                     to: To::All,
                     frame: m,
-                }]);
+                });
                 while !q.is_empty() {
-                    d.send(&mut q).map_err(|e| e.to_string())?;
+                    d.send(q).map_err(|e| e.to_string())?;
                 }
                 Ok(())
             }
@@ -536,12 +540,15 @@ impl Link {
                 }
                 Ok(w)
             }
-            Link::Raw(d) => {
+            Link::Raw(d, _, polls) => {
                 let n = d.recv(out, 64).map_err(|e| e.to_string())?;
                 for m in out.drain(..) {
                     f(usize::MAX, m.front());
                 }
-                d.maintain().map_err(|e| e.to_string())?;
+                *polls = polls.wrapping_add(1);
+                if *polls % RAW_MAINTAIN == 0 {
+                    d.maintain().map_err(|e| e.to_string())?;
+                }
                 Ok(n)
             }
         }
@@ -580,7 +587,7 @@ impl Link {
     pub(super) fn stats(&self) -> tutti_drivers::DriverStats {
         match self {
             Link::Stack(c, ..) => c.driver_stats(),
-            Link::Raw(d) => d.stats(),
+            Link::Raw(d, ..) => d.stats(),
         }
     }
 
@@ -588,17 +595,16 @@ impl Link {
     pub(super) fn casts_sent(&self) -> u64 {
         match self {
             Link::Stack(c, g, ..) => c.casts_sent(*g).unwrap_or(0),
-            Link::Raw(_) => 0,
+            Link::Raw(..) => 0,
         }
     }
 
     pub(super) fn idle(&mut self, idler: &mut Idler, work: usize) {
         match self {
             Link::Stack(c, ..) => idler.step(work, c),
-            Link::Raw(d) => {
+            Link::Raw(..) => {
                 if work == 0 {
                     std::hint::spin_loop();
-                    let _ = d.maintain();
                 }
             }
         }

@@ -412,7 +412,28 @@ impl Core {
                 msg,
             });
         };
-        s.stack.cast(now, msg)?;
+        // The fast path's frame goes to the driver before the stack makes
+        // the own delivery (when the routes are current: a view change
+        // waits for `flush`).
+        let (routes, txq, driver) = (&s.routes, &mut self.txq, &mut self.driver);
+        let gen = s.stack.views_gen();
+        let all = routes.npeers == driver.peer_count();
+        s.stack.cast_then(now, msg, &mut |tx| {
+            if gen != routes.gen || !all {
+                return;
+            }
+            while let Some((Dest::All, frame)) = tx.front() {
+                if routes.of(frame).is_some() {
+                    break;
+                }
+                if let Some((_, frame)) = tx.pop_front() {
+                    txq.push_back(Tx { to: To::All, frame });
+                }
+            }
+            if !txq.is_empty() {
+                let _ = driver.send(txq);
+            }
+        })?;
         s.casts += 1;
         self.flush(g);
         self.transmit();
@@ -573,11 +594,10 @@ impl Core {
             s.casts = 0;
             remap = r.update(out.views_gen, out.views, s.gid, s.sid, self.driver.as_mut());
         }
-        let all = r.npeers == self.driver.peer_count();
         while let Some((dst, frame)) = out.tx.pop_front() {
             let peers = r.of(&frame);
             match dst {
-                Dest::All if peers.is_none() && all => {
+                Dest::All if peers.is_none() && r.npeers == self.driver.peer_count() => {
                     self.txq.push_back(Tx { to: To::All, frame })
                 }
                 Dest::All => {

@@ -392,8 +392,31 @@ impl Layer for Com {
             if let Some(msg) = &fc.msg {
                 self.pack(cx, fc.seq, msg);
             }
-        } else if let Some(msg) = fc.msg.take() {
-            self.send_compact(cx, fc.seq, false, msg);
+        } else if let Some(mut msg) = fc.msg.take() {
+            // Framed while the message has no other handle (no atomic),
+            // then the layer above gets a bare handle back (`fast_sent`).
+            let Some(v) = &self.view else {
+                fc.msg = Some(msg);
+                return;
+            };
+            let c = Compact {
+                cookie: v.cookies[v.me as usize],
+                seq: fc.seq,
+                packed: false,
+            };
+            match msg.push(fast::LEN) {
+                Ok(h) => c.emit(h),
+                Err(_) => {
+                    // Kept unsent above: receivers will ask for it.
+                    cx.dropped(DropReason::NoBuffer);
+                    fc.msg = Some(msg);
+                    return;
+                }
+            }
+            let mut bare = msg.share();
+            let _ = bare.advance(fast::LEN);
+            fc.msg = Some(bare);
+            cx.transmit(Dest::All, msg);
         }
     }
 

@@ -68,6 +68,16 @@ impl<P: Part> Stack<P> {
     /// off its common case.
     #[inline]
     pub(super) fn fast_cast(&mut self, msg: Msg) -> Result<(), Msg> {
+        let mut fc = self.fast_cast_down(msg)?;
+        self.fast_cast_own(&mut fc);
+        Ok(())
+    }
+
+    /// The fast path's way down: the frame is in the transmit queue when
+    /// this returns, the own delivery is still to come
+    /// ([`Stack::fast_cast_own`]).
+    #[inline]
+    pub(super) fn fast_cast_down(&mut self, msg: Msg) -> Result<FastCast, Msg> {
         if !self.fast || !self.part.fast_down_ok(&msg) {
             return Err(msg);
         }
@@ -75,18 +85,26 @@ impl<P: Part> Stack<P> {
         let mut fc = FastCast::new(msg);
         self.env.emitted = false;
         self.part
-            .fast_cast(&mut fc, &mut self.env, &mut self.events);
+            .fast_cast(&mut fc, 0, &mut self.env, &mut self.events);
+        Ok(fc)
+    }
+
+    /// The own delivery of a cast `fast_cast_down` sent, through the
+    /// layers above its numbering; then whatever the layers emitted on
+    /// the way is handled.
+    #[inline]
+    pub(super) fn fast_cast_own(&mut self, fc: &mut FastCast) {
+        self.part.fast_own(fc, 0, &mut self.env, &mut self.events);
         if self.env.emitted {
             self.part.settle_all(&mut self.env, &mut self.events);
         }
-        if let Some(m) = fc.own.or(fc.msg) {
+        if let Some(m) = fc.own.take().or(fc.msg.take()) {
             self.events.push_back(Up::Cast {
                 src: fc.src,
                 seq: fc.seq,
                 msg: m,
             });
         }
-        Ok(())
     }
 
     /// Starts a batch: until [`Stack::end_batch`], casts on the fast path

@@ -52,8 +52,17 @@ pub trait Part: Send {
     fn fast_setup(&mut self, above: &mut Vec<u8>, ctl_capacity: usize) -> bool;
     /// Whether every layer takes a cast of `msg` in its common case.
     fn fast_down_ok(&self, msg: &Msg) -> bool;
-    /// Sends a cast through every layer's common-case part.
-    fn fast_cast(&mut self, fc: &mut FastCast, env: &mut Env, out: &mut VecDeque<Up>);
+    /// Sends a cast down through every layer's common-case part, top
+    /// down (`depth`: this part's top layer's, from the stack's top). The
+    /// frame is out of the stack when this returns; the own delivery is
+    /// not yet made.
+    fn fast_cast(&mut self, fc: &mut FastCast, depth: usize, env: &mut Env, out: &mut VecDeque<Up>);
+    /// Then lets the layer that numbered the cast finish (`fast_sent`),
+    /// and brings the cast's own delivery up through the common-case
+    /// parts of the layers above it, bottom up, as they would see it
+    /// return in one pass. Nothing happens in a layer in between, so the
+    /// engine can send the frame first.
+    fn fast_own(&mut self, fc: &mut FastCast, depth: usize, env: &mut Env, out: &mut VecDeque<Up>);
     /// Whether every layer takes cast `seq` of `src` in its common case.
     fn fast_up_ok(&self, src: Rank, seq: u64) -> bool;
     /// Delivers it through every layer's common-case part; the message if
@@ -135,7 +144,18 @@ impl Part for Nil {
     }
 
     #[inline]
-    fn fast_cast(&mut self, _fc: &mut FastCast, _env: &mut Env, _out: &mut VecDeque<Up>) {}
+    fn fast_cast(
+        &mut self,
+        _fc: &mut FastCast,
+        _d: usize,
+        _env: &mut Env,
+        _out: &mut VecDeque<Up>,
+    ) {
+    }
+
+    #[inline]
+    fn fast_own(&mut self, _fc: &mut FastCast, _d: usize, _env: &mut Env, _out: &mut VecDeque<Up>) {
+    }
 
     #[inline]
     fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
@@ -273,16 +293,33 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
     }
 
     #[inline(always)]
-    fn fast_cast(&mut self, fc: &mut FastCast, env: &mut Env, out: &mut VecDeque<Up>) {
+    fn fast_cast(
+        &mut self,
+        fc: &mut FastCast,
+        depth: usize,
+        env: &mut Env,
+        out: &mut VecDeque<Up>,
+    ) {
+        let due = fc.own_due;
         let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
         self.layer.fast_down(fc, &mut cx);
-        let mine = fc.own_due;
-        self.below.fast_cast(fc, env, &mut self.upq);
-        if !mine && fc.own_due {
-            if let Some(m) = fc.own.take().or_else(|| fc.msg.take()) {
-                let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
-                fc.own = self.layer.fast_up(fc.src, fc.seq, m, &mut cx);
-            }
+        if !due && fc.own_due {
+            fc.own_depth = depth;
+        }
+        self.below.fast_cast(fc, depth + 1, env, &mut self.upq);
+    }
+
+    #[inline(always)]
+    fn fast_own(&mut self, fc: &mut FastCast, depth: usize, env: &mut Env, out: &mut VecDeque<Up>) {
+        self.below.fast_own(fc, depth + 1, env, &mut self.upq);
+        if !fc.own_due || depth > fc.own_depth {
+            return;
+        }
+        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+        if depth == fc.own_depth {
+            self.layer.fast_sent(fc, &mut cx);
+        } else if let Some(m) = fc.own.take().or_else(|| fc.msg.take()) {
+            fc.own = self.layer.fast_up(fc.src, fc.seq, m, &mut cx);
         }
     }
 
@@ -434,19 +471,44 @@ fn inject_at(levels: &mut [Level], ev: Up, env: &mut Env, out: &mut VecDeque<Up>
     }
 }
 
-fn fast_cast_at(levels: &mut [Level], fc: &mut FastCast, env: &mut Env, out: &mut VecDeque<Up>) {
+fn fast_cast_at(
+    levels: &mut [Level],
+    fc: &mut FastCast,
+    depth: usize,
+    env: &mut Env,
+    out: &mut VecDeque<Up>,
+) {
     let Some((lvl, below)) = levels.split_first_mut() else {
         return;
     };
+    let due = fc.own_due;
     let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
     lvl.layer.fast_down(fc, &mut cx);
-    let mine = fc.own_due;
-    fast_cast_at(below, fc, env, &mut lvl.upq);
-    if !mine && fc.own_due {
-        if let Some(m) = fc.own.take().or_else(|| fc.msg.take()) {
-            let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
-            fc.own = lvl.layer.fast_up(fc.src, fc.seq, m, &mut cx);
-        }
+    if !due && fc.own_due {
+        fc.own_depth = depth;
+    }
+    fast_cast_at(below, fc, depth + 1, env, &mut lvl.upq);
+}
+
+fn fast_own_at(
+    levels: &mut [Level],
+    fc: &mut FastCast,
+    depth: usize,
+    env: &mut Env,
+    out: &mut VecDeque<Up>,
+) {
+    let Some((lvl, below)) = levels.split_first_mut() else {
+        return;
+    };
+    fast_own_at(below, fc, depth + 1, env, &mut lvl.upq);
+    if !fc.own_due || depth > fc.own_depth {
+        return;
+    }
+    let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
+    if depth == fc.own_depth {
+        lvl.layer.fast_sent(fc, &mut cx);
+    } else if let Some(m) = fc.own.take().or_else(|| fc.msg.take()) {
+        fc.own = lvl.layer.fast_up(fc.src, fc.seq, m, &mut cx);
     }
 }
 
@@ -535,8 +597,18 @@ impl Part for Dynamic {
         self.levels.iter().all(|l| l.layer.fast_down_ok(msg))
     }
 
-    fn fast_cast(&mut self, fc: &mut FastCast, env: &mut Env, out: &mut VecDeque<Up>) {
-        fast_cast_at(&mut self.levels, fc, env, out);
+    fn fast_cast(
+        &mut self,
+        fc: &mut FastCast,
+        depth: usize,
+        env: &mut Env,
+        out: &mut VecDeque<Up>,
+    ) {
+        fast_cast_at(&mut self.levels, fc, depth, env, out);
+    }
+
+    fn fast_own(&mut self, fc: &mut FastCast, depth: usize, env: &mut Env, out: &mut VecDeque<Up>) {
+        fast_own_at(&mut self.levels, fc, depth, env, out);
     }
 
     fn fast_up_ok(&self, src: Rank, seq: u64) -> bool {

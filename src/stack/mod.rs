@@ -399,6 +399,32 @@ impl<P: Part> Stack<P> {
         Ok(())
     }
 
+    /// `cast`, with `send` called on the frames as soon as they are made,
+    /// before the fast path brings the cast back up as the sender's own
+    /// delivery: an engine hands the frame to its driver first and the
+    /// rest of the work overlaps its flight. (`send` gets the transmit
+    /// queue and may take from its front; what it leaves goes out as
+    /// usual. Off the fast path it is not called.)
+    pub fn cast_then(
+        &mut self,
+        now: Time,
+        msg: Msg,
+        send: &mut SendNow<'_>,
+    ) -> Result<(), SendError> {
+        if let Some(kind) = self.refuse(&msg, None) {
+            return Err(SendError { kind, msg });
+        }
+        self.env.now = now;
+        match self.fast_cast_down(msg) {
+            Ok(mut fc) => {
+                send(&mut self.env.tx);
+                self.fast_cast_own(&mut fc);
+                Ok(())
+            }
+            Err(msg) => self.cast(now, msg),
+        }
+    }
+
     /// Multicasts the messages of `msgs` as one batch (`begin_batch`, a
     /// `cast` each, `end_batch`): on the fast path consecutive casts are
     /// packed into shared frames. Takes messages from the front until one
@@ -579,6 +605,12 @@ impl<P: Part> Stack<P> {
         }
     }
 
+    /// Counts changes of the views [`Stack::routes`] lists.
+    #[inline]
+    pub fn views_gen(&self) -> u64 {
+        self.env.views_gen
+    }
+
     /// Views installed at the bottom, newest first, and a counter of
     /// their changes: route frames by the view tag in their header with
     /// these.
@@ -610,6 +642,10 @@ impl<P: Part> Stack<P> {
     }
 }
 
+/// What [`Stack::cast_then`] calls on the transmit queue as soon as the
+/// frame is made.
+pub type SendNow<'a> = dyn FnMut(&mut VecDeque<(Dest, Msg)>) + 'a;
+
 /// See [`Stack::output`].
 pub struct Output<'a> {
     /// Frames to put on the network, in order.
@@ -633,6 +669,8 @@ pub trait GroupStack: Send {
     fn join(&mut self, now: Time, req: JoinReq);
     /// See [`Stack::cast`].
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError>;
+    /// See [`Stack::cast_then`].
+    fn cast_then(&mut self, now: Time, msg: Msg, send: &mut SendNow<'_>) -> Result<(), SendError>;
     /// See [`Stack::cast_batch`].
     fn cast_batch(
         &mut self,
@@ -659,6 +697,8 @@ pub trait GroupStack: Send {
     fn output(&mut self, events: &mut VecDeque<Up>) -> Output<'_>;
     /// See [`Stack::ready`].
     fn ready(&self) -> bool;
+    /// See [`Stack::views_gen`].
+    fn views_gen(&self) -> u64;
     /// See [`Stack::routes`].
     fn routes(&self) -> (u64, &VecDeque<Arc<View>>);
     /// See [`Stack::drops`].
@@ -691,6 +731,9 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
         Stack::cast(self, now, msg)
+    }
+    fn cast_then(&mut self, now: Time, msg: Msg, send: &mut SendNow<'_>) -> Result<(), SendError> {
+        Stack::cast_then(self, now, msg, send)
     }
     fn cast_batch(
         &mut self,
@@ -728,6 +771,9 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn ready(&self) -> bool {
         Stack::ready(self)
+    }
+    fn views_gen(&self) -> u64 {
+        Stack::views_gen(self)
     }
     fn routes(&self) -> (u64, &VecDeque<Arc<View>>) {
         Stack::routes(self)
@@ -771,6 +817,9 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
         (**self).cast(now, msg)
     }
+    fn cast_then(&mut self, now: Time, msg: Msg, send: &mut SendNow<'_>) -> Result<(), SendError> {
+        (**self).cast_then(now, msg, send)
+    }
     fn cast_batch(
         &mut self,
         now: Time,
@@ -807,6 +856,9 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     }
     fn ready(&self) -> bool {
         (**self).ready()
+    }
+    fn views_gen(&self) -> u64 {
+        (**self).views_gen()
     }
     fn routes(&self) -> (u64, &VecDeque<Arc<View>>) {
         (**self).routes()

@@ -211,6 +211,7 @@ impl Inner {
         unsafe { self.base.add(slot as usize * self.cfg.slot_size as usize) }
     }
 
+    #[inline]
     pub(crate) fn take(&self, head: u32) -> Option<u32> {
         let Home::Local(free) = &self.home else {
             // Nothing to take from memory someone else owns.
@@ -457,6 +458,7 @@ impl Pool {
     /// Wraps slot `slot` of a foreign pool, which its owner lent us with a
     /// frame at `[offset, offset + len)`. Refuses (None) a slot or window
     /// outside the region, or a local pool.
+    #[inline]
     pub fn adopt(&self, slot: u32, offset: u32, len: u32) -> Option<Msg> {
         let Home::Foreign { held, .. } = &self.inner.home else {
             return None;
@@ -491,6 +493,7 @@ impl Pool {
     /// Takes `n` more references on `slot` on behalf of remote holders (a
     /// driver lending the slot to `n` peers). Each must be matched by one
     /// [`Pool::release_lent`].
+    #[inline]
     pub fn retain_lent(&self, slot: u32, n: u32) -> bool {
         if slot >= self.inner.cfg.slots || !matches!(self.inner.home, Home::Local(_)) {
             return false;
@@ -502,6 +505,7 @@ impl Pool {
     /// Drops one reference taken by [`Pool::retain_lent`]. The caller must
     /// track what it lent: releasing more than it took frees a slot still
     /// in use.
+    #[inline]
     pub fn release_lent(&self, slot: u32) {
         if slot < self.inner.cfg.slots {
             msg::release(PoolRef::of(&self.inner), slot);
@@ -518,6 +522,7 @@ impl Pool {
     }
 
     /// Whether `msg` lives in this pool.
+    #[inline]
     pub fn owns(&self, msg: &Msg) -> bool {
         PoolRef::of(&self.inner) == msg.pool
     }

@@ -134,6 +134,7 @@ unsafe impl Send for Msg {}
 unsafe impl Sync for Msg {}
 
 impl Drop for Msg {
+    #[inline]
     fn drop(&mut self) {
         let mut cur = self.first;
         for _ in 0..self.nsegs {
@@ -160,12 +161,14 @@ pub(crate) fn release(pool: PoolRef, slot: u32) {
 
 impl Msg {
     /// A handle on a slot that just got its first reference.
+    #[inline]
     pub(crate) fn fresh(pool: PoolRef, slot: u32, head: u32, tail: u32) -> Msg {
         pool.hold();
         Msg::from_slot(pool, slot, head, tail)
     }
 
     /// A handle on a slot whose reference (and count) it takes over.
+    #[inline]
     pub(crate) fn from_slot(pool: PoolRef, slot: u32, head: u32, tail: u32) -> Msg {
         Msg {
             pool,
@@ -375,6 +378,7 @@ impl Msg {
 
     /// Extends the last segment by `n` bytes and returns them to be written
     /// (zero-copy send: the application writes its payload in place).
+    #[inline]
     pub fn reserve(&mut self, n: usize) -> Result<&mut [u8], MsgError> {
         if !self.pool.writable {
             return Err(MsgError::ReadOnly);
@@ -438,6 +442,7 @@ impl Msg {
 
     /// Another handle on the same bytes. Costs one atomic increment per
     /// segment; copies nothing.
+    #[inline]
     pub fn share(&self) -> Msg {
         let mut cur = self.first;
         for _ in 0..self.nsegs {
@@ -742,6 +747,7 @@ impl Msg {
     }
 
     /// Shortens the message to its first `len` bytes (single segment only).
+    #[inline]
     pub fn truncate(&mut self, len: usize) -> Result<(), MsgError> {
         if self.nsegs != 1 {
             return Err(MsgError::Shared);

@@ -650,21 +650,30 @@ impl Layer for Nak {
 
     /// `send_cast` without the header: number, keep, deliver to self.
     #[inline]
-    fn fast_down(&mut self, fc: &mut FastCast, cx: &mut Cx<'_>) {
-        let cfg = self.cfg;
-        let (Some(v), Some(m)) = (self.v.as_mut(), fc.msg.as_ref()) else {
+    fn fast_down(&mut self, fc: &mut FastCast, _cx: &mut Cx<'_>) {
+        let Some(v) = self.v.as_mut() else {
             return;
         };
-        let seq = v.cast_out.next;
+        // Numbered now (the frame carries it); kept once it is sent.
+        fc.src = v.me;
+        fc.seq = v.cast_out.next;
         v.cast_out.next += 1;
+        fc.own_due = true;
+    }
+
+    /// `send_cast`'s bookkeeping after the frame left: the payload
+    /// (`com` leaves a bare handle on it, or packing left the message)
+    /// is kept for retransmission and becomes the own delivery. Keeping
+    /// it after the frame was framed spares the frame an atomic count.
+    #[inline]
+    fn fast_sent(&mut self, fc: &mut FastCast, cx: &mut Cx<'_>) {
+        let cfg = self.cfg;
+        let (Some(v), Some(m)) = (self.v.as_mut(), fc.msg.take()) else {
+            return;
+        };
         v.cast_out.buf.push_back(Kept::bare(m.share()));
         v.last_cast_at = cx.now();
-        fc.src = v.me;
-        fc.seq = seq;
-        // Packing copies the payload and leaves the message: it becomes
-        // the own delivery (one reference count less per cast).
-        fc.own = if cx.packing() { None } else { Some(m.share()) };
-        fc.own_due = true;
+        fc.own = Some(m);
         v.ensure_tick(&cfg, cx);
     }
 
