@@ -422,10 +422,8 @@ impl Core {
             if gen != routes.gen || !all {
                 return;
             }
-            while let Some((Dest::All, frame)) = tx.front() {
-                if routes.of(frame).is_some() {
-                    break;
-                }
+            // Made in the current view (the generations agree): to all.
+            while let Some((Dest::All, _)) = tx.front() {
                 if let Some((_, frame)) = tx.pop_front() {
                     txq.push_back(Tx { to: To::All, frame });
                 }

@@ -262,6 +262,7 @@ impl Com {
     }
 
     /// Reads a compact frame's header against the view.
+    #[inline]
     fn parse_compact(&self, frame: &[u8]) -> Result<(Rank, Compact), DropReason> {
         let Some(v) = &self.view else {
             return Err(DropReason::NoView);
@@ -386,7 +387,7 @@ impl Layer for Com {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn fast_down(&mut self, fc: &mut FastCast, cx: &mut Cx<'_>) {
         if cx.packing() {
             if let Some(msg) = &fc.msg {

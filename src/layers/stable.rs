@@ -234,6 +234,7 @@ fn untag(m: &mut Msg, cx: &mut Cx<'_>) -> Option<bool> {
 impl Stable {
     /// Casts of `src` below `next` are held here (delivered, in reassembly,
     /// or declared lost).
+    #[inline]
     fn held(&mut self, src: Rank, next: u64, cx: &mut Cx<'_>) {
         let cfg = self.cfg;
         if let Some(v) = self.v.as_mut() {

@@ -80,6 +80,7 @@ pub struct Compact {
 impl Compact {
     /// Parses the first [`LEN`] bytes; for a packed frame, checks that
     /// the entries fill the frame exactly.
+    #[inline]
     pub fn parse(frame: &[u8]) -> Result<Compact, WireError> {
         let Some(h) = frame.get(..LEN) else {
             return Err(WireError::Truncated);

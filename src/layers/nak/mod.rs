@@ -665,7 +665,7 @@ impl Layer for Nak {
     /// (`com` leaves a bare handle on it, or packing left the message)
     /// is kept for retransmission and becomes the own delivery. Keeping
     /// it after the frame was framed spares the frame an atomic count.
-    #[inline]
+    #[inline(always)]
     fn fast_sent(&mut self, fc: &mut FastCast, cx: &mut Cx<'_>) {
         let cfg = self.cfg;
         let (Some(v), Some(m)) = (self.v.as_mut(), fc.msg.take()) else {
@@ -689,7 +689,7 @@ impl Layer for Nak {
     }
 
     /// `arrive` when the message is the next one and nothing waits.
-    #[inline]
+    #[inline(always)]
     fn fast_up(&mut self, src: Rank, _seq: u64, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
         let cfg = self.cfg;
         let v = self.v.as_mut()?;

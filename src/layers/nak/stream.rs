@@ -194,7 +194,12 @@ impl InStream {
     #[inline]
     pub fn push_next(&mut self, msg: Msg) {
         debug_assert!(!self.missing());
-        self.buf.truncate((self.next - self.base) as usize);
+        // Nothing waits beyond `next` (the fast path's condition): the
+        // buffer ends there, unless empty slots were left behind it.
+        let at = (self.next - self.base) as usize;
+        if self.buf.len() != at {
+            self.buf.truncate(at);
+        }
         self.buf.push_back(Some(Kept::bare(msg)));
         self.next += 1;
         self.high = self.high.max(self.next);
