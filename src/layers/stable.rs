@@ -121,6 +121,7 @@ impl StableView {
         self.reply_due || self.recv != self.sent || self.stable != self.recv
     }
 
+    #[inline]
     fn counted(&mut self, cfg: &StableConfig, src: usize, upto: u64, cx: &mut Cx<'_>) {
         if upto <= self.recv[src] {
             return;

@@ -168,7 +168,7 @@ impl<P: Part> Stack<P> {
 
     /// One cast of a compact frame: the fast path if every layer takes it,
     /// else expanded into the full path.
-    #[inline]
+    #[inline(always)]
     fn fast_one(&mut self, src: Rank, seq: u64, msg: Msg) {
         if self.part.fast_up_ok(src, seq) {
             self.env.stats.fast_in += 1;

@@ -50,7 +50,10 @@ const NAK_HDR_LEN: usize = 5;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NakConfig {
     /// Most unstable casts a sender keeps out (and unacknowledged sends
-    /// per destination); also the receive window.
+    /// per destination); also the receive window. The default (4096) has
+    /// to cover a receiver that is off its core for a scheduler time
+    /// slice (a few ms) at millions of casts per second: with 1024, three
+    /// processes sharing two cores stalled the sender on stability.
     pub window: u64,
     /// Period of the repair tick (NAKs, STATUS, ACKs), nanoseconds.
     pub tick_ns: u64,
@@ -61,7 +64,7 @@ pub struct NakConfig {
 impl Default for NakConfig {
     fn default() -> Self {
         NakConfig {
-            window: 1024,
+            window: 4096,
             tick_ns: 1_000_000,
             retrans_max: 64,
         }

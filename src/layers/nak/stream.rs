@@ -173,6 +173,7 @@ impl InStream {
     }
 
     /// Keeps at most `keep` delivered messages.
+    #[inline]
     pub fn trim_retained(&mut self, keep: u64) {
         while self.next - self.base > keep {
             self.buf.pop_front();
@@ -191,7 +192,7 @@ impl InStream {
 
     /// Fast path: `msg` is message `next`, delivered now (nothing is
     /// buffered beyond it); its payload stays retained, bare.
-    #[inline]
+    #[inline(always)]
     pub fn push_next(&mut self, msg: Msg) {
         debug_assert!(!self.missing());
         // Nothing waits beyond `next` (the fast path's condition): the
