@@ -129,6 +129,25 @@ fn ticks() -> u64 {
 #[cfg(not(target_arch = "x86_64"))]
 const TICKS: &str = "ns";
 
+// The phases of a hop, apart for callgrind (`--dump-instr` not needed:
+// each is a function of its own).
+#[inline(never)]
+fn phase_cast(c: &mut Core, g: usize, m: &Msg) -> Result<(), tutti::SendError> {
+    c.cast(g, m.share())
+}
+#[inline(never)]
+fn phase_recv(c: &mut Core) -> Result<usize, String> {
+    c.poll().map_err(|e| e.to_string())
+}
+#[inline(never)]
+fn phase_events(c: &mut Core, g: usize, from: usize) -> bool {
+    let mut hit = false;
+    while let Some(ev) = c.next_event(g) {
+        hit |= matches!(ev, Event::Cast { src, .. } if src as usize == from);
+    }
+    hit
+}
+
 /// The measured part (callgrind: `--toggle-collect=rtt_cost::rounds`).
 #[inline(never)]
 fn rounds(cores: &mut [Core; 2], g: [usize; 2], n: u64) -> Result<[u64; 2], String> {
@@ -140,7 +159,7 @@ fn rounds(cores: &mut [Core; 2], g: [usize; 2], n: u64) -> Result<[u64; 2], Stri
         let t0 = ticks();
         let m = payload(cores[from].driver())?;
         let t1 = ticks();
-        while cores[from].cast(g[from], m.share()).is_err() {
+        while phase_cast(&mut cores[from], g[from], &m).is_err() {
             cores[from].poll().map_err(|e| e.to_string())?;
             cores[to].poll().map_err(|e| e.to_string())?;
         }
@@ -148,12 +167,9 @@ fn rounds(cores: &mut [Core; 2], g: [usize; 2], n: u64) -> Result<[u64; 2], Stri
         let t2 = ticks();
         loop {
             let a = ticks();
-            cores[to].poll().map_err(|e| e.to_string())?;
+            phase_recv(&mut cores[to])?;
             let b = ticks();
-            let mut hit = false;
-            while let Some(ev) = cores[to].next_event(g[to]) {
-                hit |= matches!(ev, Event::Cast { src, .. } if src as usize == from);
-            }
+            let hit = phase_events(&mut cores[to], g[to], from);
             let c = ticks();
             cores[from].poll().map_err(|e| e.to_string())?;
             while cores[from].next_event(g[from]).is_some() {}
