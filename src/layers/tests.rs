@@ -483,6 +483,65 @@ fn fast_casts_are_numbered_by_nak() {
 }
 
 #[test]
+fn cast_then_hands_the_frame_out_before_the_own_delivery_and_keeps_it() {
+    let mut g = Group::new("vsync", 2, StackConfig::default());
+    g.start();
+    let mut taken: Vec<Vec<u8>> = Vec::new();
+    for i in 0..3u8 {
+        let m = g.msg(&[i; 10]);
+        let events_before = g.s[0].poll_event().is_none();
+        assert!(events_before);
+        g.s[0]
+            .cast_then(g.now, m, &mut |tx| {
+                // The compact frame is there, its own delivery not yet made.
+                assert_eq!(tx.len(), 1);
+                let (d, f) = tx.pop_front().unwrap();
+                assert_eq!(d, Dest::All);
+                assert_eq!(f.len(), crate::wire::fast::LEN + 10);
+                taken.push(f.to_vec());
+            })
+            .unwrap();
+        // Then the own delivery, with the payload untouched by the header.
+        match g.s[0].poll_event() {
+            Some(Up::Cast { src: 0, seq, msg }) => {
+                assert_eq!(seq, i as u64);
+                assert_eq!(msg.to_vec(), vec![i; 10]);
+            }
+            other => panic!("expected the own delivery, got {other:?}"),
+        }
+    }
+    assert_eq!(g.s[0].stats().fast_out, 3);
+    // The engine "lost" the middle frame: member 1 sees 0 and 2, asks for
+    // 1, and `nak` repairs it from what it kept after the send.
+    g.give(1, &taken[0]);
+    g.give(1, &taken[2]);
+    let got: Vec<Vec<u8>> = g.delivered(1).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, vec![vec![0u8; 10]]);
+    g.run(5);
+    let got: Vec<Vec<u8>> = g.delivered(1).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, vec![vec![1u8; 10], vec![2u8; 10]]);
+}
+
+#[test]
+fn cast_then_off_the_fast_path_leaves_the_frame_queued() {
+    let cfg = StackConfig {
+        fast: false,
+        ..StackConfig::default()
+    };
+    let mut g = Group::new("vsync", 2, cfg);
+    g.start();
+    let m = g.msg(b"slow");
+    let mut called = false;
+    g.s[0].cast_then(g.now, m, &mut |_| called = true).unwrap();
+    assert!(!called, "only the fast path hands frames out early");
+    assert_eq!(g.delivered(0), vec![(0, b"slow".to_vec())]);
+    let f = g.out(0);
+    assert_eq!(f.len(), 1);
+    g.give(1, &f[0].1);
+    assert_eq!(g.delivered(1), vec![(0, b"slow".to_vec())]);
+}
+
+#[test]
 fn a_batch_is_packed_into_one_frame_and_unpacked_in_place() {
     let mut g = Group::new("fifo", 3, StackConfig::default());
     g.s[0].begin_batch();
