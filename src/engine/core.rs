@@ -231,6 +231,36 @@ pub struct Core {
     nonce: u64,
 }
 
+/// A cast through `s`'s stack, its fast path's frame handed to the driver
+/// before the stack makes the own delivery (when the routes are current:
+/// after a view change the frame waits for `flush`).
+#[inline]
+fn cast_now(
+    s: &mut Slot,
+    now: Time,
+    msg: Msg,
+    driver: &mut dyn Driver,
+    txq: &mut VecDeque<Tx>,
+) -> Result<(), SendError> {
+    let routes = &s.routes;
+    let gen = s.stack.views_gen();
+    let all = routes.npeers == driver.peer_count();
+    s.stack.cast_then(now, msg, &mut |tx| {
+        if gen != routes.gen || !all {
+            return;
+        }
+        // Made in the current view (the generations agree): to all.
+        while let Some((Dest::All, _)) = tx.front() {
+            if let Some((_, frame)) = tx.pop_front() {
+                txq.push_back(Tx { to: To::All, frame });
+            }
+        }
+        if !txq.is_empty() {
+            let _ = driver.send(txq);
+        }
+    })
+}
+
 fn incarnation_nonce() -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -412,26 +442,7 @@ impl Core {
                 msg,
             });
         };
-        // The fast path's frame goes to the driver before the stack makes
-        // the own delivery (when the routes are current: a view change
-        // waits for `flush`).
-        let (routes, txq, driver) = (&s.routes, &mut self.txq, &mut self.driver);
-        let gen = s.stack.views_gen();
-        let all = routes.npeers == driver.peer_count();
-        s.stack.cast_then(now, msg, &mut |tx| {
-            if gen != routes.gen || !all {
-                return;
-            }
-            // Made in the current view (the generations agree): to all.
-            while let Some((Dest::All, _)) = tx.front() {
-                if let Some((_, frame)) = tx.pop_front() {
-                    txq.push_back(Tx { to: To::All, frame });
-                }
-            }
-            if !txq.is_empty() {
-                let _ = driver.send(txq);
-            }
-        })?;
+        cast_now(s, now, msg, self.driver.as_mut(), &mut self.txq)?;
         s.casts += 1;
         self.flush(g);
         self.transmit();
@@ -660,6 +671,15 @@ impl Core {
             }
             while let Some(r) = s.backlog.pop_front() {
                 let res = match r {
+                    // Alone, a cast's frame goes out at once (as inline).
+                    Request::Cast(m) if !batch => {
+                        let r = cast_now(s, now, m, self.driver.as_mut(), &mut self.txq)
+                            .map_err(|e| Request::Cast(e.msg));
+                        if r.is_ok() {
+                            s.casts += 1;
+                        }
+                        r
+                    }
                     Request::Cast(m) => {
                         let r = s.stack.cast(now, m).map_err(|e| Request::Cast(e.msg));
                         if r.is_ok() {
