@@ -116,8 +116,10 @@ pub trait Layer: Send + 'static {
 
     // The Protocol Accelerator (see `stack::accel`). Each layer states its
     // own common case; the composition inlines them into the fast path.
-    // The defaults say "no common case": a stack holding such a layer
-    // takes the full path for every message.
+    // A layer has a common case when it names its tag (`fast_tag`); the
+    // default `None` says it has none, and a stack holding such a layer
+    // takes the full path for every message. The other defaults are those
+    // of a layer that does nothing to a cast (always its common case).
 
     /// The header bytes this layer puts in front of a data cast in its
     /// common case (`Some(&[])`: none). A compact frame implies them.
@@ -132,7 +134,7 @@ pub trait Layer: Send + 'static {
     /// Whether a cast of `msg` entering now is this layer's common case,
     /// including its own delivery coming back up. No side effects.
     fn fast_down_ok(&self, _msg: &Msg) -> bool {
-        false
+        true
     }
 
     /// This layer's part of a common-case cast: what `down(Cast)` does,
@@ -142,7 +144,7 @@ pub trait Layer: Send + 'static {
     /// Whether cast `seq` of `src`, arriving in the compact format, is
     /// this layer's common case. No side effects.
     fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
-        false
+        true
     }
 
     /// This layer's part of delivering it: what `up(Cast)` does, without
@@ -158,8 +160,6 @@ pub trait Layer: Send + 'static {
         None
     }
 
-    /// Sends what this layer gathered during a batch of casts (`com` packs
-    /// the casts of a batch into frames).
     /// The rest of `fast_down` for the layer that numbered a fast-path
     /// cast (it set `own_due`), run once the frame has left the stack:
     /// bookkeeping that need not delay the frame (the engine hands it to
@@ -167,6 +167,8 @@ pub trait Layer: Send + 'static {
     /// layer leaves a bare handle on it).
     fn fast_sent(&mut self, _fc: &mut FastCast, _cx: &mut Cx<'_>) {}
 
+    /// Sends what this layer gathered during a batch of casts (`com` packs
+    /// the casts of a batch into frames).
     fn fast_flush(&mut self, _cx: &mut Cx<'_>) {}
 }
 

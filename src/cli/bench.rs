@@ -511,6 +511,40 @@ impl Link {
         }
     }
 
+    /// One round trip: sends ping `i`, polls until the peer's answer
+    /// comes back, and returns the time it took (ns). Gives up after
+    /// 10 s; the clock is read every 4096 polls for that, not on every
+    /// one (a read per poll would lengthen every poll of the wait).
+    pub(super) fn ping(
+        &mut self,
+        i: u64,
+        size: usize,
+        out: &mut Vec<Msg>,
+        idler: &mut Idler,
+    ) -> Result<u64, String> {
+        let m = payload(self.pool(), PING, i, size)?;
+        let t0 = Instant::now();
+        self.send(m)?;
+        let mut back = false;
+        let mut polls = 0u32;
+        while !back {
+            let w = self.poll(out, &mut |src, b| {
+                if src != 0 && !b.is_empty() && b[0] == PING {
+                    back = true;
+                }
+            })?;
+            polls = polls.wrapping_add(1);
+            if !back && polls % 4096 == 0 && t0.elapsed() > Duration::from_secs(10) {
+                return Err(format!("no answer to ping {i} within 10 s"));
+            }
+            // Also on the answer's poll: its work resets the idler, or
+            // empty polls would add up across pings until every wait
+            // parked.
+            self.idle(idler, w.max(back as usize));
+        }
+        Ok(t0.elapsed().as_nanos() as u64)
+    }
+
     /// Polls once; hands received messages (sender rank, bytes) to `f`.
     pub(super) fn poll(
         &mut self,
@@ -851,26 +885,7 @@ fn role_rank0(
             let mut h = histogram();
             let started = Instant::now();
             for i in 0..warm + o.count {
-                let m = payload(e.pool(), PING, i, o.size)?;
-                let t0 = Instant::now();
-                e.send(m)?;
-                let mut back = false;
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while !back {
-                    let w = e.poll(&mut out, &mut |src, b| {
-                        if src != 0 && !b.is_empty() && b[0] == PING {
-                            back = true;
-                        }
-                    })?;
-                    if !back && Instant::now() > deadline {
-                        return Err(format!("no answer to ping {i} within 10 s"));
-                    }
-                    // Also on the answer's poll: its work resets the idler,
-                    // or empty polls would add up across pings until every
-                    // wait parked.
-                    e.idle(&mut idler, w.max(back as usize));
-                }
-                let rtt = t0.elapsed().as_nanos() as u64;
+                let rtt = e.ping(i, o.size, &mut out, &mut idler)?;
                 if i >= warm {
                     let _ = h.record(rtt.max(1));
                 }

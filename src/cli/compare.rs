@@ -70,25 +70,8 @@ pub(super) fn rank0(
         let e = &mut l[(b % 2) as usize];
         let h = &mut h[(b % 2) as usize];
         for j in 0..BLOCK + BLOCK_WARM {
-            let m = payload(e.pool(), PING, i, o.size)?;
+            let rtt = e.ping(i, o.size, &mut out, &mut idler)?;
             i += 1;
-            let t0 = Instant::now();
-            e.send(m)?;
-            let mut back = false;
-            let mut polls = 0u32;
-            while !back {
-                let w = e.poll(&mut out, &mut |src, b| {
-                    if src != 0 && !b.is_empty() && b[0] == PING {
-                        back = true;
-                    }
-                })?;
-                polls = polls.wrapping_add(1);
-                if !back && polls % 4096 == 0 && t0.elapsed() > Duration::from_secs(10) {
-                    return Err(format!("no answer to ping {i} within 10 s"));
-                }
-                e.idle(&mut idler, w.max(back as usize));
-            }
-            let rtt = t0.elapsed().as_nanos() as u64;
             if j >= BLOCK_WARM {
                 let _ = h.record(rtt.max(1));
             }

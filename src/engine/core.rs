@@ -671,17 +671,14 @@ impl Core {
             }
             while let Some(r) = s.backlog.pop_front() {
                 let res = match r {
-                    // Alone, a cast's frame goes out at once (as inline).
-                    Request::Cast(m) if !batch => {
-                        let r = cast_now(s, now, m, self.driver.as_mut(), &mut self.txq)
-                            .map_err(|e| Request::Cast(e.msg));
-                        if r.is_ok() {
-                            s.casts += 1;
-                        }
-                        r
-                    }
                     Request::Cast(m) => {
-                        let r = s.stack.cast(now, m).map_err(|e| Request::Cast(e.msg));
+                        // Alone, a cast's frame goes out at once (as inline).
+                        let r = if batch {
+                            s.stack.cast(now, m)
+                        } else {
+                            cast_now(s, now, m, self.driver.as_mut(), &mut self.txq)
+                        };
+                        let r = r.map_err(|e| Request::Cast(e.msg));
                         if r.is_ok() {
                             s.casts += 1;
                         }

@@ -185,12 +185,13 @@ impl Com {
         cx.transmit(dst, msg);
     }
 
-    /// Puts own compact header on `frame` and multicasts it. Without
-    /// headroom the frame is dropped, counted; `nak` keeps the casts, and
-    /// a STATUS makes the receivers ask for them.
-    fn send_compact(&self, cx: &mut Cx<'_>, seq: u64, packed: bool, mut frame: Msg) {
+    /// Puts own compact header on `frame`. False without a view, or
+    /// without headroom (counted): the frame cannot go; `nak` keeps the
+    /// casts, and a STATUS makes the receivers ask for them.
+    #[inline]
+    fn compact_header(&self, cx: &mut Cx<'_>, seq: u64, packed: bool, frame: &mut Msg) -> bool {
         let Some(v) = &self.view else {
-            return;
+            return false;
         };
         let c = Compact {
             cookie: v.cookies[v.me as usize],
@@ -198,13 +199,22 @@ impl Com {
             packed,
         };
         match frame.push(fast::LEN) {
-            Ok(h) => c.emit(h),
+            Ok(h) => {
+                c.emit(h);
+                true
+            }
             Err(_) => {
                 cx.dropped(DropReason::NoBuffer);
-                return;
+                false
             }
         }
-        cx.transmit(Dest::All, frame);
+    }
+
+    /// Frames `frame` in the compact format and multicasts it.
+    fn send_compact(&self, cx: &mut Cx<'_>, seq: u64, packed: bool, mut frame: Msg) {
+        if self.compact_header(cx, seq, packed, &mut frame) {
+            cx.transmit(Dest::All, frame);
+        }
     }
 
     /// Adds cast `seq` to the batch's packed frame (copying its payload
@@ -396,34 +406,16 @@ impl Layer for Com {
         } else if let Some(mut msg) = fc.msg.take() {
             // Framed while the message has no other handle (no atomic),
             // then the layer above gets a bare handle back (`fast_sent`).
-            let Some(v) = &self.view else {
+            if !self.compact_header(cx, fc.seq, false, &mut msg) {
+                // Kept unsent above: receivers will ask for it.
                 fc.msg = Some(msg);
                 return;
-            };
-            let c = Compact {
-                cookie: v.cookies[v.me as usize],
-                seq: fc.seq,
-                packed: false,
-            };
-            match msg.push(fast::LEN) {
-                Ok(h) => c.emit(h),
-                Err(_) => {
-                    // Kept unsent above: receivers will ask for it.
-                    cx.dropped(DropReason::NoBuffer);
-                    fc.msg = Some(msg);
-                    return;
-                }
             }
             let mut bare = msg.share();
             let _ = bare.advance(fast::LEN);
             fc.msg = Some(bare);
             cx.transmit(Dest::All, msg);
         }
-    }
-
-    #[inline]
-    fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
-        true
     }
 
     #[inline]

@@ -4,9 +4,7 @@
 //! (`cargo bench --bench accel`, `scripts/instr.sh`). May appear more
 //! than once in a spec.
 
-use tutti_drivers::Msg;
-
-use crate::event::{Down, Rank, Up};
+use crate::event::{Down, Up};
 use crate::layer::{Cx, Layer, LayerInfo};
 
 /// Layer description.
@@ -40,15 +38,5 @@ impl Layer for Pass {
 
     fn fast_tag(&self) -> Option<&'static [u8]> {
         Some(&[])
-    }
-
-    #[inline]
-    fn fast_down_ok(&self, _msg: &Msg) -> bool {
-        true
-    }
-
-    #[inline]
-    fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
-        true
     }
 }

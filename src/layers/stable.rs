@@ -312,16 +312,6 @@ impl Layer for Stable {
     }
 
     #[inline]
-    fn fast_down_ok(&self, _msg: &Msg) -> bool {
-        true
-    }
-
-    #[inline]
-    fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
-        true
-    }
-
-    #[inline]
     fn fast_up(&mut self, src: Rank, seq: u64, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
         self.held(src, seq + 1, cx);
         Some(msg)

@@ -200,18 +200,8 @@ impl Layer for Suspect {
     }
 
     #[inline]
-    fn fast_down_ok(&self, _msg: &Msg) -> bool {
-        true
-    }
-
-    #[inline]
     fn fast_down(&mut self, _fc: &mut FastCast, cx: &mut Cx<'_>) {
         self.sent(cx.now());
-    }
-
-    #[inline]
-    fn fast_up_ok(&self, _src: Rank, _seq: u64) -> bool {
-        true
     }
 
     #[inline]

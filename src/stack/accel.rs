@@ -64,17 +64,9 @@ impl<P: Part> Stack<P> {
         self.fast
     }
 
-    /// The fast path of `cast`; gives the message back when some layer is
-    /// off its common case.
-    #[inline]
-    pub(super) fn fast_cast(&mut self, msg: Msg) -> Result<(), Msg> {
-        let mut fc = self.fast_cast_down(msg)?;
-        self.fast_cast_own(&mut fc);
-        Ok(())
-    }
-
-    /// The fast path's way down: the frame is in the transmit queue when
-    /// this returns, the own delivery is still to come
+    /// The fast path's way down (`cast`'s, when every layer is in its
+    /// common case; else the message comes back): the frame is in the
+    /// transmit queue when this returns, the own delivery is still to come
     /// ([`Stack::fast_cast_own`]).
     #[inline]
     pub(super) fn fast_cast_down(&mut self, msg: Msg) -> Result<FastCast, Msg> {
@@ -115,9 +107,7 @@ impl<P: Part> Stack<P> {
 
     /// Ends a batch: what was packed goes out.
     pub fn end_batch(&mut self) {
-        if self.env.packing {
-            self.part.fast_flush(&mut self.env, &mut self.events);
-        }
+        self.flush_batch();
         self.env.packing = false;
     }
 

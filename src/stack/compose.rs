@@ -300,26 +300,17 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
         env: &mut Env,
         out: &mut VecDeque<Up>,
     ) {
-        let due = fc.own_due;
         let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
-        self.layer.fast_down(fc, &mut cx);
-        if !due && fc.own_due {
-            fc.own_depth = depth;
-        }
+        cast_step(&mut self.layer, fc, depth, &mut cx);
         self.below.fast_cast(fc, depth + 1, env, &mut self.upq);
     }
 
     #[inline(always)]
     fn fast_own(&mut self, fc: &mut FastCast, depth: usize, env: &mut Env, out: &mut VecDeque<Up>) {
         self.below.fast_own(fc, depth + 1, env, &mut self.upq);
-        if !fc.own_due || depth > fc.own_depth {
-            return;
-        }
-        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
-        if depth == fc.own_depth {
-            self.layer.fast_sent(fc, &mut cx);
-        } else if let Some(m) = fc.own.take().or_else(|| fc.msg.take()) {
-            fc.own = self.layer.fast_up(fc.src, fc.seq, m, &mut cx);
+        if fc.own_due && depth <= fc.own_depth {
+            let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+            own_step(&mut self.layer, fc, depth, &mut cx);
         }
     }
 
@@ -361,6 +352,29 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
     fn settle_all(&mut self, env: &mut Env, out: &mut VecDeque<Up>) {
         self.below.settle_all(env, &mut self.upq);
         self.settle(env, out);
+    }
+}
+
+/// One layer's part of a fast cast on the way down (the layer at `depth`
+/// from the top); notes the depth of the layer that numbers it.
+#[inline(always)]
+fn cast_step<L: Layer + ?Sized>(layer: &mut L, fc: &mut FastCast, depth: usize, cx: &mut Cx<'_>) {
+    let due = fc.own_due;
+    layer.fast_down(fc, cx);
+    if !due && fc.own_due {
+        fc.own_depth = depth;
+    }
+}
+
+/// One layer's part after the frame left (`depth` at most the numbering
+/// layer's): the numbering layer finishes, the layers above it see the
+/// own delivery come up.
+#[inline(always)]
+fn own_step<L: Layer + ?Sized>(layer: &mut L, fc: &mut FastCast, depth: usize, cx: &mut Cx<'_>) {
+    if depth == fc.own_depth {
+        layer.fast_sent(fc, cx);
+    } else if let Some(m) = fc.own.take().or_else(|| fc.msg.take()) {
+        fc.own = layer.fast_up(fc.src, fc.seq, m, cx);
     }
 }
 
@@ -481,12 +495,8 @@ fn fast_cast_at(
     let Some((lvl, below)) = levels.split_first_mut() else {
         return;
     };
-    let due = fc.own_due;
     let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
-    lvl.layer.fast_down(fc, &mut cx);
-    if !due && fc.own_due {
-        fc.own_depth = depth;
-    }
+    cast_step(lvl.layer.as_mut(), fc, depth, &mut cx);
     fast_cast_at(below, fc, depth + 1, env, &mut lvl.upq);
 }
 
@@ -501,14 +511,9 @@ fn fast_own_at(
         return;
     };
     fast_own_at(below, fc, depth + 1, env, &mut lvl.upq);
-    if !fc.own_due || depth > fc.own_depth {
-        return;
-    }
-    let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
-    if depth == fc.own_depth {
-        lvl.layer.fast_sent(fc, &mut cx);
-    } else if let Some(m) = fc.own.take().or_else(|| fc.msg.take()) {
-        fc.own = lvl.layer.fast_up(fc.src, fc.seq, m, &mut cx);
+    if fc.own_due && depth <= fc.own_depth {
+        let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
+        own_step(lvl.layer.as_mut(), fc, depth, &mut cx);
     }
 }
 

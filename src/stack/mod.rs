@@ -380,12 +380,33 @@ impl<P: Part> Stack<P> {
     /// Multicasts `msg` to the view, reliably, in FIFO order.
     #[inline]
     pub fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
+        self.cast_then(now, msg, |_| {})
+    }
+
+    /// `cast`, with `send` called on the frames as soon as they are made,
+    /// before the fast path brings the cast back up as the sender's own
+    /// delivery: an engine hands the frame to its driver first and the
+    /// rest of the work overlaps its flight. (`send` gets the transmit
+    /// queue and may take from its front; what it leaves goes out as
+    /// usual. Off the fast path it is not called.)
+    #[inline]
+    pub fn cast_then<F: FnMut(&mut VecDeque<(Dest, Msg)>)>(
+        &mut self,
+        now: Time,
+        msg: Msg,
+        mut send: F,
+    ) -> Result<(), SendError> {
         if let Some(kind) = self.refuse(&msg, None) {
             return Err(SendError { kind, msg });
         }
         self.env.now = now;
-        let Err(msg) = self.fast_cast(msg) else {
-            return Ok(());
+        let msg = match self.fast_cast_down(msg) {
+            Ok(mut fc) => {
+                send(&mut self.env.tx);
+                self.fast_cast_own(&mut fc);
+                return Ok(());
+            }
+            Err(msg) => msg,
         };
         if !self.part.ready() {
             return Err(SendError {
@@ -397,32 +418,6 @@ impl<P: Part> Stack<P> {
         self.part
             .down(Down::Cast(msg), &mut self.env, &mut self.events);
         Ok(())
-    }
-
-    /// `cast`, with `send` called on the frames as soon as they are made,
-    /// before the fast path brings the cast back up as the sender's own
-    /// delivery: an engine hands the frame to its driver first and the
-    /// rest of the work overlaps its flight. (`send` gets the transmit
-    /// queue and may take from its front; what it leaves goes out as
-    /// usual. Off the fast path it is not called.)
-    pub fn cast_then(
-        &mut self,
-        now: Time,
-        msg: Msg,
-        send: &mut SendNow<'_>,
-    ) -> Result<(), SendError> {
-        if let Some(kind) = self.refuse(&msg, None) {
-            return Err(SendError { kind, msg });
-        }
-        self.env.now = now;
-        match self.fast_cast_down(msg) {
-            Ok(mut fc) => {
-                send(&mut self.env.tx);
-                self.fast_cast_own(&mut fc);
-                Ok(())
-            }
-            Err(msg) => self.cast(now, msg),
-        }
     }
 
     /// Multicasts the messages of `msgs` as one batch (`begin_batch`, a
@@ -530,7 +525,12 @@ impl<P: Part> Stack<P> {
     #[inline]
     pub fn poll_event(&mut self) -> Option<Up> {
         loop {
-            match self.events.pop_front()? {
+            let ev = self.events.pop_front()?;
+            // What `output` hands over in bulk, without this loop.
+            if ev.plain() {
+                return Some(ev);
+            }
+            match ev {
                 // Internal events that no layer above consumed.
                 Up::Progress { .. }
                 | Up::Recv(_)

@@ -651,13 +651,13 @@ impl Layer for Nak {
         }
     }
 
-    /// `send_cast` without the header: number, keep, deliver to self.
+    /// `send_cast`'s numbering (the frame carries the number); keeping and
+    /// the own delivery come in `fast_sent`.
     #[inline]
     fn fast_down(&mut self, fc: &mut FastCast, _cx: &mut Cx<'_>) {
         let Some(v) = self.v.as_mut() else {
             return;
         };
-        // Numbered now (the frame carries it); kept once it is sent.
         fc.src = v.me;
         fc.seq = v.cast_out.next;
         v.cast_out.next += 1;
