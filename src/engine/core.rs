@@ -233,7 +233,9 @@ pub struct Core {
 
 /// A cast through `s`'s stack, its fast path's frame handed to the driver
 /// before the stack makes the own delivery (when the routes are current:
-/// after a view change the frame waits for `flush`).
+/// after a view change the frame waits for `flush`), the delivery put
+/// straight on the group's event queue. Returns whether the stack has
+/// output for `flush`.
 #[inline]
 fn cast_now(
     s: &mut Slot,
@@ -241,11 +243,11 @@ fn cast_now(
     msg: Msg,
     driver: &mut dyn Driver,
     txq: &mut VecDeque<Tx>,
-) -> Result<(), SendError> {
+) -> Result<bool, SendError> {
     let routes = &s.routes;
     let gen = s.stack.views_gen();
     let all = routes.npeers == driver.peer_count();
-    s.stack.cast_then(now, msg, &mut |tx| {
+    let mut send = |tx: &mut VecDeque<(Dest, Msg)>| {
         if gen != routes.gen || !all {
             return;
         }
@@ -258,7 +260,8 @@ fn cast_now(
         if !txq.is_empty() {
             let _ = driver.send(txq);
         }
-    })
+    };
+    s.stack.cast_to(now, msg, &mut send, &mut s.events)
 }
 
 fn incarnation_nonce() -> u64 {
@@ -442,9 +445,11 @@ impl Core {
                 msg,
             });
         };
-        cast_now(s, now, msg, self.driver.as_mut(), &mut self.txq)?;
+        let pending = cast_now(s, now, msg, self.driver.as_mut(), &mut self.txq)?;
         s.casts += 1;
-        self.flush(g);
+        if pending {
+            self.flush(g);
+        }
         self.transmit();
         Ok(())
     }
@@ -664,6 +669,7 @@ impl Core {
         for g in 0..self.groups.len() {
             let s = &mut self.groups[g];
             let mut moved = false;
+            let mut pending = false;
             // Requests that backed up go as one batch: casts are packed.
             let batch = s.backlog.len() > 1;
             if batch {
@@ -674,26 +680,33 @@ impl Core {
                     Request::Cast(m) => {
                         // Alone, a cast's frame goes out at once (as inline).
                         let r = if batch {
-                            s.stack.cast(now, m)
+                            s.stack.cast(now, m).map(|()| true)
                         } else {
                             cast_now(s, now, m, self.driver.as_mut(), &mut self.txq)
                         };
-                        let r = r.map_err(|e| Request::Cast(e.msg));
-                        if r.is_ok() {
-                            s.casts += 1;
+                        match r {
+                            Ok(p) => {
+                                s.casts += 1;
+                                Ok(p)
+                            }
+                            Err(e) => Err(Request::Cast(e.msg)),
                         }
-                        r
                     }
-                    Request::Send(d, m) => {
-                        s.stack.send(now, d, m).map_err(|e| Request::Send(d, e.msg))
-                    }
+                    Request::Send(d, m) => s
+                        .stack
+                        .send(now, d, m)
+                        .map(|()| true)
+                        .map_err(|e| Request::Send(d, e.msg)),
                     Request::Down(d) => {
                         s.stack.handle_down(now, d);
-                        Ok(())
+                        Ok(true)
                     }
                 };
                 match res {
-                    Ok(()) => moved = true,
+                    Ok(p) => {
+                        moved = true;
+                        pending |= p;
+                    }
                     Err(r) if !s.stack.ready() => {
                         s.backlog.push_front(r);
                         break;
@@ -704,9 +717,12 @@ impl Core {
             }
             if batch {
                 s.stack.end_batch();
+                pending = true;
             }
             if moved {
                 work += 1;
+            }
+            if pending {
                 self.flush(g);
             }
         }
@@ -716,8 +732,10 @@ impl Core {
         for frame in rx.drain(..) {
             match self.demux(&frame) {
                 Some(g) => {
-                    self.groups[g].stack.receive(now, frame);
-                    self.flush(g);
+                    let s = &mut self.groups[g];
+                    if s.stack.receive_to(now, frame, &mut s.events) {
+                        self.flush(g);
+                    }
                 }
                 None => {
                     let b = frame.front();

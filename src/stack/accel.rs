@@ -29,6 +29,8 @@
 //!   so the wire is the same with the fast path on or off (apart from
 //!   packing); the simulator checks this (`tests/accel.rs`).
 
+use std::collections::VecDeque;
+
 use tutti_drivers::Msg;
 
 use super::compose::Part;
@@ -83,19 +85,32 @@ impl<P: Part> Stack<P> {
 
     /// The own delivery of a cast `fast_cast_down` sent, through the
     /// layers above its numbering; then whatever the layers emitted on
-    /// the way is handled.
+    /// the way is handled. The delivery goes onto `direct` when given
+    /// (see [`Stack::deliver`]).
     #[inline]
-    pub(super) fn fast_cast_own(&mut self, fc: &mut FastCast) {
+    pub(super) fn fast_cast_own(&mut self, fc: &mut FastCast, direct: Option<&mut VecDeque<Up>>) {
         self.part.fast_own(fc, 0, &mut self.env, &mut self.events);
         if self.env.emitted {
             self.part.settle_all(&mut self.env, &mut self.events);
         }
         if let Some(m) = fc.own.take().or(fc.msg.take()) {
-            self.events.push_back(Up::Cast {
+            let ev = Up::Cast {
                 src: fc.src,
                 seq: fc.seq,
                 msg: m,
-            });
+            };
+            self.deliver(ev, direct);
+        }
+    }
+
+    /// Puts a fast-path delivery on the application's queue `direct` (an
+    /// engine's, which `output` appends to) when nothing waits here before
+    /// it, else here: the order is the same either way.
+    #[inline(always)]
+    fn deliver(&mut self, ev: Up, direct: Option<&mut VecDeque<Up>>) {
+        match direct {
+            Some(q) if self.events.is_empty() => q.push_back(ev),
+            _ => self.events.push_back(ev),
         }
     }
 
@@ -121,9 +136,14 @@ impl<P: Part> Stack<P> {
     }
 
     /// The fast path of `receive`; gives the frame back when it is not a
-    /// compact frame this stack reads.
+    /// compact frame this stack reads. Deliveries go onto `direct` when
+    /// given (see [`Stack::deliver`]).
     #[inline]
-    pub(super) fn fast_receive(&mut self, frame: Msg) -> Result<(), Msg> {
+    pub(super) fn fast_receive(
+        &mut self,
+        frame: Msg,
+        mut direct: Option<&mut VecDeque<Up>>,
+    ) -> Result<(), Msg> {
         if !self.fast || !fast::is_compact(frame.front()) {
             return Err(frame);
         }
@@ -140,7 +160,7 @@ impl<P: Part> Stack<P> {
         if !c.packed {
             let mut m = frame;
             let _ = m.advance(fast::LEN);
-            self.fast_one(src, c.seq, m);
+            self.fast_one(src, c.seq, m, direct);
             return Ok(());
         }
         // Checked by the parse: the entries fill the frame.
@@ -151,7 +171,7 @@ impl<P: Part> Stack<P> {
             let mut m = frame.share();
             let _ = m.advance(fast::LEN + off);
             let _ = m.truncate(len);
-            self.fast_one(src, c.seq + i as u64, m);
+            self.fast_one(src, c.seq + i as u64, m, direct.as_deref_mut());
         }
         Ok(())
     }
@@ -159,7 +179,7 @@ impl<P: Part> Stack<P> {
     /// One cast of a compact frame: the fast path if every layer takes it,
     /// else expanded into the full path.
     #[inline(always)]
-    fn fast_one(&mut self, src: Rank, seq: u64, msg: Msg) {
+    fn fast_one(&mut self, src: Rank, seq: u64, msg: Msg, direct: Option<&mut VecDeque<Up>>) {
         if self.part.fast_up_ok(src, seq) {
             self.env.stats.fast_in += 1;
             self.env.emitted = false;
@@ -170,7 +190,7 @@ impl<P: Part> Stack<P> {
                 self.part.settle_all(&mut self.env, &mut self.events);
             }
             if let Some(m) = m {
-                self.events.push_back(Up::Cast { src, seq, msg: m });
+                self.deliver(Up::Cast { src, seq, msg: m }, direct);
             }
             return;
         }

@@ -394,17 +394,44 @@ impl<P: Part> Stack<P> {
         &mut self,
         now: Time,
         msg: Msg,
-        mut send: F,
+        send: F,
     ) -> Result<(), SendError> {
+        self.cast_inner(now, msg, send, None).map(|_| ())
+    }
+
+    /// `cast_then` for an engine that holds the application's event
+    /// queue: the fast path's own delivery goes straight onto `events`
+    /// when nothing waits before it here. Returns whether [`Stack::output`]
+    /// has anything to hand over (when not, an engine skips the call).
+    #[inline]
+    pub fn cast_to<F: FnMut(&mut VecDeque<(Dest, Msg)>)>(
+        &mut self,
+        now: Time,
+        msg: Msg,
+        send: F,
+        events: &mut VecDeque<Up>,
+    ) -> Result<bool, SendError> {
+        self.cast_inner(now, msg, send, Some(events))
+    }
+
+    #[inline(always)]
+    fn cast_inner<F: FnMut(&mut VecDeque<(Dest, Msg)>)>(
+        &mut self,
+        now: Time,
+        msg: Msg,
+        mut send: F,
+        direct: Option<&mut VecDeque<Up>>,
+    ) -> Result<bool, SendError> {
         if let Some(kind) = self.refuse(&msg, None) {
             return Err(SendError { kind, msg });
         }
         self.env.now = now;
+        let gen = self.env.views_gen;
         let msg = match self.fast_cast_down(msg) {
             Ok(mut fc) => {
                 send(&mut self.env.tx);
-                self.fast_cast_own(&mut fc);
-                return Ok(());
+                self.fast_cast_own(&mut fc, direct);
+                return Ok(self.pending(gen));
             }
             Err(msg) => msg,
         };
@@ -417,7 +444,17 @@ impl<P: Part> Stack<P> {
         self.flush_batch();
         self.part
             .down(Down::Cast(msg), &mut self.env, &mut self.events);
-        Ok(())
+        Ok(true)
+    }
+
+    /// Whether [`Stack::output`] has anything for an engine after an entry
+    /// point that started at view generation `gen`.
+    #[inline]
+    fn pending(&self, gen: u64) -> bool {
+        !self.events.is_empty()
+            || !self.env.tx.is_empty()
+            || self.env.timers_changed
+            || self.env.views_gen != gen
     }
 
     /// Multicasts the messages of `msgs` as one batch (`begin_batch`, a
@@ -490,10 +527,28 @@ impl<P: Part> Stack<P> {
     pub fn receive(&mut self, now: Time, frame: Msg) {
         self.env.now = now;
         self.flush_batch();
-        let Err(frame) = self.fast_receive(frame) else {
+        let Err(frame) = self.fast_receive(frame, None) else {
             return;
         };
         self.part.recv(frame, &mut self.env, &mut self.events);
+    }
+
+    /// `receive` for an engine that holds the application's event queue:
+    /// casts the fast path delivers go straight onto `events` when nothing
+    /// waits before them here. Returns whether [`Stack::output`] has
+    /// anything to hand over (when not, an engine skips the call).
+    #[inline]
+    pub fn receive_to(&mut self, now: Time, frame: Msg, events: &mut VecDeque<Up>) -> bool {
+        self.env.now = now;
+        let gen = self.env.views_gen;
+        self.flush_batch();
+        match self.fast_receive(frame, Some(events)) {
+            Ok(()) => self.pending(gen),
+            Err(frame) => {
+                self.part.recv(frame, &mut self.env, &mut self.events);
+                true
+            }
+        }
     }
 
     /// Runs the timers due at `now`.
@@ -671,6 +726,14 @@ pub trait GroupStack: Send {
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError>;
     /// See [`Stack::cast_then`].
     fn cast_then(&mut self, now: Time, msg: Msg, send: &mut SendNow<'_>) -> Result<(), SendError>;
+    /// See [`Stack::cast_to`].
+    fn cast_to(
+        &mut self,
+        now: Time,
+        msg: Msg,
+        send: &mut SendNow<'_>,
+        events: &mut VecDeque<Up>,
+    ) -> Result<bool, SendError>;
     /// See [`Stack::cast_batch`].
     fn cast_batch(
         &mut self,
@@ -683,6 +746,8 @@ pub trait GroupStack: Send {
     fn handle_down(&mut self, now: Time, ev: Down);
     /// See [`Stack::receive`].
     fn receive(&mut self, now: Time, frame: Msg);
+    /// See [`Stack::receive_to`].
+    fn receive_to(&mut self, now: Time, frame: Msg, events: &mut VecDeque<Up>) -> bool;
     /// See [`Stack::handle_timeout`].
     fn handle_timeout(&mut self, now: Time);
     /// See [`Stack::poll_timeout`].
@@ -735,6 +800,15 @@ impl<P: Part> GroupStack for Stack<P> {
     fn cast_then(&mut self, now: Time, msg: Msg, send: &mut SendNow<'_>) -> Result<(), SendError> {
         Stack::cast_then(self, now, msg, send)
     }
+    fn cast_to(
+        &mut self,
+        now: Time,
+        msg: Msg,
+        send: &mut SendNow<'_>,
+        events: &mut VecDeque<Up>,
+    ) -> Result<bool, SendError> {
+        Stack::cast_to(self, now, msg, send, events)
+    }
     fn cast_batch(
         &mut self,
         now: Time,
@@ -750,6 +824,9 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn receive(&mut self, now: Time, frame: Msg) {
         Stack::receive(self, now, frame)
+    }
+    fn receive_to(&mut self, now: Time, frame: Msg, events: &mut VecDeque<Up>) -> bool {
+        Stack::receive_to(self, now, frame, events)
     }
     fn handle_timeout(&mut self, now: Time) {
         Stack::handle_timeout(self, now)
@@ -820,6 +897,15 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     fn cast_then(&mut self, now: Time, msg: Msg, send: &mut SendNow<'_>) -> Result<(), SendError> {
         (**self).cast_then(now, msg, send)
     }
+    fn cast_to(
+        &mut self,
+        now: Time,
+        msg: Msg,
+        send: &mut SendNow<'_>,
+        events: &mut VecDeque<Up>,
+    ) -> Result<bool, SendError> {
+        (**self).cast_to(now, msg, send, events)
+    }
     fn cast_batch(
         &mut self,
         now: Time,
@@ -835,6 +921,9 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     }
     fn receive(&mut self, now: Time, frame: Msg) {
         (**self).receive(now, frame)
+    }
+    fn receive_to(&mut self, now: Time, frame: Msg, events: &mut VecDeque<Up>) -> bool {
+        (**self).receive_to(now, frame, events)
     }
     fn handle_timeout(&mut self, now: Time) {
         (**self).handle_timeout(now)
