@@ -148,11 +148,11 @@ pub trait Layer: Send + 'static {
     }
 
     /// This layer's part of delivering it: what `up(Cast)` does, without
-    /// the header. Returns the message to pass up, or `None` when the layer
-    /// keeps it (it delivers later through [`Cx::up`]).
-    fn fast_up(&mut self, _src: Rank, _seq: u64, msg: Msg, _cx: &mut Cx<'_>) -> Option<Msg> {
-        Some(msg)
-    }
+    /// the header. `msg` holds the message (always `Some` when called);
+    /// the layer leaves it there to pass it up, or takes it when it keeps
+    /// it (it delivers later through [`Cx::up`]) or drops it. By reference,
+    /// so that a layer that only looks costs no move of the message.
+    fn fast_up(&mut self, _src: Rank, _seq: u64, _msg: &mut Option<Msg>, _cx: &mut Cx<'_>) {}
 
     /// Bottom layer: reads a compact frame's header, checked against the
     /// view (sender, view, own loopback). `None` from other layers.

@@ -287,11 +287,10 @@ impl Layer for Frag {
 
     /// A WHOLE message: it ends any skipping.
     #[inline]
-    fn fast_up(&mut self, src: Rank, _seq: u64, msg: Msg, _cx: &mut Cx<'_>) -> Option<Msg> {
+    fn fast_up(&mut self, src: Rank, _seq: u64, _msg: &mut Option<Msg>, _cx: &mut Cx<'_>) {
         if let Some(a) = self.casts.get_mut(src as usize) {
             *a = Asm::Idle;
         }
-        Some(msg)
     }
 
     fn dump(&self, out: &mut String) {

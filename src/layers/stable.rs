@@ -312,9 +312,8 @@ impl Layer for Stable {
     }
 
     #[inline]
-    fn fast_up(&mut self, src: Rank, seq: u64, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+    fn fast_up(&mut self, src: Rank, seq: u64, _msg: &mut Option<Msg>, cx: &mut Cx<'_>) {
         self.held(src, seq + 1, cx);
-        Some(msg)
     }
 
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {

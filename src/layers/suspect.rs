@@ -205,9 +205,8 @@ impl Layer for Suspect {
     }
 
     #[inline]
-    fn fast_up(&mut self, src: Rank, _seq: u64, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+    fn fast_up(&mut self, src: Rank, _seq: u64, _msg: &mut Option<Msg>, cx: &mut Cx<'_>) {
         self.heard(src, cx.now());
-        Some(msg)
     }
 
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {

@@ -268,11 +268,10 @@ impl Layer for Total {
     /// Holds the cast until it is ordered: it comes up later (or now,
     /// with whatever it let through) by `cx.up`.
     #[inline]
-    fn fast_up(&mut self, src: Rank, seq: u64, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
-        if let Some(v) = self.v.as_mut() {
-            v.on_data(src, seq, msg, cx);
+    fn fast_up(&mut self, src: Rank, seq: u64, msg: &mut Option<Msg>, cx: &mut Cx<'_>) {
+        if let (Some(v), Some(m)) = (self.v.as_mut(), msg.take()) {
+            v.on_data(src, seq, m, cx);
         }
-        None
     }
 
     fn buffered(&self) -> usize {

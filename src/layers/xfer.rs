@@ -315,14 +315,13 @@ impl Layer for Xfer {
 
     /// `up(Cast)` when no state is awaited.
     #[inline]
-    fn fast_up(&mut self, src: Rank, seq: u64, msg: Msg, _cx: &mut Cx<'_>) -> Option<Msg> {
+    fn fast_up(&mut self, src: Rank, seq: u64, msg: &mut Option<Msg>, _cx: &mut Cx<'_>) {
         if let Some(d) = self.delivered.get_mut(src as usize) {
             *d = seq + 1;
         }
         if seq < self.skip.get(src as usize).copied().unwrap_or(0) {
-            return None;
+            *msg = None;
         }
-        Some(msg)
     }
 
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {

@@ -183,9 +183,9 @@ impl<P: Part> Stack<P> {
         if self.part.fast_up_ok(src, seq) {
             self.env.stats.fast_in += 1;
             self.env.emitted = false;
-            let m = self
-                .part
-                .fast_up(src, seq, msg, &mut self.env, &mut self.events);
+            let mut m = Some(msg);
+            self.part
+                .fast_up(src, seq, &mut m, &mut self.env, &mut self.events);
             if self.env.emitted {
                 self.part.settle_all(&mut self.env, &mut self.events);
             }

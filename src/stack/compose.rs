@@ -65,16 +65,16 @@ pub trait Part: Send {
     fn fast_own(&mut self, fc: &mut FastCast, depth: usize, env: &mut Env, out: &mut VecDeque<Up>);
     /// Whether every layer takes cast `seq` of `src` in its common case.
     fn fast_up_ok(&self, src: Rank, seq: u64) -> bool;
-    /// Delivers it through every layer's common-case part; the message if
-    /// it reaches the top.
+    /// Delivers it through every layer's common-case part; `msg` still
+    /// holds it if it reaches the top.
     fn fast_up(
         &mut self,
         src: Rank,
         seq: u64,
-        msg: Msg,
+        msg: &mut Option<Msg>,
         env: &mut Env,
         out: &mut VecDeque<Up>,
-    ) -> Option<Msg>;
+    );
     /// The bottom layer's reading of a compact frame's header.
     fn fast_parse(&self, frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>>;
     /// Sends what the layers gathered during a batch.
@@ -167,11 +167,10 @@ impl Part for Nil {
         &mut self,
         _src: Rank,
         _seq: u64,
-        msg: Msg,
+        _msg: &mut Option<Msg>,
         _env: &mut Env,
         _out: &mut VecDeque<Up>,
-    ) -> Option<Msg> {
-        Some(msg)
+    ) {
     }
 
     #[inline]
@@ -324,13 +323,15 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
         &mut self,
         src: Rank,
         seq: u64,
-        msg: Msg,
+        msg: &mut Option<Msg>,
         env: &mut Env,
         out: &mut VecDeque<Up>,
-    ) -> Option<Msg> {
-        let m = self.below.fast_up(src, seq, msg, env, &mut self.upq)?;
-        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
-        self.layer.fast_up(src, seq, m, &mut cx)
+    ) {
+        self.below.fast_up(src, seq, msg, env, &mut self.upq);
+        if msg.is_some() {
+            let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+            self.layer.fast_up(src, seq, msg, &mut cx);
+        }
     }
 
     #[inline]
@@ -373,8 +374,13 @@ fn cast_step<L: Layer + ?Sized>(layer: &mut L, fc: &mut FastCast, depth: usize, 
 fn own_step<L: Layer + ?Sized>(layer: &mut L, fc: &mut FastCast, depth: usize, cx: &mut Cx<'_>) {
     if depth == fc.own_depth {
         layer.fast_sent(fc, cx);
-    } else if let Some(m) = fc.own.take().or_else(|| fc.msg.take()) {
-        fc.own = layer.fast_up(fc.src, fc.seq, m, cx);
+        return;
+    }
+    if fc.own.is_none() {
+        fc.own = fc.msg.take();
+    }
+    if fc.own.is_some() {
+        layer.fast_up(fc.src, fc.seq, &mut fc.own, cx);
     }
 }
 
@@ -521,16 +527,18 @@ fn fast_up_at(
     levels: &mut [Level],
     src: Rank,
     seq: u64,
-    msg: Msg,
+    msg: &mut Option<Msg>,
     env: &mut Env,
     out: &mut VecDeque<Up>,
-) -> Option<Msg> {
+) {
     let Some((lvl, below)) = levels.split_first_mut() else {
-        return Some(msg);
+        return;
     };
-    let m = fast_up_at(below, src, seq, msg, env, &mut lvl.upq)?;
-    let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
-    lvl.layer.fast_up(src, seq, m, &mut cx)
+    fast_up_at(below, src, seq, msg, env, &mut lvl.upq);
+    if msg.is_some() {
+        let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
+        lvl.layer.fast_up(src, seq, msg, &mut cx);
+    }
 }
 
 fn settle_all_at(levels: &mut [Level], env: &mut Env, out: &mut VecDeque<Up>) {
@@ -624,10 +632,10 @@ impl Part for Dynamic {
         &mut self,
         src: Rank,
         seq: u64,
-        msg: Msg,
+        msg: &mut Option<Msg>,
         env: &mut Env,
         out: &mut VecDeque<Up>,
-    ) -> Option<Msg> {
+    ) {
         fast_up_at(&mut self.levels, src, seq, msg, env, out)
     }
 

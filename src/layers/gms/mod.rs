@@ -707,11 +707,10 @@ impl Layer for Gms {
 
     /// `on_cast` when not flushing.
     #[inline]
-    fn fast_up(&mut self, src: Rank, seq: u64, msg: Msg, _cx: &mut Cx<'_>) -> Option<Msg> {
+    fn fast_up(&mut self, src: Rank, seq: u64, _msg: &mut Option<Msg>, _cx: &mut Cx<'_>) {
         if let St::Member(m) = &mut self.st {
             m.delivered[src as usize] = seq + 1;
         }
-        Some(msg)
     }
 
     fn buffered(&self) -> usize {

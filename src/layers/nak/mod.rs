@@ -693,14 +693,16 @@ impl Layer for Nak {
 
     /// `arrive` when the message is the next one and nothing waits.
     #[inline(always)]
-    fn fast_up(&mut self, src: Rank, _seq: u64, msg: Msg, cx: &mut Cx<'_>) -> Option<Msg> {
+    fn fast_up(&mut self, src: Rank, _seq: u64, msg: &mut Option<Msg>, cx: &mut Cx<'_>) {
         let cfg = self.cfg;
-        let v = self.v.as_mut()?;
+        let (Some(v), Some(m)) = (self.v.as_mut(), msg.as_ref()) else {
+            *msg = None;
+            return;
+        };
         let s = &mut v.cast_in[src as usize];
-        s.push_next(msg.share());
+        s.push_next(m.share());
         s.trim_retained(cfg.window);
         v.ensure_tick(&cfg, cx);
-        Some(msg)
     }
 
     fn dump(&self, out: &mut String) {
