@@ -69,6 +69,21 @@ impl TimerWheel {
         self.due.iter().flatten().min().map(|t| Time(*t))
     }
 
+    /// Whether a deadline may be due at `now` (then `expire` finds it);
+    /// when none can be, notes that the slots up to `now` were swept, as
+    /// `expire` would. One compare on an engine's idle poll.
+    #[inline]
+    pub fn due(&mut self, now: Time) -> bool {
+        if now.0 < self.swept {
+            return false;
+        }
+        if now.0 < self.earliest {
+            self.swept = now.0 + 1;
+            return false;
+        }
+        true
+    }
+
     /// Appends the keys whose deadline is at or before `now` to `out`, and
     /// forgets their deadlines.
     #[inline]
@@ -171,5 +186,40 @@ mod tests {
         w.expire(Time(9_000), &mut out);
         assert!(out.is_empty());
         assert_eq!(w.next(), None);
+    }
+
+    #[test]
+    fn due_says_when_expire_has_work_and_nothing_is_missed() {
+        // An engine calls `expire` only when `due` says so.
+        let mut w = TimerWheel::new(100, 8);
+        let mut out = Vec::new();
+        let mut poll = |w: &mut TimerWheel, t: u64, out: &mut Vec<u32>| {
+            if w.due(Time(t)) {
+                w.expire(Time(t), out);
+            }
+        };
+        w.schedule(1, Time(2_050));
+        for t in (0..2_050).step_by(7) {
+            assert!(!w.due(Time(t)), "due early at {t}");
+            poll(&mut w, t, &mut out);
+        }
+        w.schedule(3, Time(1)); // already past: due at once
+        assert!(w.due(Time(2_049)));
+        poll(&mut w, 2_049, &mut out);
+        assert_eq!(out, vec![3]);
+        out.clear();
+        poll(&mut w, 2_100, &mut out);
+        assert_eq!(out, vec![1]);
+        out.clear();
+        // Nothing scheduled: never due, and a deadline set after a long
+        // quiet stretch still fires on time.
+        for t in (2_100..50_000).step_by(13) {
+            assert!(!w.due(Time(t)));
+        }
+        w.schedule(4, Time(60_000));
+        poll(&mut w, 59_999, &mut out);
+        assert!(out.is_empty());
+        poll(&mut w, 60_000, &mut out);
+        assert_eq!(out, vec![4]);
     }
 }
