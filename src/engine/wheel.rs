@@ -193,7 +193,7 @@ mod tests {
         // An engine calls `expire` only when `due` says so.
         let mut w = TimerWheel::new(100, 8);
         let mut out = Vec::new();
-        let mut poll = |w: &mut TimerWheel, t: u64, out: &mut Vec<u32>| {
+        let poll = |w: &mut TimerWheel, t: u64, out: &mut Vec<u32>| {
             if w.due(Time(t)) {
                 w.expire(Time(t), out);
             }
