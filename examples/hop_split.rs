@@ -35,8 +35,10 @@ fn ticks() -> u64 {
     T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// The moments a frame last went into the driver and last came out.
+/// The moments a frame last went into the driver and last came out (on
+/// a cache line of its own: the two sides' marks must not share one).
 #[derive(Default)]
+#[repr(align(128))]
 struct Marks {
     sent: AtomicU64,
     got: AtomicU64,
