@@ -345,8 +345,10 @@ pub enum Up {
     },
     /// Internal: a membership control frame from outside the view (see
     /// [`Down::Ctl`]); `com` checked group and stack, `sign` (in a secure
-    /// stack) its signature, `gms` reads it.
-    Ctl(Msg, Option<Signer>),
+    /// stack) its signature, `gms` reads it. (The signer is boxed: inline,
+    /// its key would make every event 80 bytes instead of 56, and events
+    /// are moved several times on the way to the application.)
+    Ctl(Msg, Option<Box<Signer>>),
     /// Secure groups: a process was refused (a joiner whose key is not
     /// authorized, on the coordinator's side; a refusal from the group, on
     /// the joiner's side). A line for the log.

@@ -146,7 +146,7 @@ impl Layer for Sign {
                     cx.dropped(DropReason::Truncated);
                     return;
                 }
-                cx.up(Up::Ctl(m, Some(signer)));
+                cx.up(Up::Ctl(m, Some(Box::new(signer))));
             }
             Err(why) => cx.dropped(why),
         }

@@ -639,7 +639,7 @@ impl Layer for Gms {
 
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         match ev {
-            Up::Ctl(msg, signer) => self.on_outside(msg, signer, cx),
+            Up::Ctl(msg, signer) => self.on_outside(msg, signer.map(|s| *s), cx),
             // Casts carry no tag: the flush's messages are sends.
             Up::Cast { src, seq, msg } => {
                 if let St::Member(m) = &mut self.st {
