@@ -16,7 +16,11 @@ fn main() -> Result<(), String> {
         .ok_or("usage: idle_cost <polls>")?;
     let d = std::env::temp_dir().join(format!("tutti-idle-cost-{}", std::process::id()));
     std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
-    let open = |name: &str| DriverConfig::shm(&d, name).open().map_err(|e| e.to_string());
+    let open = |name: &str| {
+        DriverConfig::shm(&d, name)
+            .open()
+            .map_err(|e| e.to_string())
+    };
     let mut cores = [Core::new(open("a")?), Core::new(open("b")?)];
     let spec = GroupSpec::new("idle", "com:nak:stable", vec!["a".into(), "b".into()]);
     let mut g = [0; 2];
