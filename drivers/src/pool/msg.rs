@@ -353,6 +353,7 @@ impl Msg {
     }
 
     /// Window of the last segment.
+    #[inline]
     fn last_window(&self) -> (u32, u32) {
         if self.last == self.first {
             (self.head, self.tail)
@@ -365,6 +366,7 @@ impl Msg {
         }
     }
 
+    #[inline]
     fn set_last_tail(&mut self, tail: u32) {
         if self.last == self.first {
             self.tail = tail;
