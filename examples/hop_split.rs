@@ -13,27 +13,17 @@
 //! `cargo run --release --example hop_split -- <raw|stack> <round trips>`
 //! prints the median of each part in TSC cycles and the median round trip.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use common::ticks;
 use tutti::engine::{Core, DriverConfig, GroupSpec};
 use tutti::{Event, Msg};
 use tutti_drivers::{Driver, DriverError, DriverStats, PeerId, Pool, To, Tx, Waker};
-
-#[cfg(target_arch = "x86_64")]
-fn ticks() -> u64 {
-    // SAFETY: `rdtsc` exists on every x86_64 CPU and only reads a counter.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-#[cfg(not(target_arch = "x86_64"))]
-fn ticks() -> u64 {
-    use std::sync::OnceLock;
-    use std::time::Instant;
-    static T0: OnceLock<Instant> = OnceLock::new();
-    T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
 
 /// The moments a frame last went into the driver and last came out (on
 /// a cache line of its own: the two sides' marks must not share one).

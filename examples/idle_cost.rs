@@ -5,9 +5,11 @@
 //!
 //! `cargo run --release --example idle_cost -- <polls>`
 
+mod common;
+
 use std::time::Instant;
 
-use tutti::engine::{Core, DriverConfig, GroupSpec};
+use tutti::engine::DriverConfig;
 
 fn main() -> Result<(), String> {
     let n: u32 = std::env::args()
@@ -21,13 +23,8 @@ fn main() -> Result<(), String> {
             .open()
             .map_err(|e| e.to_string())
     };
-    let mut cores = [Core::new(open("a")?), Core::new(open("b")?)];
-    let spec = GroupSpec::new("idle", "com:nak:stable", vec!["a".into(), "b".into()]);
-    let mut g = [0; 2];
-    for (c, g) in cores.iter_mut().zip(g.iter_mut()) {
-        *g = c.join(&spec).map_err(|e| e.to_string())?;
-    }
-    // Views shown, the first exchanges over.
+    let (mut cores, g) = common::pair(open("a")?, open("b")?, "idle", "com:nak:stable", true)?;
+    // The first exchanges over.
     for _ in 0..10_000 {
         for (c, g) in cores.iter_mut().zip(g) {
             c.poll().map_err(|e| e.to_string())?;

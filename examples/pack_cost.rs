@@ -13,10 +13,12 @@
 //! (I refs / (64 * 2000); `callgrind_annotate` splits them by function,
 //! `pack_cost::phase_*` being the phases).
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+mod common;
 
-use tutti::engine::{Core, DriverConfig, GroupSpec};
+use std::collections::VecDeque;
+
+use common::ticks;
+use tutti::engine::{Core, DriverConfig};
 use tutti::{Event, Msg};
 use tutti_drivers::Driver;
 
@@ -50,18 +52,6 @@ fn phase_sender(c: &mut Core, g: usize) -> Result<(), String> {
     c.poll().map_err(|e| e.to_string())?;
     while c.next_event(g).is_some() {}
     Ok(())
-}
-
-#[cfg(target_arch = "x86_64")]
-fn ticks() -> u64 {
-    // SAFETY: `rdtsc` exists on every x86_64 CPU and only reads a counter.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-#[cfg(not(target_arch = "x86_64"))]
-fn ticks() -> u64 {
-    use std::sync::OnceLock;
-    static T0: OnceLock<Instant> = OnceLock::new();
-    T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// The measured part (callgrind: `--toggle-collect=pack_cost::batches`).
@@ -125,32 +115,7 @@ fn main() -> Result<(), String> {
             .open()
             .map_err(|e| e.to_string())
     };
-    let mut cores = [Core::new(open("a")?), Core::new(open("b")?)];
-    let mut spec = GroupSpec::new("pack", &a[0], vec!["a".into(), "b".into()]);
-    // As in rtt_cost: periodic work would be counted many times over
-    // under valgrind.
-    if std::env::var_os("RTT_COST_QUIET_TIMERS").is_some() {
-        spec.config.nak.tick_ns = 10_000_000_000;
-        spec.config.stable.gossip_ns = 10_000_000_000;
-        spec.config.suspect.timeout_ns = 100_000_000_000;
-    }
-    let mut g = [0; 2];
-    for (c, g) in cores.iter_mut().zip(g.iter_mut()) {
-        *g = c.join(&spec).map_err(|e| e.to_string())?;
-    }
-    let t = Instant::now();
-    let mut seen = [false; 2];
-    while !(seen[0] && seen[1]) {
-        if t.elapsed() > Duration::from_secs(30) {
-            return Err("no view".into());
-        }
-        for (i, c) in cores.iter_mut().enumerate() {
-            c.poll().map_err(|e| e.to_string())?;
-            while let Some(ev) = c.next_event(g[i]) {
-                seen[i] |= matches!(ev, Event::View(_));
-            }
-        }
-    }
+    let (mut cores, g) = common::pair(open("a")?, open("b")?, "pack", &a[0], true)?;
     let got = batches(&mut cores, g, batch, n)?;
     println!("{}: {got} casts delivered", a[0]);
     // Not unmapped: valgrind's address-space manager asserts on it.

@@ -13,10 +13,12 @@
 //! (I refs / 10000; `RTT_COST_QUIET_TIMERS=1` keeps periodic timers out
 //! of the count).
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+mod common;
 
-use tutti::engine::{Core, DriverConfig, GroupSpec};
+use std::collections::VecDeque;
+
+use common::{ticks, TICKS};
+use tutti::engine::{Core, DriverConfig};
 use tutti::{Event, Msg};
 use tutti_drivers::{Driver, To, Tx};
 
@@ -75,59 +77,13 @@ fn stack(
     fast: bool,
     n: u64,
 ) -> Result<(), String> {
-    let mut cores = [Core::new(a), Core::new(b)];
-    let mut spec = GroupSpec::new("rtt", stack, vec!["a".into(), "b".into()]);
-    spec.config.fast = fast;
-    // Timers far apart: under valgrind a round trip takes 50 times as
-    // long, and periodic work would be counted 50 times over. Stability
-    // still flows (gossip every `gossip_every` deliveries).
-    if std::env::var_os("RTT_COST_QUIET_TIMERS").is_some() {
-        spec.config.nak.tick_ns = 10_000_000_000;
-        spec.config.stable.gossip_ns = 10_000_000_000;
-        spec.config.suspect.timeout_ns = 100_000_000_000;
-    }
-    let mut g = [0; 2];
-    for (c, g) in cores.iter_mut().zip(g.iter_mut()) {
-        *g = c.join(&spec).map_err(|e| e.to_string())?;
-    }
-    let t = Instant::now();
-    let mut seen = [false; 2];
-    while !(seen[0] && seen[1]) {
-        if t.elapsed() > Duration::from_secs(30) {
-            return Err("no view".into());
-        }
-        for (i, c) in cores.iter_mut().enumerate() {
-            c.poll().map_err(|e| e.to_string())?;
-            while let Some(ev) = c.next_event(g[i]) {
-                seen[i] |= matches!(ev, Event::View(_));
-            }
-        }
-    }
+    let (mut cores, g) = common::pair(a, b, "rtt", stack, fast)?;
     let got = rounds(&mut cores, g, n)?;
     println!("{stack} fast={fast}: {} round trips", got[0].min(got[1]));
     // Not unmapped: valgrind's address-space manager asserts on it.
     std::mem::forget(cores);
     Ok(())
 }
-
-/// A cheap timestamp for splitting a round trip into its parts: the TSC
-/// on x86_64 (a clock read would cost as much as some parts).
-#[cfg(target_arch = "x86_64")]
-fn ticks() -> u64 {
-    // SAFETY: `rdtsc` exists on every x86_64 CPU and only reads a counter.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-#[cfg(target_arch = "x86_64")]
-const TICKS: &str = "TSC cycles";
-
-#[cfg(not(target_arch = "x86_64"))]
-fn ticks() -> u64 {
-    use std::sync::OnceLock;
-    static T0: OnceLock<Instant> = OnceLock::new();
-    T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-#[cfg(not(target_arch = "x86_64"))]
-const TICKS: &str = "ns";
 
 // The phases of a hop, apart for callgrind (`--dump-instr` not needed:
 // each is a function of its own).
