@@ -440,8 +440,8 @@ impl Core {
         }
     }
 
-    /// Multicasts in group `g` (inline use). The stack sees the time of
-    /// the last `poll` (timers only run in `poll`, so a fresher clock read
+    /// Multicasts in group `g` (inline use). The stack sees the time the
+    /// last `poll` read (timers only run in `poll`, so a fresher clock read
     /// per message would buy nothing and cost a third of a small cast).
     pub fn cast(&mut self, g: GroupIx, msg: Msg) -> Result<(), SendError> {
         let now = self.clock;

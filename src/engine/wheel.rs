@@ -78,6 +78,7 @@ impl TimerWheel {
             return false;
         }
         if now.0 < self.earliest {
+            // Whatever the passed slots hold is due in a later turn.
             self.swept = now.0 + 1;
             return false;
         }
@@ -88,15 +89,9 @@ impl TimerWheel {
     /// forgets their deadlines.
     #[inline]
     pub fn expire(&mut self, now: Time, out: &mut Vec<u32>) {
-        if now.0 < self.swept {
-            return;
+        if self.due(now) {
+            self.sweep(now, out);
         }
-        if now.0 < self.earliest {
-            // Whatever the passed slots hold is due in a later turn.
-            self.swept = now.0 + 1;
-            return;
-        }
-        self.sweep(now, out);
     }
 
     fn sweep(&mut self, now: Time, out: &mut Vec<u32>) {

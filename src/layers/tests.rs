@@ -485,26 +485,33 @@ fn fast_casts_are_numbered_by_nak() {
 }
 
 #[test]
-fn cast_then_hands_the_frame_out_before_the_own_delivery_and_keeps_it() {
+fn cast_to_hands_the_frame_out_before_the_own_delivery_and_keeps_it() {
     let mut g = Group::new("vsync", 2, StackConfig::default());
     g.start();
     let mut taken: Vec<Vec<u8>> = Vec::new();
+    let mut q = VecDeque::new();
     for i in 0..3u8 {
         let m = g.msg(&[i; 10]);
         let events_before = g.s[0].poll_event().is_none();
         assert!(events_before);
         g.s[0]
-            .cast_then(g.now, m, &mut |tx| {
-                // The compact frame is there, its own delivery not yet made.
-                assert_eq!(tx.len(), 1);
-                let (d, f) = tx.pop_front().unwrap();
-                assert_eq!(d, Dest::All);
-                assert_eq!(f.len(), crate::wire::fast::LEN + 10);
-                taken.push(f.to_vec());
-            })
+            .cast_to(
+                g.now,
+                m,
+                &mut |tx| {
+                    // The compact frame is there, its own delivery not yet made.
+                    assert_eq!(tx.len(), 1);
+                    let (d, f) = tx.pop_front().unwrap();
+                    assert_eq!(d, Dest::All);
+                    assert_eq!(f.len(), crate::wire::fast::LEN + 10);
+                    taken.push(f.to_vec());
+                },
+                &mut q,
+            )
             .unwrap();
         // Then the own delivery, with the payload untouched by the header.
-        match g.s[0].poll_event() {
+        output_into(&mut g.s[0], &mut q);
+        match q.pop_front() {
             Some(Up::Cast { src: 0, seq, msg }) => {
                 assert_eq!(seq, i as u64);
                 assert_eq!(msg.to_vec(), vec![i; 10]);
@@ -608,7 +615,7 @@ fn cast_to_and_receive_to_deliver_onto_the_engine_queue_in_order() {
 }
 
 #[test]
-fn cast_then_off_the_fast_path_leaves_the_frame_queued() {
+fn cast_to_off_the_fast_path_leaves_the_frame_queued() {
     let cfg = StackConfig {
         fast: false,
         ..StackConfig::default()
@@ -617,8 +624,15 @@ fn cast_then_off_the_fast_path_leaves_the_frame_queued() {
     g.start();
     let m = g.msg(b"slow");
     let mut called = false;
-    g.s[0].cast_then(g.now, m, &mut |_| called = true).unwrap();
+    let mut q = VecDeque::new();
+    let pending = g.s[0]
+        .cast_to(g.now, m, &mut |_| called = true, &mut q)
+        .unwrap();
     assert!(!called, "only the fast path hands frames out early");
+    assert!(
+        pending && q.is_empty(),
+        "the full path's output waits in the stack"
+    );
     assert_eq!(g.delivered(0), vec![(0, b"slow".to_vec())]);
     let f = g.out(0);
     assert_eq!(f.len(), 1);

@@ -380,29 +380,19 @@ impl<P: Part> Stack<P> {
     /// Multicasts `msg` to the view, reliably, in FIFO order.
     #[inline]
     pub fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
-        self.cast_then(now, msg, |_| {})
+        self.cast_inner(now, msg, |_| {}, None).map(|_| ())
     }
 
-    /// `cast`, with `send` called on the frames as soon as they are made,
-    /// before the fast path brings the cast back up as the sender's own
-    /// delivery: an engine hands the frame to its driver first and the
-    /// rest of the work overlaps its flight. (`send` gets the transmit
-    /// queue and may take from its front; what it leaves goes out as
-    /// usual. Off the fast path it is not called.)
-    #[inline]
-    pub fn cast_then<F: FnMut(&mut VecDeque<(Dest, Msg)>)>(
-        &mut self,
-        now: Time,
-        msg: Msg,
-        send: F,
-    ) -> Result<(), SendError> {
-        self.cast_inner(now, msg, send, None).map(|_| ())
-    }
-
-    /// `cast_then` for an engine that holds the application's event
-    /// queue: the fast path's own delivery goes straight onto `events`
-    /// when nothing waits before it here. Returns whether [`Stack::output`]
-    /// has anything to hand over (when not, an engine skips the call).
+    /// `cast` for an engine that holds the application's event queue.
+    /// `send` is called on the frames as soon as they are made, before the
+    /// fast path brings the cast back up as the sender's own delivery: the
+    /// engine hands the frame to its driver first and the rest of the work
+    /// overlaps its flight. (`send` gets the transmit queue and may take
+    /// from its front; what it leaves goes out as usual. Off the fast path
+    /// it is not called.) The own delivery goes straight onto `events`
+    /// when nothing waits before it here. Returns whether
+    /// [`Stack::output`] has anything to hand over (when not, an engine
+    /// skips the call).
     #[inline]
     pub fn cast_to<F: FnMut(&mut VecDeque<(Dest, Msg)>)>(
         &mut self,
@@ -697,7 +687,7 @@ impl<P: Part> Stack<P> {
     }
 }
 
-/// What [`Stack::cast_then`] calls on the transmit queue as soon as the
+/// What [`Stack::cast_to`] calls on the transmit queue as soon as the
 /// frame is made.
 pub type SendNow<'a> = dyn FnMut(&mut VecDeque<(Dest, Msg)>) + 'a;
 
@@ -724,8 +714,6 @@ pub trait GroupStack: Send {
     fn join(&mut self, now: Time, req: JoinReq);
     /// See [`Stack::cast`].
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError>;
-    /// See [`Stack::cast_then`].
-    fn cast_then(&mut self, now: Time, msg: Msg, send: &mut SendNow<'_>) -> Result<(), SendError>;
     /// See [`Stack::cast_to`].
     fn cast_to(
         &mut self,
@@ -796,9 +784,6 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
         Stack::cast(self, now, msg)
-    }
-    fn cast_then(&mut self, now: Time, msg: Msg, send: &mut SendNow<'_>) -> Result<(), SendError> {
-        Stack::cast_then(self, now, msg, send)
     }
     fn cast_to(
         &mut self,
@@ -893,9 +878,6 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     }
     fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
         (**self).cast(now, msg)
-    }
-    fn cast_then(&mut self, now: Time, msg: Msg, send: &mut SendNow<'_>) -> Result<(), SendError> {
-        (**self).cast_then(now, msg, send)
     }
     fn cast_to(
         &mut self,
