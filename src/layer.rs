@@ -466,6 +466,10 @@ pub struct Env {
     pub views: VecDeque<std::sync::Arc<crate::event::View>>,
     /// Counts changes of `views`.
     pub views_gen: u64,
+    /// A second handle on the cast the fast path is delivering, counted
+    /// together with its frame's others (`Msg::share_bulk`): the layer
+    /// that keeps the cast takes it instead of sharing ([`Cx::keep`]).
+    pub twin: Option<Msg>,
 }
 
 impl Env {
@@ -507,6 +511,7 @@ impl Env {
             stats: Stats::default(),
             views: VecDeque::new(),
             views_gen: 0,
+            twin: None,
         }
     }
 }
@@ -611,6 +616,16 @@ impl<'a> Cx<'a> {
         self.env
     }
 
+    /// Another handle on `msg`, to keep: the fast path's bulk-counted twin
+    /// of it when there is one (see [`Env::twin`]), else a share.
+    #[inline]
+    pub fn keep(&mut self, msg: &Msg) -> Msg {
+        match self.env.twin.take() {
+            Some(t) if t.same_window(msg) => t,
+            _ => msg.share(),
+        }
+    }
+
     /// Whether the fast path is sending a batch (the bottom layer packs).
     #[inline]
     pub fn packing(&self) -> bool {
@@ -673,5 +688,35 @@ impl<'a> Cx<'a> {
     pub fn transmit(&mut self, dst: Dest, frame: Msg) {
         self.env.stats.frames_out += 1;
         self.env.tx.push_back((dst, frame));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tutti_drivers::PoolConfig;
+
+    #[test]
+    fn keep_takes_the_twin_of_the_same_bytes_only() {
+        let pool = Pool::new(PoolConfig::default()).unwrap();
+        let mut env = Env::new(pool.clone());
+        let (mut downs, mut ups, mut timers) =
+            (VecDeque::new(), VecDeque::new(), Timers::default());
+        let mut frame = pool.alloc().unwrap();
+        frame.reserve(8).unwrap().copy_from_slice(b"abcdefgh");
+        let mut sh = frame.share_bulk(3).unwrap();
+        let msg = sh.window(0, 4).unwrap();
+        // A twin of other bytes is not handed out for `msg`.
+        env.twin = sh.window(4, 4);
+        let kept = Cx::new(&mut env, &mut downs, &mut ups, &mut timers).keep(&msg);
+        assert_eq!(kept.to_vec(), b"abcd");
+        assert!(env.twin.is_none(), "a stale twin does not linger");
+        // The twin of the same bytes is.
+        env.twin = sh.window(0, 4);
+        let kept2 = Cx::new(&mut env, &mut downs, &mut ups, &mut timers).keep(&msg);
+        assert!(kept2.same_window(&msg) && env.twin.is_none());
+        assert_eq!(sh.left(), 0);
+        drop((frame, sh, msg, kept, kept2));
+        assert_eq!(pool.stats().in_use, 0);
     }
 }

@@ -16,4 +16,6 @@ pub mod udp;
 pub mod uring;
 
 pub use driver::{Driver, DriverError, DriverStats, PeerId, To, Tx, Waker};
-pub use pool::{Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats, SlotSink};
+pub use pool::{
+    release_all, Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats, Shares, SlotSink,
+};

@@ -228,6 +228,9 @@ impl Com {
             if seq == p.seq0 + p.n && p.len + add <= self.ctl_cap {
                 if p.buf.is_none() {
                     if let Some(mut b) = cx.alloc() {
+                        // The frame's lines are likely in a receiver's
+                        // cache: fetch them all now, not one per cast.
+                        b.prefetch_room(self.ctl_cap);
                         if let Some(first) = p.first.take() {
                             let ok = entry(&mut b, &first);
                             p.first = if ok { None } else { Some(first) };

@@ -163,15 +163,24 @@ impl<P: Part> Stack<P> {
             self.fast_one(src, c.seq, m, direct);
             return Ok(());
         }
-        // Checked by the parse: the entries fill the frame.
-        for (i, e) in Entries::new(&frame.front()[fast::LEN..]).enumerate() {
+        // Checked by the parse: the entries fill the frame. Each cast takes
+        // two handles on the frame (the delivery and the twin `nak` keeps
+        // for repair), counted at once; unused ones go back at the end.
+        let body = &frame.front()[fast::LEN..];
+        let most = (body.len() / fast::ENTRY_LEN) as u32;
+        let Some(mut sh) = frame.share_bulk(2 * most) else {
+            return Err(frame);
+        };
+        for (i, e) in Entries::new(body).enumerate() {
             let Ok((off, len)) = e else {
                 break;
             };
-            let mut m = frame.share();
-            let _ = m.advance(fast::LEN + off);
-            let _ = m.truncate(len);
+            let Some(m) = sh.window(fast::LEN + off, len) else {
+                break;
+            };
+            self.env.twin = sh.window(fast::LEN + off, len);
             self.fast_one(src, c.seq + i as u64, m, direct.as_deref_mut());
+            self.env.twin = None;
         }
         Ok(())
     }

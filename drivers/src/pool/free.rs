@@ -9,7 +9,7 @@
 //! another thread just took is harmless: that thread's update changed the
 //! tag and our CAS will fail.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 const EMPTY: u32 = u32::MAX;
 
@@ -17,7 +17,6 @@ pub(crate) struct FreeList {
     /// (tag << 32) | top index.
     head: AtomicU64,
     links: Box<[AtomicU32]>,
-    len: AtomicUsize,
 }
 
 #[inline]
@@ -39,7 +38,6 @@ impl FreeList {
         FreeList {
             head: AtomicU64::new(pack(0, if n > 0 { 0 } else { EMPTY })),
             links,
-            len: AtomicUsize::new(n as usize),
         }
     }
 
@@ -60,10 +58,7 @@ impl FreeList {
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
-                Ok(_) => {
-                    self.len.fetch_sub(1, Ordering::Relaxed);
-                    return Some(top);
-                }
+                Ok(_) => return Some(top),
                 Err(now) => cur = now,
             }
         }
@@ -71,7 +66,6 @@ impl FreeList {
 
     #[inline]
     pub(crate) fn push(&self, idx: u32) {
-        self.len.fetch_add(1, Ordering::Relaxed);
         let mut cur = self.head.load(Ordering::Relaxed);
         loop {
             let (tag, top) = unpack(cur);
@@ -90,9 +84,17 @@ impl FreeList {
         }
     }
 
-    /// Indices on the list (exact when no operation is in flight).
+    /// Indices on the list, by walking it (tests only: no count is kept,
+    /// which would cost two more atomic operations per slot's use).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        let (_, mut at) = unpack(self.head.load(Ordering::Acquire));
+        let mut n = 0;
+        while at != EMPTY {
+            n += 1;
+            at = self.links[at as usize].load(Ordering::Relaxed);
+        }
+        n
     }
 }
 

@@ -21,8 +21,10 @@
 //!   down, by compare-and-swap (see [`Msg::push`]);
 //! - bytes behind `tail` are written only by a sole owner.
 
+mod bulk;
 mod free;
 mod msg;
+mod prefetch;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -32,6 +34,7 @@ use memmap2::MmapMut;
 
 use free::FreeList;
 
+pub use bulk::{release_all, Shares};
 use msg::PoolRef;
 pub use msg::{Msg, MsgError, Segments};
 
@@ -238,13 +241,15 @@ impl Inner {
         }
     }
 
-    /// Drops one reference to `slot`; frees it when it was the last, and
-    /// then returns true (the caller gives back the slot's count on the
-    /// pool: see `msg::release`).
+    /// Drops `n` references to `slot`; frees it when they were the last,
+    /// and then returns true (the caller gives back the slot's count on
+    /// the pool: see `msg::release`).
     #[inline]
-    pub(crate) fn release(&self, slot: u32) -> bool {
+    pub(crate) fn release(&self, slot: u32, n: u32) -> bool {
         // Release: our writes to the slot happen before whoever takes it next.
-        if self.meta(slot).refs.fetch_sub(1, Ordering::Release) == 1 {
+        let was = self.meta(slot).refs.fetch_sub(n, Ordering::Release);
+        debug_assert!(was >= n, "slot {slot}: {n} references dropped, {was} held");
+        if was == n {
             // Acquire pairs with the other handles' Release decrements.
             std::sync::atomic::fence(Ordering::Acquire);
             match &self.home {
@@ -445,10 +450,19 @@ impl Pool {
         Ok(m)
     }
 
-    /// Slots free right now (for a foreign pool: slots we hold no handle on).
+    /// Slots free right now (for a foreign pool: slots we hold no handle
+    /// on). For a local pool this counts the slots no handle covers, one
+    /// by one (no running count is kept: it would cost two atomic
+    /// operations per buffer); exact when nothing is taken or given back
+    /// meanwhile.
     pub fn free_slots(&self) -> usize {
         match &self.inner.home {
-            Home::Local(free) => free.len(),
+            Home::Local(_) => self
+                .inner
+                .meta
+                .iter()
+                .filter(|m| m.refs.load(Ordering::Relaxed) == 0)
+                .count(),
             Home::Foreign { held, .. } => {
                 (self.inner.cfg.slots - held.load(Ordering::Relaxed)) as usize
             }

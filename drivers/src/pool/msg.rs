@@ -152,7 +152,13 @@ impl Drop for Msg {
 /// slots still count).
 #[inline]
 pub(crate) fn release(pool: PoolRef, slot: u32) {
-    if pool.release(slot) {
+    release_n(pool, slot, 1)
+}
+
+/// Drops `n` references on `slot` at once (see `release`).
+#[inline]
+pub(crate) fn release_n(pool: PoolRef, slot: u32, n: u32) {
+    if pool.release(slot, n) {
         // SAFETY: the slot had its count since its first reference
         // (`hold` in `Msg::fresh` / `Pool::adopt`), and lost its last now.
         unsafe { pool.unhold() }
@@ -352,9 +358,15 @@ impl Msg {
         Ok(())
     }
 
+    /// Slot of the last segment.
+    #[inline]
+    pub(crate) fn last_slot(&self) -> u32 {
+        self.last
+    }
+
     /// Window of the last segment.
     #[inline]
-    fn last_window(&self) -> (u32, u32) {
+    pub(crate) fn last_window(&self) -> (u32, u32) {
         if self.last == self.first {
             (self.head, self.tail)
         } else {

@@ -193,3 +193,72 @@ fn messages_keep_their_pool_alive_without_a_pool_handle() {
     assert!(c.is_empty());
     drop(c);
 }
+
+#[test]
+fn bulk_shares_hand_out_windows_and_give_back_the_rest() {
+    let p = pool(2, 256);
+    let mut m = p.alloc().unwrap();
+    m.reserve(12).unwrap().copy_from_slice(b"aaaabbbbcccc");
+    let mut sh = m.share_bulk(4).unwrap();
+    let a = sh.window(0, 4).unwrap();
+    let c = sh.window(8, 4).unwrap();
+    assert!(sh.window(10, 4).is_none(), "past the end");
+    assert!(sh.window(13, 0).is_none(), "starts past the end");
+    assert_eq!(a.front(), b"aaaa");
+    assert_eq!(c.front(), b"cccc");
+    assert_eq!(sh.left(), 2);
+    drop(sh);
+    drop(m);
+    // The windows still hold the slot; the unused references went back.
+    assert_eq!(p.stats().in_use, 1);
+    drop(a);
+    assert_eq!(p.stats().in_use, 1);
+    drop(c);
+    assert_eq!(p.stats().in_use, 0);
+    // No more than asked for.
+    let m = p.alloc().unwrap();
+    let mut sh = m.share_bulk(1).unwrap();
+    let w = sh.window(0, 0).unwrap();
+    assert!(sh.window(0, 0).is_none());
+    drop((m, w, sh));
+    assert_eq!(p.free_slots(), 2);
+}
+
+#[test]
+fn release_all_gives_back_runs_and_frees_each_slot_once() {
+    let p = pool(4, 256);
+    let (mut f, mut g) = (p.alloc().unwrap(), p.alloc().unwrap());
+    f.reserve(8).unwrap().fill(1);
+    g.reserve(8).unwrap().fill(2);
+    let big = {
+        let mut b = p.alloc().unwrap();
+        b.reserve(8).unwrap().fill(3);
+        let mut c = p.alloc().unwrap();
+        c.reserve(8).unwrap().fill(4);
+        b.link(c).unwrap();
+        b
+    };
+    assert_eq!(big.nsegs(), 2);
+    let (mut sf, mut sg) = (f.share_bulk(3).unwrap(), g.share_bulk(2).unwrap());
+    let mut ms = Vec::new();
+    for i in 0..3 {
+        ms.push(sf.window(i, 1).unwrap());
+    }
+    ms.push(sg.window(0, 8).unwrap());
+    ms.push(big.share());
+    ms.push(sg.window(1, 2).unwrap());
+    ms.push(f);
+    ms.push(g);
+    ms.push(big);
+    assert_eq!(p.stats().in_use, 4);
+    release_all(ms);
+    assert_eq!(p.stats().in_use, 0);
+    assert_eq!(p.free_slots(), 4);
+    // Nothing was freed twice: four distinct slots come out again.
+    let again: Vec<Msg> = (0..4).map(|_| p.alloc().unwrap()).collect();
+    let mut slots: Vec<u32> = again.iter().map(|m| m.slot()).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots.len(), 4);
+    assert!(p.alloc().is_none());
+}

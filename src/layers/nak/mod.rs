@@ -700,7 +700,7 @@ impl Layer for Nak {
             return;
         };
         let s = &mut v.cast_in[src as usize];
-        s.push_next(m.share());
+        s.push_next(cx.keep(m));
         s.trim_retained(cfg.window);
         v.ensure_tick(&cfg, cx);
     }

@@ -4,11 +4,12 @@
 //! (`VecDeque`s whose capacity settles after warm-up, so the steady state
 //! allocates nothing). Their size is bounded by the window: a sender never
 //! has more than `window` unstable messages out, a receiver accepts nothing
-//! beyond `next + window` and retains at most `window` delivered messages.
+//! beyond `next + window` and retains the last `window` delivered messages
+//! (and up to an eighth more, which it then gives back in one run).
 
 use std::collections::VecDeque;
 
-use tutti_drivers::Msg;
+use tutti_drivers::{release_all, Msg};
 
 use crate::wire::nak::RangeList;
 
@@ -79,9 +80,10 @@ impl OutStream {
         if upto > self.next {
             return false;
         }
-        while self.base < upto {
-            self.buf.pop_front();
-            self.base += 1;
+        if self.base < upto {
+            let n = ((upto - self.base) as usize).min(self.buf.len());
+            release_all(self.buf.drain(..n).map(|k| k.msg));
+            self.base = upto;
         }
         true
     }
@@ -172,21 +174,26 @@ impl InStream {
         Some((seq, msg))
     }
 
-    /// Keeps at most `keep` delivered messages.
+    /// Keeps the last `keep` delivered messages (every one its sender may
+    /// still need repaired: a sender has at most a window unstable), and
+    /// at most `keep + keep / 8`: once over, the oldest beyond `keep` go
+    /// together, in runs (windows on one packed frame give their
+    /// references back at once).
     #[inline]
     pub fn trim_retained(&mut self, keep: u64) {
-        while self.next - self.base > keep {
-            self.buf.pop_front();
-            self.base += 1;
+        if self.next - self.base > keep + keep / 8 {
+            self.collect(self.next - keep);
         }
     }
 
     /// Drops retained messages below `upto` (stable everywhere).
     pub fn collect(&mut self, upto: u64) {
         let upto = upto.min(self.next);
-        while self.base < upto {
-            self.buf.pop_front();
-            self.base += 1;
+        if self.base < upto {
+            // `buf` may end below `next` (see `push_next`).
+            let n = ((upto - self.base) as usize).min(self.buf.len());
+            release_all(self.buf.drain(..n).flatten().map(|k| k.msg));
+            self.base = upto;
         }
     }
 
@@ -328,5 +335,26 @@ mod tests {
         assert_eq!(o.get(2).unwrap().msg.to_vec(), vec![2]);
         assert!(o.get(1).is_none());
         assert!(o.open(4));
+    }
+
+    #[test]
+    fn retained_messages_go_in_runs_and_the_last_window_stays() {
+        let p = Pool::new(PoolConfig::default()).unwrap();
+        let mut s = InStream::default();
+        for i in 0..18u8 {
+            s.push_next(msg(&p, i));
+            s.trim_retained(16);
+        }
+        // Up to an eighth over the window before anything goes.
+        assert_eq!(s.held(), 18);
+        s.push_next(msg(&p, 18));
+        s.trim_retained(16);
+        assert_eq!(s.held(), 16);
+        assert!(s.get(2).is_none());
+        for seq in 3..19 {
+            assert_eq!(s.get(seq).unwrap().msg.to_vec(), vec![seq as u8]);
+        }
+        drop(s);
+        assert_eq!(p.stats().in_use, 0, "every dropped handle went back");
     }
 }

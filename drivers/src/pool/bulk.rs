@@ -1,0 +1,129 @@
+//! References in bulk: one atomic operation on a slot's count for many
+//! handles on it.
+//!
+//! A packed frame carries a few dozen messages; a receiver makes a window
+//! on it for each (for the application) and keeps another for repair, and
+//! later drops them all, one after the other. Counting each handle alone
+//! costs an atomic read-modify-write per handle on the frame's slot, which
+//! is most of what unpacking costs. [`Msg::share_bulk`] takes `n`
+//! references with one addition and hands them out as windows;
+//! [`release_all`] gives back a run of handles on the same slot with one
+//! subtraction. The counts are the same as handle by handle, so every
+//! other rule of the pool holds unchanged.
+
+use std::sync::atomic::Ordering;
+
+use super::msg::{release_n, PoolRef};
+use super::Msg;
+
+/// References on one single-segment message, taken together
+/// ([`Msg::share_bulk`]), to be handed out as windows on it. Those not
+/// handed out are given back when this drops.
+pub struct Shares {
+    pool: PoolRef,
+    slot: u32,
+    head: u32,
+    tail: u32,
+    left: u32,
+}
+
+// SAFETY: like a `Msg`, a `Shares` holds counted references on a slot
+// and touches the pool only through atomics.
+unsafe impl Send for Shares {}
+
+impl Msg {
+    /// Takes `n` more references on this message with one atomic
+    /// operation; [`Shares::window`] turns them into handles. `None` for a
+    /// message of several segments.
+    #[inline]
+    pub fn share_bulk(&self, n: u32) -> Option<Shares> {
+        if self.nsegs() != 1 {
+            return None;
+        }
+        let slot = self.slot();
+        if n > 0 {
+            // Relaxed, as `share`: we hold a reference, so the count is not
+            // zero and the slot cannot be freed under us.
+            self.pool.meta(slot).refs.fetch_add(n, Ordering::Relaxed);
+        }
+        let head = self.offset();
+        Some(Shares {
+            pool: self.pool,
+            slot,
+            head,
+            tail: head + self.len() as u32,
+            left: n,
+        })
+    }
+}
+
+impl Msg {
+    /// Whether `other` is a handle on the same bytes (same pool, slots and
+    /// window).
+    #[inline]
+    pub fn same_window(&self, other: &Msg) -> bool {
+        self.pool == other.pool
+            && self.slot() == other.slot()
+            && self.offset() == other.offset()
+            && self.len() == other.len()
+            && self.nsegs() == other.nsegs()
+    }
+}
+
+impl Shares {
+    /// A handle on bytes `[off, off + len)` of the message, using one of
+    /// the references; `None` when none is left or the range is not in the
+    /// message.
+    #[inline]
+    pub fn window(&mut self, off: usize, len: usize) -> Option<Msg> {
+        let size = (self.tail - self.head) as usize;
+        if self.left == 0 || off > size || len > size - off {
+            return None;
+        }
+        self.left -= 1;
+        let h = self.head + off as u32;
+        Some(Msg::from_slot(self.pool, self.slot, h, h + len as u32))
+    }
+
+    /// References not handed out yet.
+    pub fn left(&self) -> u32 {
+        self.left
+    }
+}
+
+impl Drop for Shares {
+    fn drop(&mut self) {
+        if self.left > 0 {
+            release_n(self.pool, self.slot, self.left);
+        }
+    }
+}
+
+/// Drops every message of `msgs`, giving back the references of a run of
+/// consecutive single-segment handles on the same slot with one atomic
+/// operation (windows on one packed frame come in such runs).
+#[inline]
+pub fn release_all<I: IntoIterator<Item = Msg>>(msgs: I) {
+    let mut run: Option<(PoolRef, u32, u32)> = None;
+    for m in msgs {
+        if m.nsegs() != 1 {
+            drop(m);
+            continue;
+        }
+        let (pool, slot) = (m.pool, m.slot());
+        // The handle's reference now counts in `run`; it is given back
+        // below (a handle holds nothing else).
+        std::mem::forget(m);
+        match &mut run {
+            Some((p, s, n)) if *p == pool && *s == slot => *n += 1,
+            _ => {
+                if let Some((p, s, n)) = run.replace((pool, slot, 1)) {
+                    release_n(p, s, n);
+                }
+            }
+        }
+    }
+    if let Some((p, s, n)) = run {
+        release_n(p, s, n);
+    }
+}
