@@ -88,6 +88,11 @@ pub struct BenchOpts {
     /// the difference (free of where the scheduler put the processes).
     #[arg(long)]
     pub compare: bool,
+    /// At the end, each member prints its driver's and its stack's
+    /// counters (frames, losses on full rings, NAKs, retransmissions,
+    /// packing, drops by reason) to stderr.
+    #[arg(long)]
+    pub counters: bool,
 }
 
 /// The result line (`--json` prints exactly this).
@@ -210,6 +215,9 @@ fn local(o: &BenchOpts) -> ExitCode {
         }
         if o.compare {
             c.arg("--compare");
+        }
+        if o.counters {
+            c.arg("--counters");
         }
         match c.spawn() {
             Ok(k) => kids.push(k),
@@ -633,6 +641,17 @@ impl Link {
         }
     }
 
+    /// `--counters`: the driver's and the stack's counters, on stderr.
+    pub(super) fn print_counters(&self, rank: usize) {
+        eprintln!("member {rank}: driver {:?}", self.stats());
+        if let Link::Stack(c, g, ..) = self {
+            if let Some((drops, stats)) = c.group_stats(*g) {
+                eprintln!("member {rank}: stack {stats:?}");
+                eprintln!("member {rank}: drops {drops}");
+            }
+        }
+    }
+
     pub(super) fn idle(&mut self, idler: &mut Idler, work: usize) {
         match self {
             Link::Stack(c, ..) => idler.step(work, c),
@@ -689,17 +708,25 @@ pub(super) fn handshake(
         })?;
     }
     // Keep saying HELLO a moment for peers still waiting (raw HELLOs to a
-    // peer that was not up yet were lost).
+    // peer that was not up yet were lost), every 20 ms, polling all along:
+    // a peer done sooner has started its run, and what it sends is taken
+    // at once (sleeping here held a sender's first window up to 20 ms,
+    // the run's worst latencies and a few per cent of its rate).
     let t1 = Instant::now();
+    let mut said = t1 - Duration::from_secs(1);
+    let mut idler = Idler::new();
     while t1.elapsed() < Duration::from_millis(200) {
-        let m = payload(e.pool(), HELLO, me as u64, MIN)?;
-        e.send(m)?;
-        e.poll(&mut out, &mut |src, b| {
+        if said.elapsed() >= Duration::from_millis(20) {
+            said = Instant::now();
+            let m = payload(e.pool(), HELLO, me as u64, MIN)?;
+            e.send(m)?;
+        }
+        let w = e.poll(&mut out, &mut |src, b| {
             if b.first() != Some(&HELLO) {
                 other(src, b);
             }
         })?;
-        std::thread::sleep(Duration::from_millis(20));
+        e.idle(&mut idler, w);
     }
     Ok(())
 }
@@ -793,7 +820,11 @@ fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> R
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
     }
     // Stay until rank 0's casts, STOP included, are everywhere.
-    e.settle(0, st.stop.unwrap_or(0), &mut out)
+    let r = e.settle(0, st.stop.unwrap_or(0), &mut out);
+    if o.counters {
+        e.print_counters(st.rank);
+    }
+    r
 }
 
 /// What a peer (rank > 0) keeps while it receives.
@@ -953,6 +984,9 @@ fn role_rank0(
         Mode::Pingpong => (o.count / 10).clamp(100, 10_000) + o.count,
         _ => o.count,
     };
+    if o.counters {
+        e.print_counters(0);
+    }
     let tx = e.stats().tx_bytes as f64 / (sent as f64 * (n - 1).max(1) as f64);
     r.wire_overhead = tx - r.size as f64;
     Ok(r)
