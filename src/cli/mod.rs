@@ -8,6 +8,7 @@ pub mod demo;
 pub mod failover;
 pub mod groupbench;
 pub mod keys;
+pub mod link;
 pub mod node;
 pub mod sim;
 pub mod timeline;
