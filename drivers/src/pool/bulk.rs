@@ -13,6 +13,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::free::Chain;
 use super::msg::{release_n, PoolRef};
 use super::Msg;
 
@@ -101,10 +102,14 @@ impl Drop for Shares {
 
 /// Drops every message of `msgs`, giving back the references of a run of
 /// consecutive single-segment handles on the same slot with one atomic
-/// operation (windows on one packed frame come in such runs).
+/// operation (windows on one packed frame come in such runs), and putting
+/// the slots that became free back on their free list together, with
+/// their counts on the pool (one operation each per run of slots of one
+/// pool, where one at a time costs two per slot).
 #[inline]
 pub fn release_all<I: IntoIterator<Item = Msg>>(msgs: I) {
     let mut run: Option<(PoolRef, u32, u32)> = None;
+    let mut freed = Freed::new();
     for m in msgs {
         if m.nsegs() != 1 {
             drop(m);
@@ -118,12 +123,65 @@ pub fn release_all<I: IntoIterator<Item = Msg>>(msgs: I) {
             Some((p, s, n)) if *p == pool && *s == slot => *n += 1,
             _ => {
                 if let Some((p, s, n)) = run.replace((pool, slot, 1)) {
-                    release_n(p, s, n);
+                    freed.release(p, s, n);
                 }
             }
         }
     }
     if let Some((p, s, n)) = run {
-        release_n(p, s, n);
+        freed.release(p, s, n);
+    }
+}
+
+/// Slots that lost their last references in `release_all`, not yet back
+/// on their pool's free list; all of one pool.
+struct Freed {
+    pool: Option<PoolRef>,
+    chain: Chain,
+    /// Slots freed (local or foreign): their counts on the pool.
+    n: usize,
+}
+
+impl Freed {
+    fn new() -> Freed {
+        Freed {
+            pool: None,
+            chain: Chain::new(),
+            n: 0,
+        }
+    }
+
+    /// Drops `n` references on `slot` of `pool`.
+    #[inline]
+    fn release(&mut self, pool: PoolRef, slot: u32, n: u32) {
+        if self.pool != Some(pool) {
+            self.flush();
+            self.pool = Some(pool);
+        }
+        if pool.release(slot, n, Some(&mut self.chain)) {
+            self.n += 1;
+        }
+    }
+
+    /// Puts the gathered slots back and gives back their counts; after
+    /// this the pool may be gone.
+    fn flush(&mut self) {
+        if let Some(p) = self.pool.take() {
+            p.push_chain(&self.chain);
+            self.chain = Chain::new();
+            if self.n > 0 {
+                // SAFETY: each of the `n` slots had its count since its
+                // first reference and lost its last reference above (the
+                // local ones are on the free list now); `p` is not used
+                // again.
+                unsafe { p.unhold(std::mem::take(&mut self.n)) };
+            }
+        }
+    }
+}
+
+impl Drop for Freed {
+    fn drop(&mut self) {
+        self.flush();
     }
 }

@@ -84,6 +84,30 @@ impl FreeList {
         }
     }
 
+    /// Pushes every index of `chain` at once (one compare-and-swap).
+    #[inline]
+    pub(crate) fn push_chain(&self, chain: &Chain) {
+        if chain.len == 0 {
+            return;
+        }
+        let mut cur = self.head.load(Ordering::Relaxed);
+        loop {
+            let (tag, top) = unpack(cur);
+            self.links[chain.last as usize].store(top, Ordering::Relaxed);
+            // Release, as `push`: the chain's links and the slots' contents
+            // are published with the head.
+            match self.head.compare_exchange_weak(
+                cur,
+                pack(tag.wrapping_add(1), chain.first),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
     /// Indices on the list, by walking it (tests only: no count is kept,
     /// which would cost two more atomic operations per slot's use).
     #[cfg(test)]
@@ -95,6 +119,38 @@ impl FreeList {
             at = self.links[at as usize].load(Ordering::Relaxed);
         }
         n
+    }
+}
+
+/// Free indices gathered to go onto a list together
+/// ([`FreeList::push_chain`]): linked through the list's own links, which
+/// nobody reads for an index that is not on the list.
+#[derive(Debug)]
+pub(crate) struct Chain {
+    first: u32,
+    last: u32,
+    pub(crate) len: usize,
+}
+
+impl Chain {
+    pub(crate) fn new() -> Chain {
+        Chain {
+            first: EMPTY,
+            last: EMPTY,
+            len: 0,
+        }
+    }
+
+    /// Adds free index `idx` (linked through `list`'s links).
+    #[inline]
+    pub(crate) fn add(&mut self, list: &FreeList, idx: u32) {
+        if self.len == 0 {
+            self.last = idx;
+        } else {
+            list.links[idx as usize].store(self.first, Ordering::Relaxed);
+        }
+        self.first = idx;
+        self.len += 1;
     }
 }
 

@@ -27,12 +27,12 @@ mod msg;
 mod prefetch;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memmap2::MmapMut;
 
-use free::FreeList;
+use free::{Chain, FreeList};
 
 pub use bulk::{release_all, Shares};
 use msg::PoolRef;
@@ -189,6 +189,8 @@ pub(crate) struct Inner {
     pub(crate) writable: bool,
     exhausted: AtomicU64,
     pub(crate) cow: AtomicU64,
+    /// Slots with references (see `msg::PoolRef`).
+    pub(crate) out: AtomicUsize,
 }
 
 // SAFETY: `base` points into `_map`, which lives as long as `Inner`. All
@@ -243,9 +245,11 @@ impl Inner {
 
     /// Drops `n` references to `slot`; frees it when they were the last,
     /// and then returns true (the caller gives back the slot's count on
-    /// the pool: see `msg::release`).
+    /// the pool: see `msg::release`). A slot of a local pool goes onto
+    /// `chain` when given (the caller pushes the chain onto the free list
+    /// before it gives back the counts), else straight onto the free list.
     #[inline]
-    pub(crate) fn release(&self, slot: u32, n: u32) -> bool {
+    pub(crate) fn release(&self, slot: u32, n: u32, chain: Option<&mut Chain>) -> bool {
         // Release: our writes to the slot happen before whoever takes it next.
         let was = self.meta(slot).refs.fetch_sub(n, Ordering::Release);
         debug_assert!(was >= n, "slot {slot}: {n} references dropped, {was} held");
@@ -253,7 +257,10 @@ impl Inner {
             // Acquire pairs with the other handles' Release decrements.
             std::sync::atomic::fence(Ordering::Acquire);
             match &self.home {
-                Home::Local(free) => free.push(slot),
+                Home::Local(free) => match chain {
+                    Some(c) => c.add(free, slot),
+                    None => free.push(slot),
+                },
                 Home::Foreign { sink, held } => {
                     held.fetch_sub(1, Ordering::Relaxed);
                     let lent = self.meta(slot).lent.swap(0, Ordering::Relaxed);
@@ -263,6 +270,15 @@ impl Inner {
             return true;
         }
         false
+    }
+
+    /// Puts the slots of `chain` (see `release`) back on the free list,
+    /// in one operation. Nothing for a foreign pool.
+    #[inline]
+    pub(crate) fn push_chain(&self, chain: &Chain) {
+        if let Home::Local(free) = &self.home {
+            free.push_chain(chain);
+        }
     }
 
     #[inline]
@@ -399,6 +415,7 @@ impl Pool {
                 writable,
                 exhausted: AtomicU64::new(0),
                 cow: AtomicU64::new(0),
+                out: AtomicUsize::new(0),
             }),
         }
     }

@@ -16,10 +16,13 @@ use std::sync::Arc;
 use super::{Inner, Pool, F_CHAINED, NONE};
 
 /// A handle's way to its pool's shared state. Not a counted reference:
-/// every slot with references counts once in the pool's `Arc` (taken when
-/// the slot gets its first reference, given back when it loses its last,
-/// see [`PoolRef::hold`]), so the state outlives every handle without an
-/// atomic operation on one shared counter per `share` and per drop.
+/// the slots with references are counted on the pool (`Inner::out`, one
+/// each: taken when a slot gets its first reference, given back when it
+/// loses its last, see [`PoolRef::hold`]), and while that count is not
+/// zero it holds one count on the pool's `Arc`. So the state outlives
+/// every handle without an atomic operation on one shared counter per
+/// `share` and per drop, and slots freed together give back their counts
+/// together ([`PoolRef::unhold`] with `n`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PoolRef(NonNull<Inner>);
 
@@ -29,32 +32,49 @@ impl PoolRef {
     }
 
     /// Counts a slot that just got its first reference.
+    ///
+    /// The caller holds a counted reference while it calls this (a
+    /// [`Pool`] handle, or a reference on another slot of the pool): so
+    /// when the count goes from zero to one, the `Arc` it increments is
+    /// alive, and a concurrent `unhold` taking the count to zero cannot
+    /// drop the state under it.
     #[inline]
     pub(crate) fn hold(self) {
-        // SAFETY: the pointer came from a live `Arc` (`of`), and the caller
-        // holds a counted reference (an `Arc`, or a slot's count) while it
-        // calls this, so the allocation is alive.
-        unsafe { Arc::increment_strong_count(self.0.as_ptr()) }
+        if self.out.fetch_add(1, Ordering::Relaxed) == 0 {
+            // SAFETY: the pointer came from a live `Arc` (`of`), kept alive
+            // by the caller's counted reference (see above).
+            unsafe { Arc::increment_strong_count(self.0.as_ptr()) }
+        }
     }
 
-    /// Gives back the count of a slot that just lost its last reference.
+    /// Gives back the counts of `n` slots that just lost their last
+    /// references.
     ///
     /// # Safety
-    /// The slot's count must have been taken by [`PoolRef::hold`] and not
+    /// The `n` counts must have been taken by [`PoolRef::hold`] and not
     /// given back yet, and nothing may use this pointer afterwards unless
     /// another count keeps the state alive.
     #[inline]
-    pub(crate) unsafe fn unhold(self) {
-        // SAFETY: per the contract, this count is ours to give back.
-        unsafe { Arc::decrement_strong_count(self.0.as_ptr()) }
+    pub(crate) unsafe fn unhold(self, n: usize) {
+        // AcqRel: whatever the other slots' last users did to the state
+        // happens before the `Arc`'s count drops (and maybe the state with
+        // it); the `Arc`'s own orderings carry it from there.
+        if self.out.fetch_sub(n, Ordering::AcqRel) == n {
+            // SAFETY: the count went to zero here: the `Arc` count the
+            // slots held together is ours to give back.
+            unsafe { Arc::decrement_strong_count(self.0.as_ptr()) }
+        }
     }
 
     /// A counted reference, for a [`Pool`] handle.
     pub(crate) fn arc(self) -> Arc<Inner> {
-        self.hold();
-        // SAFETY: `hold` took the count that this `Arc` now owns; the
-        // pointer is the `Arc`'s own.
-        unsafe { Arc::from_raw(self.0.as_ptr()) }
+        // SAFETY: the caller holds a reference on a slot (it has a `Msg`),
+        // so the slots' count keeps the `Arc` alive; the new count is the
+        // returned `Arc`'s own.
+        unsafe {
+            Arc::increment_strong_count(self.0.as_ptr());
+            Arc::from_raw(self.0.as_ptr())
+        }
     }
 }
 
@@ -158,10 +178,10 @@ pub(crate) fn release(pool: PoolRef, slot: u32) {
 /// Drops `n` references on `slot` at once (see `release`).
 #[inline]
 pub(crate) fn release_n(pool: PoolRef, slot: u32, n: u32) {
-    if pool.release(slot, n) {
+    if pool.release(slot, n, None) {
         // SAFETY: the slot had its count since its first reference
         // (`hold` in `Msg::fresh` / `Pool::adopt`), and lost its last now.
-        unsafe { pool.unhold() }
+        unsafe { pool.unhold(1) }
     }
 }
 

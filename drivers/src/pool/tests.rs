@@ -262,3 +262,70 @@ fn release_all_gives_back_runs_and_frees_each_slot_once() {
     assert_eq!(slots.len(), 4);
     assert!(p.alloc().is_none());
 }
+
+#[test]
+fn the_pool_state_goes_with_the_last_slot_and_not_before() {
+    let p = pool(8, 256);
+    let state = Arc::downgrade(&p.inner);
+    let ms: Vec<Msg> = (0..6).map(|_| p.alloc().unwrap()).collect();
+    let twins: Vec<Msg> = ms.iter().map(Msg::share).collect();
+    drop(p);
+    assert!(state.upgrade().is_some(), "slots in use keep it");
+    release_all(ms);
+    assert!(state.upgrade().is_some(), "the twins still hold every slot");
+    let mut twins = twins.into_iter();
+    let last = twins.next().unwrap();
+    // Five slots freed together (one chain, one count given back).
+    release_all(twins);
+    assert!(state.upgrade().is_some(), "one slot still out");
+    let again = last.pool();
+    assert_eq!(again.free_slots(), 7, "the chain went back whole");
+    let fresh: Vec<Msg> = (0..7).map(|_| again.alloc().unwrap()).collect();
+    assert!(again.alloc().is_none());
+    drop(again);
+    release_all(fresh.into_iter().chain(std::iter::once(last)));
+    assert!(state.upgrade().is_none(), "gone with the last slot");
+}
+
+#[test]
+fn bulk_release_races_with_allocation_on_other_threads() {
+    let p = pool(64, 128);
+    let state = Arc::downgrade(&p.inner);
+    let ts: Vec<_> = (0..3)
+        .map(|t| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                for round in 0..2000 {
+                    let mut ms = Vec::new();
+                    while ms.len() < 8 {
+                        if let Some(mut m) = p.alloc() {
+                            m.reserve(1).unwrap()[0] = t;
+                            ms.push(m);
+                        }
+                    }
+                    let twins: Vec<Msg> = ms.iter().map(Msg::share).collect();
+                    if round % 2 == 0 {
+                        release_all(ms);
+                        assert!(twins.iter().all(|m| m.front() == [t]));
+                        release_all(twins);
+                    } else {
+                        drop(ms);
+                        release_all(twins);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in ts {
+        t.join().unwrap();
+    }
+    assert_eq!(p.free_slots(), 64);
+    let all: Vec<Msg> = (0..64).map(|_| p.alloc().unwrap()).collect();
+    let mut slots: Vec<u32> = all.iter().map(|m| m.slot()).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots.len(), 64, "no slot was on the list twice");
+    drop(p);
+    release_all(all);
+    assert!(state.upgrade().is_none());
+}
