@@ -17,5 +17,5 @@ pub mod uring;
 
 pub use driver::{Driver, DriverError, DriverStats, PeerId, To, Tx, Waker};
 pub use pool::{
-    release_all, Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats, Shares, SlotSink,
+    release_all, Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats, Releaser, Shares, SlotSink,
 };

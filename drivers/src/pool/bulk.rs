@@ -100,40 +100,80 @@ impl Drop for Shares {
     }
 }
 
-/// Drops every message of `msgs`, giving back the references of a run of
-/// consecutive single-segment handles on the same slot with one atomic
-/// operation (windows on one packed frame come in such runs), and putting
-/// the slots that became free back on their free list together, with
-/// their counts on the pool (one operation each per run of slots of one
-/// pool, where one at a time costs two per slot).
+/// Drops every message of `msgs` through a [`Releaser`].
 #[inline]
 pub fn release_all<I: IntoIterator<Item = Msg>>(msgs: I) {
-    let mut run: Option<(PoolRef, u32, u32)> = None;
-    let mut freed = Freed::new();
+    let mut r = Releaser::new();
     for m in msgs {
+        r.push(m);
+    }
+}
+
+/// Drops messages handed to it one by one, giving back the references of
+/// a run of consecutive single-segment handles on the same slot with one
+/// atomic operation (windows on one packed frame come in such runs), and
+/// putting the slots that became free back on their free list together,
+/// with their counts on the pool (one operation each per run of slots of
+/// one pool, where one at a time costs two per slot). Everything is given
+/// back when it drops.
+pub struct Releaser {
+    run: Option<(PoolRef, u32, u32)>,
+    freed: Freed,
+}
+
+// SAFETY: it holds references on slots, as a `Msg` does, and touches the
+// pool only through atomics.
+unsafe impl Send for Releaser {}
+
+impl Default for Releaser {
+    fn default() -> Self {
+        Releaser::new()
+    }
+}
+
+impl Releaser {
+    /// Nothing to release yet.
+    #[inline]
+    pub fn new() -> Releaser {
+        Releaser {
+            run: None,
+            freed: Freed::new(),
+        }
+    }
+
+    /// Drops `m` (its reference is given back with its run's).
+    #[inline]
+    pub fn push(&mut self, m: Msg) {
         if m.nsegs() != 1 {
             drop(m);
-            continue;
+            return;
         }
         let (pool, slot) = (m.pool, m.slot());
         // The handle's reference now counts in `run`; it is given back
         // below (a handle holds nothing else).
         std::mem::forget(m);
-        match &mut run {
+        match &mut self.run {
             Some((p, s, n)) if *p == pool && *s == slot => *n += 1,
             _ => {
-                if let Some((p, s, n)) = run.replace((pool, slot, 1)) {
-                    freed.release(p, s, n);
+                if let Some((p, s, n)) = self.run.replace((pool, slot, 1)) {
+                    self.freed.release(p, s, n);
                 }
             }
         }
     }
-    if let Some((p, s, n)) = run {
-        freed.release(p, s, n);
+}
+
+impl Drop for Releaser {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some((p, s, n)) = self.run.take() {
+            self.freed.release(p, s, n);
+        }
+        self.freed.flush();
     }
 }
 
-/// Slots that lost their last references in `release_all`, not yet back
+/// Slots that lost their last references in a `Releaser`, not yet back
 /// on their pool's free list; all of one pool.
 struct Freed {
     pool: Option<PoolRef>,

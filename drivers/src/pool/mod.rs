@@ -34,7 +34,7 @@ use memmap2::MmapMut;
 
 use free::{Chain, FreeList};
 
-pub use bulk::{release_all, Shares};
+pub use bulk::{release_all, Releaser, Shares};
 use msg::PoolRef;
 pub use msg::{Msg, MsgError, Segments};
 

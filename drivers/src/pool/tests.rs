@@ -329,3 +329,24 @@ fn bulk_release_races_with_allocation_on_other_threads() {
     release_all(all);
     assert!(state.upgrade().is_none());
 }
+
+#[test]
+fn a_releaser_keeps_each_pools_slots_apart() {
+    let (a, b) = (pool(4, 128), pool(4, 128));
+    let (sa, sb) = (Arc::downgrade(&a.inner), Arc::downgrade(&b.inner));
+    let mut ms = Vec::new();
+    for i in 0..8 {
+        ms.push(if i % 2 == 0 { a.alloc() } else { b.alloc() }.unwrap());
+    }
+    drop((a, b));
+    let mut r = Releaser::new();
+    for m in ms {
+        r.push(m);
+    }
+    assert!(
+        sa.upgrade().is_some() || sb.upgrade().is_some(),
+        "the last run is still held"
+    );
+    drop(r);
+    assert!(sa.upgrade().is_none() && sb.upgrade().is_none());
+}

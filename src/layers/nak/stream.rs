@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use tutti_drivers::{release_all, Msg};
+use tutti_drivers::{Msg, Releaser};
 
 use crate::wire::nak::RangeList;
 
@@ -80,10 +80,12 @@ impl OutStream {
         if upto > self.next {
             return false;
         }
-        if self.base < upto {
-            let n = ((upto - self.base) as usize).min(self.buf.len());
-            release_all(self.buf.drain(..n).map(|k| k.msg));
-            self.base = upto;
+        let mut r = Releaser::new();
+        while self.base < upto {
+            if let Some(k) = self.buf.pop_front() {
+                r.push(k.msg);
+            }
+            self.base += 1;
         }
         true
     }
@@ -189,11 +191,13 @@ impl InStream {
     /// Drops retained messages below `upto` (stable everywhere).
     pub fn collect(&mut self, upto: u64) {
         let upto = upto.min(self.next);
-        if self.base < upto {
+        let mut r = Releaser::new();
+        while self.base < upto {
             // `buf` may end below `next` (see `push_next`).
-            let n = ((upto - self.base) as usize).min(self.buf.len());
-            release_all(self.buf.drain(..n).flatten().map(|k| k.msg));
-            self.base = upto;
+            if let Some(Some(k)) = self.buf.pop_front() {
+                r.push(k.msg);
+            }
+            self.base += 1;
         }
     }
 
