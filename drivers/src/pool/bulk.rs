@@ -6,10 +6,12 @@
 //! later drops them all, one after the other. Counting each handle alone
 //! costs an atomic read-modify-write per handle on the frame's slot, which
 //! is most of what unpacking costs. [`Msg::share_bulk`] takes `n`
-//! references with one addition and hands them out as windows;
-//! [`release_all`] gives back a run of handles on the same slot with one
-//! subtraction. The counts are the same as handle by handle, so every
-//! other rule of the pool holds unchanged.
+//! references with one addition and hands them out as windows; a
+//! [`Releaser`] (or [`release_all`]) gives back a run of handles on the
+//! same slot with one subtraction, and the slots that run frees go back
+//! onto the free list as one chain, with one subtraction from the pool's
+//! count of slots in use. The counts are the same as handle by handle, so
+//! every other rule of the pool holds unchanged.
 
 use std::sync::atomic::Ordering;
 
