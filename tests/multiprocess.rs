@@ -122,6 +122,38 @@ fn throughput_one_sender_two_receivers_over_shm() {
 }
 
 #[test]
+fn counters_show_every_members_driver_and_stack() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tutti()
+        .args(["bench", "throughput", "--driver", "shm", "--receivers", "1"])
+        .args(["--batch", "64", "--count", "20000", "--counters", "--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for m in 0..2 {
+        assert!(
+            err.contains(&format!("member {m}: driver DriverStats")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("member {m}: stack Stats")), "{err}");
+        assert!(err.contains(&format!("member {m}: drops ")), "{err}");
+    }
+    // The sender packed its batches, and said so.
+    let sender = err
+        .lines()
+        .find(|l| l.starts_with("member 0: stack"))
+        .unwrap_or_default();
+    let packed: u64 = sender
+        .split("packed_casts: ")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(packed > 0, "{sender}");
+}
+
+#[test]
 fn udp_between_two_network_namespaces() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let root = effective_uid() == 0;
