@@ -58,9 +58,7 @@ impl Msg {
             left: n,
         })
     }
-}
 
-impl Msg {
     /// Whether `other` is a handle on the same bytes (same pool, slots and
     /// window).
     #[inline]
