@@ -154,6 +154,18 @@ pub trait Layer: Send + 'static {
     /// so that a layer that only looks costs no move of the message.
     fn fast_up(&mut self, _src: Rank, _seq: u64, _msg: &mut Option<Msg>, _cx: &mut Cx<'_>) {}
 
+    /// Whether this layer's `fast_up` for cast `seq` of `src` may run after
+    /// the cast has reached the application (the Accelerator's
+    /// post-processing, see `stack::accel`): it leaves the message where it
+    /// is and emits nothing (it may arm timers, and the layer that keeps
+    /// the cast takes the handle put aside for it, [`Cx::keep_taking`]).
+    /// No side effects. The default, for a layer with its own `fast_up`
+    /// that does not say, is no; [`Layer::fast_up`]'s default does nothing
+    /// and a layer that keeps it says yes.
+    fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
+        false
+    }
+
     /// Bottom layer: reads a compact frame's header, checked against the
     /// view (sender, view, own loopback). `None` from other layers.
     fn fast_parse(&self, _frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>> {
@@ -413,6 +425,8 @@ pub struct Stats {
     pub fast_out: u64,
     /// Casts delivered on the fast path.
     pub fast_in: u64,
+    /// Of those, delivered before their layers' part ran (post-processed).
+    pub fast_later: u64,
     /// Compact casts that took the full path (expanded: out of order, a
     /// layer off its common case, or the fast path off).
     pub fast_missed: u64,
@@ -433,6 +447,7 @@ impl Stats {
         self.ctl_no_buffer += o.ctl_no_buffer;
         self.fast_out += o.fast_out;
         self.fast_in += o.fast_in;
+        self.fast_later += o.fast_later;
         self.fast_missed += o.fast_missed;
         self.packed_frames += o.packed_frames;
         self.packed_casts += o.packed_casts;
@@ -470,6 +485,10 @@ pub struct Env {
     /// together with its frame's others (`Msg::share_bulk`): the layer
     /// that keeps the cast takes it instead of sharing ([`Cx::keep`]).
     pub twin: Option<Msg>,
+    /// The layers' `fast_up` runs as post-processing: the cast went to
+    /// the application already and the message passed up is the handle
+    /// put aside for keeping ([`Cx::keep_taking`]).
+    pub posting: bool,
 }
 
 impl Env {
@@ -512,6 +531,7 @@ impl Env {
             views: VecDeque::new(),
             views_gen: 0,
             twin: None,
+            posting: false,
         }
     }
 }
@@ -623,6 +643,19 @@ impl<'a> Cx<'a> {
         match self.env.twin.take() {
             Some(t) if t.same_window(msg) => t,
             _ => msg.share(),
+        }
+    }
+
+    /// The handle to keep of the cast a layer's `fast_up` sees in `msg`:
+    /// in post-processing the cast went up already and `msg` holds the
+    /// handle put aside for keeping, which is taken (the layers above see
+    /// none; their `fast_up` runs all the same); otherwise [`Cx::keep`].
+    #[inline]
+    pub fn keep_taking(&mut self, msg: &mut Option<Msg>) -> Option<Msg> {
+        if self.env.posting {
+            msg.take()
+        } else {
+            msg.as_ref().map(|m| self.keep(m))
         }
     }
 

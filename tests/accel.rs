@@ -10,6 +10,7 @@ use tutti::sim::vsync::{run, Plan};
 #[test]
 fn fast_path_and_full_path_are_the_same_protocol() {
     let (mut fast_in, mut fast_out, mut missed, mut runs) = (0u64, 0u64, 0u64, 0u64);
+    let mut later = 0u64;
     for seed in 1..=tutti::sim::soak_from_env(150) {
         let mut plan = Plan::random(seed, 0.1, true);
         // Packing is a choice of the fast path alone: one cast at a time.
@@ -41,14 +42,16 @@ fn fast_path_and_full_path_are_the_same_protocol() {
         );
         assert_eq!(off.stats.fast_in + off.stats.fast_out, 0, "{plan}");
         fast_in += on.stats.fast_in;
+        later += on.stats.fast_later;
         fast_out += on.stats.fast_out;
         missed += on.stats.fast_missed;
         runs += 1;
     }
     println!(
-        "{runs} plans: fast path sent {fast_out} casts, delivered {fast_in}; {missed} compact frames took the full path"
+        "{runs} plans: fast path sent {fast_out} casts, delivered {fast_in} ({later} before the layers' part, post-processed); {missed} compact frames took the full path"
     );
     assert!(fast_out > 0 && fast_in > 0, "the fast path ran");
+    assert!(later > 0, "deliveries were post-processed");
 }
 
 /// Casts in bursts: the fast path packs them, frames carrying several

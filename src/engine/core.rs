@@ -104,6 +104,9 @@ struct Slot {
     /// Casts the stack accepted since the current view was installed
     /// at its bottom (sequence numbers start again in every view).
     casts: u64,
+    /// A frame went into the stack since the last poll: a delivery may
+    /// have left post-processing ([`crate::Stack::post`]).
+    received: bool,
 }
 
 /// Where a group's frames go: driver peers of the views its stack
@@ -398,6 +401,7 @@ impl Core {
             events: VecDeque::new(),
             backlog: VecDeque::new(),
             casts: 0,
+            received: false,
         });
         self.recount_peers();
         let g = self.groups.len() - 1;
@@ -736,6 +740,12 @@ impl Core {
                 s.stack.end_batch();
                 pending = true;
             }
+            // What the last delivery left to the layers, unless a cast
+            // did it (after its frame): done before this member idles.
+            if std::mem::take(&mut s.received) && s.stack.post() {
+                moved = true;
+                pending = true;
+            }
             if moved {
                 work += 1;
             }
@@ -777,6 +787,7 @@ impl Core {
             match self.demux(&frame) {
                 Some(g) => {
                     let s = &mut self.groups[g];
+                    s.received = true;
                     if s.stack.receive_to(now, frame, &mut s.events) {
                         self.flush(g);
                     }

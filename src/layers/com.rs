@@ -383,6 +383,12 @@ impl Layer for Com {
         Some(&[])
     }
 
+    /// Its `fast_up` does nothing (the parse was the frame's part).
+    #[inline]
+    fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
+        true
+    }
+
     fn fast_setup(&mut self, above: &[u8], ctl_capacity: usize) {
         // `above` starts with `nak`'s tag, which is empty: the stack only
         // sets this up with `nak` right above `com`.

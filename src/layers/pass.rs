@@ -4,7 +4,7 @@
 //! (`cargo bench --bench accel`, `scripts/instr.sh`). May appear more
 //! than once in a spec.
 
-use crate::event::{Down, Up};
+use crate::event::{Down, Rank, Up};
 use crate::layer::{Cx, Layer, LayerInfo};
 
 /// Layer description.
@@ -38,5 +38,9 @@ impl Layer for Pass {
 
     fn fast_tag(&self) -> Option<&'static [u8]> {
         Some(&[])
+    }
+
+    fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
+        true
     }
 }

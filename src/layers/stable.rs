@@ -316,6 +316,20 @@ impl Layer for Stable {
         self.held(src, seq + 1, cx);
     }
 
+    /// Counting can wait for the delivery unless it makes a gossip round
+    /// due (which goes on the wire at once).
+    #[inline]
+    fn fast_up_later(&self, src: Rank, seq: u64) -> bool {
+        let cfg = &self.cfg;
+        match &self.v {
+            Some(v) if !cfg.app_ack && (src as usize) < v.n => {
+                let s = src as usize;
+                seq < v.recv[s] || (seq + 1).saturating_sub(v.sent[s]) < cfg.gossip_every
+            }
+            _ => true,
+        }
+    }
+
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         let cfg = self.cfg;
         match ev {

@@ -209,6 +209,13 @@ impl Layer for Suspect {
         self.heard(src, cx.now());
     }
 
+    /// Hearing from the sender (at the time the cast arrived, which the
+    /// post-processing is given) can wait for the delivery.
+    #[inline]
+    fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
+        true
+    }
+
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         let now = cx.now();
         match ev {

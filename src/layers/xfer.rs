@@ -324,6 +324,13 @@ impl Layer for Xfer {
         }
     }
 
+    /// Unless the cast is one the transferred state already holds (it is
+    /// dropped here, so the decision cannot wait).
+    #[inline]
+    fn fast_up_later(&self, src: Rank, seq: u64) -> bool {
+        seq >= self.skip.get(src as usize).copied().unwrap_or(0)
+    }
+
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         match ev {
             Up::View(v) => self.on_view(v, cx),

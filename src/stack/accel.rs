@@ -36,9 +36,19 @@ use tutti_drivers::Msg;
 use super::compose::Part;
 use super::spec::LayerKind;
 use super::Stack;
-use crate::event::{Rank, Up};
+use crate::event::{Rank, Time, Up};
 use crate::layer::FastCast;
 use crate::wire::fast::{self, Entries};
+
+/// What [`Stack::fast_later`] left to do for a cast it delivered.
+pub(super) struct Post {
+    src: Rank,
+    seq: u64,
+    /// When it arrived.
+    at: Time,
+    /// The handle the layer that keeps it takes ([`crate::layer::Cx::keep_taking`]).
+    keep: Msg,
+}
 
 impl<P: Part> Stack<P> {
     /// Sets up the compact format and the fast path: every layer must
@@ -117,6 +127,7 @@ impl<P: Part> Stack<P> {
     /// Starts a batch: until [`Stack::end_batch`], casts on the fast path
     /// are packed into shared frames.
     pub fn begin_batch(&mut self) {
+        self.run_post();
         self.env.packing = self.fast;
     }
 
@@ -160,7 +171,12 @@ impl<P: Part> Stack<P> {
         if !c.packed {
             let mut m = frame;
             let _ = m.advance(fast::LEN);
-            self.fast_one(src, c.seq, m, direct);
+            let ok = self.part.fast_up_ok(src, c.seq);
+            if ok && self.part.fast_up_later(src, c.seq) {
+                self.fast_later(src, c.seq, m, direct);
+            } else {
+                self.fast_one(ok, src, c.seq, m, direct);
+            }
             return Ok(());
         }
         // Checked by the parse: the entries fill the frame. Each cast takes
@@ -179,17 +195,88 @@ impl<P: Part> Stack<P> {
                 break;
             };
             self.env.twin = sh.window(fast::LEN + off, len);
-            self.fast_one(src, c.seq + i as u64, m, direct.as_deref_mut());
+            let seq = c.seq + i as u64;
+            let ok = self.part.fast_up_ok(src, seq);
+            self.fast_one(ok, src, seq, m, direct.as_deref_mut());
             self.env.twin = None;
         }
         Ok(())
     }
 
-    /// One cast of a compact frame: the fast path if every layer takes it,
-    /// else expanded into the full path.
+    /// A lone cast every layer takes in its common case, and whose layers'
+    /// part can wait: it is delivered now and the layers' part (keeping it
+    /// for repair, counting it, ...) runs as post-processing, after the
+    /// application had it (when the next entry point runs, which for an
+    /// application answering a message is the answer's cast, once its frame
+    /// is out). Header prediction and post-processing are what made
+    /// Horus's Protocol Accelerator fast: the work between a frame's
+    /// arrival and its delivery, and between a cast and its frame, is what
+    /// a round trip waits for.
     #[inline(always)]
-    fn fast_one(&mut self, src: Rank, seq: u64, msg: Msg, direct: Option<&mut VecDeque<Up>>) {
-        if self.part.fast_up_ok(src, seq) {
+    fn fast_later(&mut self, src: Rank, seq: u64, msg: Msg, direct: Option<&mut VecDeque<Up>>) {
+        self.env.stats.fast_in += 1;
+        self.env.stats.fast_later += 1;
+        debug_assert!(self.post.is_none(), "a post-processing overwritten");
+        let keep = msg.share();
+        self.deliver(Up::Cast { src, seq, msg }, direct);
+        self.post = Some(Post {
+            src,
+            seq,
+            at: self.env.now,
+            keep,
+        });
+    }
+
+    /// Runs the post-processing a delivery left, if any: every entry point
+    /// calls this before it touches a layer (a fast-path cast, after its
+    /// frame left).
+    #[inline(always)]
+    pub(super) fn run_post(&mut self) {
+        if let Some(p) = self.post.take() {
+            self.post_now(p);
+        }
+    }
+
+    #[inline(never)]
+    fn post_now(&mut self, p: Post) {
+        // The layers see the time the cast arrived (timers armed for it
+        // fall where the immediate path puts them).
+        let now = std::mem::replace(&mut self.env.now, p.at);
+        let emitted = std::mem::take(&mut self.env.emitted);
+        self.env.posting = true;
+        let mut m = Some(p.keep);
+        self.part
+            .fast_post(p.src, p.seq, &mut m, &mut self.env, &mut self.events);
+        self.env.posting = false;
+        if self.env.emitted {
+            // `fast_up_later` promised nothing would be: settled all the
+            // same (after the delivery, which is already out).
+            debug_assert!(false, "post-processing emitted an event");
+            self.part.settle_all(&mut self.env, &mut self.events);
+        }
+        // What the entry that ran this had emitted still waits for it.
+        self.env.emitted = emitted;
+        self.env.now = now;
+    }
+
+    /// When post-processing is waiting: its time (due at once).
+    #[inline]
+    pub(super) fn post_due(&self) -> Option<Time> {
+        self.post.as_ref().map(|p| p.at)
+    }
+
+    /// One cast of a compact frame: the fast path if every layer takes it
+    /// (`ok`, from `fast_up_ok`), else expanded into the full path.
+    #[inline(always)]
+    fn fast_one(
+        &mut self,
+        ok: bool,
+        src: Rank,
+        seq: u64,
+        msg: Msg,
+        direct: Option<&mut VecDeque<Up>>,
+    ) {
+        if ok {
             self.env.stats.fast_in += 1;
             self.env.emitted = false;
             let mut m = Some(msg);

@@ -75,6 +75,20 @@ pub trait Part: Send {
         env: &mut Env,
         out: &mut VecDeque<Up>,
     );
+    /// Whether every layer's `fast_up` for cast `seq` of `src` may run
+    /// after the delivery ([`crate::layer::Layer::fast_up_later`]).
+    fn fast_up_later(&self, src: Rank, seq: u64) -> bool;
+    /// Post-processing: every layer's `fast_up` for a cast delivered
+    /// already, bottom up, each whether or not a layer below took `msg`
+    /// (the handle put aside for keeping; `Env::posting` is set).
+    fn fast_post(
+        &mut self,
+        src: Rank,
+        seq: u64,
+        msg: &mut Option<Msg>,
+        env: &mut Env,
+        out: &mut VecDeque<Up>,
+    );
     /// The bottom layer's reading of a compact frame's header.
     fn fast_parse(&self, frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>>;
     /// Sends what the layers gathered during a batch.
@@ -164,6 +178,22 @@ impl Part for Nil {
 
     #[inline]
     fn fast_up(
+        &mut self,
+        _src: Rank,
+        _seq: u64,
+        _msg: &mut Option<Msg>,
+        _env: &mut Env,
+        _out: &mut VecDeque<Up>,
+    ) {
+    }
+
+    #[inline]
+    fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fast_post(
         &mut self,
         _src: Rank,
         _seq: u64,
@@ -332,6 +362,25 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
             let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
             self.layer.fast_up(src, seq, msg, &mut cx);
         }
+    }
+
+    #[inline(always)]
+    fn fast_up_later(&self, src: Rank, seq: u64) -> bool {
+        self.below.fast_up_later(src, seq) && self.layer.fast_up_later(src, seq)
+    }
+
+    #[inline(always)]
+    fn fast_post(
+        &mut self,
+        src: Rank,
+        seq: u64,
+        msg: &mut Option<Msg>,
+        env: &mut Env,
+        out: &mut VecDeque<Up>,
+    ) {
+        self.below.fast_post(src, seq, msg, env, &mut self.upq);
+        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+        self.layer.fast_up(src, seq, msg, &mut cx);
     }
 
     #[inline]
@@ -523,19 +572,22 @@ fn fast_own_at(
     }
 }
 
+/// `fast_up` through the levels, bottom up; `post`: each level's whether
+/// or not one below took `msg` (post-processing).
 fn fast_up_at(
     levels: &mut [Level],
     src: Rank,
     seq: u64,
     msg: &mut Option<Msg>,
+    post: bool,
     env: &mut Env,
     out: &mut VecDeque<Up>,
 ) {
     let Some((lvl, below)) = levels.split_first_mut() else {
         return;
     };
-    fast_up_at(below, src, seq, msg, env, &mut lvl.upq);
-    if msg.is_some() {
+    fast_up_at(below, src, seq, msg, post, env, &mut lvl.upq);
+    if post || msg.is_some() {
         let mut cx = Cx::new(env, &mut lvl.downq, out, &mut lvl.timers);
         lvl.layer.fast_up(src, seq, msg, &mut cx);
     }
@@ -636,7 +688,22 @@ impl Part for Dynamic {
         env: &mut Env,
         out: &mut VecDeque<Up>,
     ) {
-        fast_up_at(&mut self.levels, src, seq, msg, env, out)
+        fast_up_at(&mut self.levels, src, seq, msg, false, env, out)
+    }
+
+    fn fast_up_later(&self, src: Rank, seq: u64) -> bool {
+        self.levels.iter().all(|l| l.layer.fast_up_later(src, seq))
+    }
+
+    fn fast_post(
+        &mut self,
+        src: Rank,
+        seq: u64,
+        msg: &mut Option<Msg>,
+        env: &mut Env,
+        out: &mut VecDeque<Up>,
+    ) {
+        fast_up_at(&mut self.levels, src, seq, msg, true, env, out)
     }
 
     fn fast_parse(&self, frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>> {

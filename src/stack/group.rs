@@ -51,6 +51,8 @@ pub trait GroupStack: Send {
     fn poll_timeout(&self) -> Option<Time>;
     /// See [`Stack::timers_changed`].
     fn timers_changed(&mut self) -> bool;
+    /// See [`Stack::post`].
+    fn post(&mut self) -> bool;
     /// See [`Stack::poll_transmit`].
     fn poll_transmit(&mut self) -> Option<(Dest, Msg)>;
     /// See [`Stack::poll_event`].
@@ -130,6 +132,9 @@ impl<P: Part> GroupStack for Stack<P> {
     }
     fn timers_changed(&mut self) -> bool {
         Stack::timers_changed(self)
+    }
+    fn post(&mut self) -> bool {
+        Stack::post(self)
     }
     fn poll_transmit(&mut self) -> Option<(Dest, Msg)> {
         Stack::poll_transmit(self)
@@ -224,6 +229,9 @@ impl<T: GroupStack + ?Sized> GroupStack for Box<T> {
     }
     fn timers_changed(&mut self) -> bool {
         (**self).timers_changed()
+    }
+    fn post(&mut self) -> bool {
+        (**self).post()
     }
     fn poll_transmit(&mut self) -> Option<(Dest, Msg)> {
         (**self).poll_transmit()

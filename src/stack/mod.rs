@@ -289,6 +289,10 @@ pub struct Stack<P: Part> {
     tmpl: Option<Box<[u8]>>,
     /// Run the fast path.
     fast: bool,
+    /// The layers' part of a cast the fast path delivered before running
+    /// it (`stack::accel`): done on the next entry (after the frame of a
+    /// fast-path cast has left), or when `poll_timeout` falls due.
+    post: Option<accel::Post>,
 }
 
 impl<P: BuildPart> Stack<P> {
@@ -337,6 +341,7 @@ impl<P: Part> Stack<P> {
             large,
             tmpl: None,
             fast: false,
+            post: None,
         };
         s.accel_setup(cfg.fast);
         s
@@ -358,6 +363,7 @@ impl<P: Part> Stack<P> {
     /// With a membership layer (`gms`) the view is its first view, and
     /// later views come from the layer; the view event comes from it too.
     pub fn install_view(&mut self, now: Time, view: View) {
+        self.run_post();
         self.env.now = now;
         self.flush_batch();
         let view = Arc::new(view);
@@ -373,6 +379,7 @@ impl<P: Part> Stack<P> {
     /// this endpoint and where to look for the group. Views arrive as
     /// `Up::View` events.
     pub fn join(&mut self, now: Time, req: JoinReq) {
+        self.run_post();
         self.env.now = now;
         self.flush_batch();
         self.part
@@ -422,11 +429,15 @@ impl<P: Part> Stack<P> {
         let msg = match self.fast_cast_down(msg) {
             Ok(mut fc) => {
                 send(&mut self.env.tx);
+                // What a delivery left: after the frame, before the own
+                // delivery (which may count and gossip).
+                self.run_post();
                 self.fast_cast_own(&mut fc, direct);
                 return Ok(self.pending(gen));
             }
             Err(msg) => msg,
         };
+        self.run_post();
         if !self.part.ready() {
             return Err(SendError {
                 kind: SendErrorKind::WouldBlock,
@@ -487,6 +498,7 @@ impl<P: Part> Stack<P> {
         if let Some(kind) = self.refuse(&msg, Some(dst)) {
             return Err(SendError { kind, msg });
         }
+        self.run_post();
         self.env.now = now;
         self.flush_batch();
         self.part
@@ -509,6 +521,7 @@ impl<P: Part> Stack<P> {
 
     /// Passes any other down event (acks, leave, block-ok) into the stack.
     pub fn handle_down(&mut self, now: Time, ev: Down) {
+        self.run_post();
         self.env.now = now;
         self.flush_batch();
         self.part.down(ev, &mut self.env, &mut self.events);
@@ -517,6 +530,7 @@ impl<P: Part> Stack<P> {
     /// A frame from the network.
     #[inline]
     pub fn receive(&mut self, now: Time, frame: Msg) {
+        self.run_post();
         self.env.now = now;
         self.flush_batch();
         let Err(frame) = self.fast_receive(frame, None) else {
@@ -531,6 +545,7 @@ impl<P: Part> Stack<P> {
     /// anything to hand over (when not, an engine skips the call).
     #[inline]
     pub fn receive_to(&mut self, now: Time, frame: Msg, events: &mut VecDeque<Up>) -> bool {
+        self.run_post();
         self.env.now = now;
         let gen = self.env.views_gen;
         self.flush_batch();
@@ -545,15 +560,32 @@ impl<P: Part> Stack<P> {
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.run_post();
         self.env.now = now;
         self.env.timers_changed = true;
         self.flush_batch();
         self.part.fire(&mut self.env, &mut self.events);
     }
 
-    /// When `handle_timeout` should next be called.
+    /// When `handle_timeout` should next be called (at once while a
+    /// delivery's post-processing waits, see [`Stack::post`]).
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.part.next_timer()
+        let t = self.part.next_timer();
+        match self.post_due() {
+            Some(p) => Some(t.map_or(p, |t| t.min(p))),
+            None => t,
+        }
+    }
+
+    /// Runs the post-processing the fast path left after a delivery (the
+    /// layers' part of it: keeping it for repair, counting it), if any;
+    /// says whether there was some. Every entry point runs it first, and
+    /// `poll_timeout` is due while it waits, so a caller need not; an
+    /// engine calls it when it polls, to get it done before it idles.
+    pub fn post(&mut self) -> bool {
+        let some = self.post.is_some();
+        self.run_post();
+        some
     }
 
     /// Whether `poll_timeout` may have changed since this was last asked
@@ -593,6 +625,7 @@ impl<P: Part> Stack<P> {
                     return Some(Up::Exit);
                 }
                 Up::GetState if self.auto_state => {
+                    self.run_post();
                     self.part.down(
                         Down::State(Arc::from(Vec::new())),
                         &mut self.env,
@@ -603,6 +636,7 @@ impl<P: Part> Stack<P> {
                     if self.auto_block_ok {
                         // Every layer above the flush saw the event: let it
                         // go on. What this produces is drained as usual.
+                        self.run_post();
                         self.part
                             .down(Down::BlockOk, &mut self.env, &mut self.events);
                     }
@@ -640,7 +674,7 @@ impl<P: Part> Stack<P> {
             }
         }
         let timer = if std::mem::take(&mut self.env.timers_changed) {
-            Some(self.part.next_timer())
+            Some(self.poll_timeout())
         } else {
             None
         };

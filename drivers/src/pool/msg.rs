@@ -478,10 +478,11 @@ impl Msg {
     /// segment; copies nothing.
     #[inline]
     pub fn share(&self) -> Msg {
-        let mut cur = self.first;
-        for _ in 0..self.nsegs {
-            self.pool.retain(cur);
-            cur = self.pool.meta(cur).next.load(Ordering::Relaxed);
+        // One segment, the common case: one increment, no walk.
+        if self.nsegs == 1 {
+            self.pool.retain(self.first);
+        } else {
+            self.retain_chain();
         }
         Msg {
             pool: self.pool,
@@ -491,6 +492,17 @@ impl Msg {
             tail: self.tail,
             nsegs: self.nsegs,
             len: self.len,
+        }
+    }
+
+    /// `share`'s count on every segment of a chain (or none, for a handle
+    /// whose slots were handed elsewhere).
+    #[cold]
+    fn retain_chain(&self) {
+        let mut cur = self.first;
+        for _ in 0..self.nsegs {
+            self.pool.retain(cur);
+            cur = self.pool.meta(cur).next.load(Ordering::Relaxed);
         }
     }
 

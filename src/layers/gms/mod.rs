@@ -713,6 +713,13 @@ impl Layer for Gms {
         }
     }
 
+    /// The delivered count is read only by later events, which run the
+    /// post-processing first.
+    #[inline]
+    fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
+        true
+    }
+
     fn buffered(&self) -> usize {
         match &self.st {
             St::Member(m) => m.buffered(),

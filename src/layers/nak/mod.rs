@@ -695,14 +695,24 @@ impl Layer for Nak {
     #[inline(always)]
     fn fast_up(&mut self, src: Rank, _seq: u64, msg: &mut Option<Msg>, cx: &mut Cx<'_>) {
         let cfg = self.cfg;
-        let (Some(v), Some(m)) = (self.v.as_mut(), msg.as_ref()) else {
+        let Some(v) = self.v.as_mut() else {
             *msg = None;
             return;
         };
+        let Some(kept) = cx.keep_taking(msg) else {
+            return;
+        };
         let s = &mut v.cast_in[src as usize];
-        s.push_next(cx.keep(m));
+        s.push_next(kept);
         s.trim_retained(cfg.window);
         v.ensure_tick(&cfg, cx);
+    }
+
+    /// Keeping, trimming and the repair tick can wait until the cast is
+    /// delivered: nothing of it goes on the wire.
+    #[inline]
+    fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
+        true
     }
 
     fn dump(&self, out: &mut String) {
