@@ -158,7 +158,7 @@ pub trait Layer: Send + 'static {
     /// the cast has reached the application (the Accelerator's
     /// post-processing, see `stack::accel`): it leaves the message where it
     /// is and emits nothing (it may arm timers, and the layer that keeps
-    /// the cast takes the handle put aside for it, [`Cx::keep_taking`]).
+    /// the cast takes the handle put aside for it, [`Cx::posting`]).
     /// No side effects. The default, for a layer with its own `fast_up`
     /// that does not say, is no; [`Layer::fast_up`]'s default does nothing
     /// and a layer that keeps it says yes.
@@ -487,7 +487,7 @@ pub struct Env {
     pub twin: Option<Msg>,
     /// The layers' `fast_up` runs as post-processing: the cast went to
     /// the application already and the message passed up is the handle
-    /// put aside for keeping ([`Cx::keep_taking`]).
+    /// put aside for keeping ([`Cx::posting`]).
     pub posting: bool,
 }
 
@@ -638,7 +638,7 @@ impl<'a> Cx<'a> {
 
     /// Another handle on `msg`, to keep: the fast path's bulk-counted twin
     /// of it when there is one (see [`Env::twin`]), else a share.
-    #[inline]
+    #[inline(always)]
     pub fn keep(&mut self, msg: &Msg) -> Msg {
         match self.env.twin.take() {
             Some(t) if t.same_window(msg) => t,
@@ -646,17 +646,13 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// The handle to keep of the cast a layer's `fast_up` sees in `msg`:
-    /// in post-processing the cast went up already and `msg` holds the
-    /// handle put aside for keeping, which is taken (the layers above see
-    /// none; their `fast_up` runs all the same); otherwise [`Cx::keep`].
-    #[inline]
-    pub fn keep_taking(&mut self, msg: &mut Option<Msg>) -> Option<Msg> {
-        if self.env.posting {
-            msg.take()
-        } else {
-            msg.as_ref().map(|m| self.keep(m))
-        }
+    /// Whether this `fast_up` is post-processing: the cast went up
+    /// already and `msg` holds the handle put aside for keeping; the layer
+    /// that keeps the cast takes it (the layers above then see none, and
+    /// their `fast_up` runs all the same).
+    #[inline(always)]
+    pub fn posting(&self) -> bool {
+        self.env.posting
     }
 
     /// Whether the fast path is sending a batch (the bottom layer packs).

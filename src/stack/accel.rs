@@ -46,7 +46,7 @@ pub(super) struct Post {
     seq: u64,
     /// When it arrived.
     at: Time,
-    /// The handle the layer that keeps it takes ([`crate::layer::Cx::keep_taking`]).
+    /// The handle the layer that keeps it takes ([`crate::layer::Cx::posting`]).
     keep: Msg,
 }
 

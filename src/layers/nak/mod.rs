@@ -699,11 +699,19 @@ impl Layer for Nak {
             *msg = None;
             return;
         };
-        let Some(kept) = cx.keep_taking(msg) else {
-            return;
-        };
         let s = &mut v.cast_in[src as usize];
-        s.push_next(kept);
+        if cx.posting() {
+            // Post-processing: `msg` is the handle put aside to keep.
+            let Some(kept) = msg.take() else {
+                return;
+            };
+            s.push_next(kept);
+        } else {
+            let Some(m) = msg.as_ref() else {
+                return;
+            };
+            s.push_next(cx.keep(m));
+        }
         s.trim_retained(cfg.window);
         v.ensure_tick(&cfg, cx);
     }
