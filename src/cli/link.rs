@@ -312,13 +312,18 @@ impl Link {
 
     /// `--counters`: the driver's and the stack's counters, on stderr.
     pub(super) fn print_counters(&self, rank: usize) {
-        eprintln!("member {rank}: driver {:?}", self.stats());
+        let mut out = format!("member {rank}: driver {:?}\n", self.stats());
         if let Link::Stack(c, g, ..) = self {
             if let Some((drops, stats)) = c.group_stats(*g) {
-                eprintln!("member {rank}: stack {stats:?}");
-                eprintln!("member {rank}: drops {drops}");
+                out.push_str(&format!("member {rank}: stack {stats:?}\n"));
+                out.push_str(&format!("member {rank}: drops {drops}\n"));
             }
         }
+        // One write: the members share the terminal (or the test's pipe),
+        // and stderr is unbuffered, so a line formatted piece by piece
+        // comes out interleaved with another member's.
+        let mut e = std::io::stderr().lock();
+        let _ = std::io::Write::write_all(&mut e, out.as_bytes());
     }
 
     pub(super) fn idle(&mut self, idler: &mut Idler, work: usize) {

@@ -246,7 +246,7 @@ impl<P: Part> Stack<P> {
         self.env.posting = true;
         let mut m = Some(p.keep);
         self.part
-            .fast_post(p.src, p.seq, &mut m, &mut self.env, &mut self.events);
+            .fast_up(p.src, p.seq, &mut m, true, &mut self.env, &mut self.events);
         self.env.posting = false;
         if self.env.emitted {
             // `fast_up_later` promised nothing would be: settled all the
@@ -281,7 +281,7 @@ impl<P: Part> Stack<P> {
             self.env.emitted = false;
             let mut m = Some(msg);
             self.part
-                .fast_up(src, seq, &mut m, &mut self.env, &mut self.events);
+                .fast_up(src, seq, &mut m, false, &mut self.env, &mut self.events);
             if self.env.emitted {
                 self.part.settle_all(&mut self.env, &mut self.events);
             }

@@ -66,29 +66,22 @@ pub trait Part: Send {
     /// Whether every layer takes cast `seq` of `src` in its common case.
     fn fast_up_ok(&self, src: Rank, seq: u64) -> bool;
     /// Delivers it through every layer's common-case part; `msg` still
-    /// holds it if it reaches the top.
+    /// holds it if it reaches the top. `post`: post-processing of a cast
+    /// delivered already (`Env::posting` is set): every layer's part runs,
+    /// whether or not a layer below took `msg` (the handle put aside for
+    /// keeping).
     fn fast_up(
         &mut self,
         src: Rank,
         seq: u64,
         msg: &mut Option<Msg>,
+        post: bool,
         env: &mut Env,
         out: &mut VecDeque<Up>,
     );
     /// Whether every layer's `fast_up` for cast `seq` of `src` may run
     /// after the delivery ([`crate::layer::Layer::fast_up_later`]).
     fn fast_up_later(&self, src: Rank, seq: u64) -> bool;
-    /// Post-processing: every layer's `fast_up` for a cast delivered
-    /// already, bottom up, each whether or not a layer below took `msg`
-    /// (the handle put aside for keeping; `Env::posting` is set).
-    fn fast_post(
-        &mut self,
-        src: Rank,
-        seq: u64,
-        msg: &mut Option<Msg>,
-        env: &mut Env,
-        out: &mut VecDeque<Up>,
-    );
     /// The bottom layer's reading of a compact frame's header.
     fn fast_parse(&self, frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>>;
     /// Sends what the layers gathered during a batch.
@@ -182,6 +175,7 @@ impl Part for Nil {
         _src: Rank,
         _seq: u64,
         _msg: &mut Option<Msg>,
+        _post: bool,
         _env: &mut Env,
         _out: &mut VecDeque<Up>,
     ) {
@@ -190,17 +184,6 @@ impl Part for Nil {
     #[inline]
     fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
         true
-    }
-
-    #[inline]
-    fn fast_post(
-        &mut self,
-        _src: Rank,
-        _seq: u64,
-        _msg: &mut Option<Msg>,
-        _env: &mut Env,
-        _out: &mut VecDeque<Up>,
-    ) {
     }
 
     #[inline]
@@ -354,11 +337,12 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
         src: Rank,
         seq: u64,
         msg: &mut Option<Msg>,
+        post: bool,
         env: &mut Env,
         out: &mut VecDeque<Up>,
     ) {
-        self.below.fast_up(src, seq, msg, env, &mut self.upq);
-        if msg.is_some() {
+        self.below.fast_up(src, seq, msg, post, env, &mut self.upq);
+        if post || msg.is_some() {
             let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
             self.layer.fast_up(src, seq, msg, &mut cx);
         }
@@ -367,20 +351,6 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
     #[inline(always)]
     fn fast_up_later(&self, src: Rank, seq: u64) -> bool {
         self.below.fast_up_later(src, seq) && self.layer.fast_up_later(src, seq)
-    }
-
-    #[inline(always)]
-    fn fast_post(
-        &mut self,
-        src: Rank,
-        seq: u64,
-        msg: &mut Option<Msg>,
-        env: &mut Env,
-        out: &mut VecDeque<Up>,
-    ) {
-        self.below.fast_post(src, seq, msg, env, &mut self.upq);
-        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
-        self.layer.fast_up(src, seq, msg, &mut cx);
     }
 
     #[inline]
@@ -685,25 +655,15 @@ impl Part for Dynamic {
         src: Rank,
         seq: u64,
         msg: &mut Option<Msg>,
+        post: bool,
         env: &mut Env,
         out: &mut VecDeque<Up>,
     ) {
-        fast_up_at(&mut self.levels, src, seq, msg, false, env, out)
+        fast_up_at(&mut self.levels, src, seq, msg, post, env, out)
     }
 
     fn fast_up_later(&self, src: Rank, seq: u64) -> bool {
         self.levels.iter().all(|l| l.layer.fast_up_later(src, seq))
-    }
-
-    fn fast_post(
-        &mut self,
-        src: Rank,
-        seq: u64,
-        msg: &mut Option<Msg>,
-        env: &mut Env,
-        out: &mut VecDeque<Up>,
-    ) {
-        fast_up_at(&mut self.levels, src, seq, msg, true, env, out)
     }
 
     fn fast_parse(&self, frame: &[u8]) -> Option<Result<(Rank, Compact), DropReason>> {
