@@ -189,6 +189,11 @@ pub trait Layer: Send + 'static {
 pub struct FastCast {
     /// The message, until the bottom layer frames it.
     pub msg: Option<Msg>,
+    /// The compact frame the bottom layer made of it (alone, not packed):
+    /// the stack hands it out by reference and, once it is out, makes
+    /// the bare payload handle of it (`msg`), so no second handle is
+    /// counted before the frame leaves.
+    pub frame: Option<Msg>,
     /// Own rank (set by the sequencing layer).
     pub src: Rank,
     /// Sequence number (set by the sequencing layer).
@@ -209,6 +214,7 @@ impl FastCast {
     pub fn new(msg: Msg) -> FastCast {
         FastCast {
             msg: Some(msg),
+            frame: None,
             src: 0,
             seq: 0,
             own: None,

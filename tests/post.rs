@@ -129,10 +129,9 @@ fn run(spec: &str, fast: bool, rounds: usize) -> Trace {
             m.s.cast_to(
                 now,
                 payload,
-                &mut |q: &mut VecDeque<(Dest, Msg)>| {
-                    while let Some((_, f)) = q.pop_front() {
-                        sent.push(f.to_vec());
-                    }
+                &mut |f: &Msg| {
+                    sent.push(f.to_vec());
+                    true
                 },
                 &mut m.q,
             )
@@ -230,10 +229,9 @@ fn a_waiting_post_processing_is_due_at_once_and_runs_once() {
     m.s.cast_to(
         Time::ZERO,
         tx.alloc_copy(b"ping").unwrap(),
-        &mut |q: &mut VecDeque<(Dest, Msg)>| {
-            while let Some((_, f)) = q.pop_front() {
-                sent.push(f.to_vec());
-            }
+        &mut |f: &Msg| {
+            sent.push(f.to_vec());
+            true
         },
         &mut m.q,
     )

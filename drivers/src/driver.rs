@@ -136,6 +136,25 @@ pub trait Driver: Send {
     /// as a whole cannot take now stay in `q`. Returns frames taken.
     fn send(&mut self, q: &mut VecDeque<Tx>) -> Result<usize, DriverError>;
 
+    /// Sends one frame to `to` without taking the caller's handle: the
+    /// driver takes the references it needs itself (`shm`: the lent count
+    /// of each receiver, and no count on the handle), so the caller keeps
+    /// the frame without counting a second handle first. `q` is the
+    /// caller's transmit queue: what waits in it goes first, as with
+    /// `send`. The default shares the frame onto `q` and sends.
+    fn send_ref(
+        &mut self,
+        to: To,
+        frame: &Msg,
+        q: &mut VecDeque<Tx>,
+    ) -> Result<usize, DriverError> {
+        q.push_back(Tx {
+            to,
+            frame: frame.share(),
+        });
+        self.send(q)
+    }
+
     /// Appends up to `max` received frames to `out`; returns how many.
     fn recv(&mut self, out: &mut Vec<Msg>, max: usize) -> Result<usize, DriverError>;
 

@@ -16,6 +16,7 @@ use crate::stack::{build, GroupStack, SendError, SendErrorKind, StackConfig};
 use crate::wire::{com, fast};
 
 use super::clock::Clock;
+use super::routes::Routes;
 use super::wheel::TimerWheel;
 
 /// What the application gets from a group: the up events of its stack.
@@ -109,103 +110,6 @@ struct Slot {
     received: bool,
 }
 
-/// Where a group's frames go: driver peers of the views its stack
-/// installed.
-struct Routes {
-    /// Tag of the current view (frames carry it).
-    tag: u32,
-    /// Driver peer of each rank of the current view (None for own rank).
-    peers: Vec<Option<PeerId>>,
-    /// Peers of the views before, newest first: frames made before a view
-    /// change still go to that view's members.
-    older: VecDeque<(u32, Vec<Option<PeerId>>)>,
-    /// Compact-format cookies of every rank of the current view, then of
-    /// each older view (compact frames name their view by these).
-    cookies: Vec<u32>,
-    older_cookies: Vec<Vec<u32>>,
-    /// The stack's view generation `peers` and `older` reflect.
-    gen: u64,
-    /// How many distinct driver peers `peers` names: when that is every
-    /// peer the driver has, a multicast goes out as one `To::All`.
-    npeers: usize,
-}
-
-impl Routes {
-    /// Whether a compact frame with this cookie belongs here.
-    fn knows(&self, cookie: u32) -> bool {
-        self.cookies.contains(&cookie) || self.older_cookies.iter().any(|v| v.contains(&cookie))
-    }
-
-    /// The peers of an older view a frame was made in (its header carries
-    /// the view's tag); `None` for the current view.
-    #[inline]
-    fn of(&self, frame: &Msg) -> Option<&Vec<Option<PeerId>>> {
-        let b = frame.front();
-        if fast::is_compact(b) {
-            let c = u32::from_be_bytes(b.get(..4)?.try_into().ok()?);
-            if self.cookies.contains(&c) {
-                return None;
-            }
-            let i = self.older_cookies.iter().position(|v| v.contains(&c))?;
-            return self.older.get(i).map(|(_, p)| p);
-        }
-        let tag = b.get(com::LEN - 4..com::LEN)?;
-        let tag = u32::from_be_bytes([tag[0], tag[1], tag[2], tag[3]]);
-        if tag == self.tag {
-            return None;
-        }
-        self.older.iter().find(|(t, _)| *t == tag).map(|(_, p)| p)
-    }
-
-    /// Takes the views the stack installed (generation `gen`, newest
-    /// first); maps their members to driver peers when they carry
-    /// addresses (membership changes them). Returns whether the peers
-    /// changed.
-    fn update(
-        &mut self,
-        gen: u64,
-        views: &VecDeque<Arc<View>>,
-        gid: u32,
-        sid: u16,
-        driver: &mut dyn Driver,
-    ) -> bool {
-        self.gen = gen;
-        // Compact frames name their view by cookie (static views without
-        // addresses too: demux needs them).
-        let cookies = |v: &View| -> Vec<u32> {
-            let tag = v.id.tag();
-            (0..v.size())
-                .map(|r| fast::cookie(gid, sid, tag, r as Rank))
-                .collect()
-        };
-        self.cookies = views.front().map(|v| cookies(v)).unwrap_or_default();
-        self.older_cookies = views.iter().skip(1).map(|v| cookies(v)).collect();
-        if views.front().is_none_or(|v| v.addrs.len() != v.size()) {
-            return false;
-        }
-        let mut map = |v: &View| -> Vec<Option<PeerId>> {
-            v.addrs
-                .iter()
-                .enumerate()
-                .map(|(r, a)| {
-                    if r == v.rank as usize {
-                        None
-                    } else {
-                        driver.add_peer(a).ok()
-                    }
-                })
-                .collect()
-        };
-        let mut it = views.iter();
-        if let Some(cur) = it.next() {
-            self.tag = cur.id.tag();
-            self.peers = map(cur);
-        }
-        self.older = it.map(|v| (v.id.tag(), map(v))).collect();
-        true
-    }
-}
-
 /// Frames the engine itself refused before any stack saw them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineDrops {
@@ -252,19 +156,15 @@ fn cast_now(
     let routes = &s.routes;
     let gen = s.stack.views_gen();
     let all = routes.npeers == driver.peer_count();
-    let mut send = |tx: &mut VecDeque<(Dest, Msg)>| {
-        if gen != routes.gen || !all {
-            return;
+    let mut send = |frame: &Msg| {
+        // Made in the current view (the generations agree): to all, unless
+        // frames wait before it.
+        if gen != routes.gen || !all || !txq.is_empty() {
+            return false;
         }
-        // Made in the current view (the generations agree): to all.
-        while let Some((Dest::All, _)) = tx.front() {
-            if let Some((_, frame)) = tx.pop_front() {
-                txq.push_back(Tx { to: To::All, frame });
-            }
-        }
-        if !txq.is_empty() {
-            let _ = driver.send(txq);
-        }
+        // Taken either way: what the driver cannot post now stays in `txq`.
+        let _ = driver.send_ref(To::All, frame, txq);
+        true
     };
     s.stack.cast_to(now, msg, &mut send, &mut s.events)
 }

@@ -9,6 +9,7 @@
 
 mod clock;
 mod core;
+mod routes;
 mod thread;
 pub mod wheel;
 

@@ -413,17 +413,15 @@ impl Layer for Com {
                 self.pack(cx, fc.seq, msg);
             }
         } else if let Some(mut msg) = fc.msg.take() {
-            // Framed while the message has no other handle (no atomic),
-            // then the layer above gets a bare handle back (`fast_sent`).
+            // Framed while the message has no other handle (no atomic);
+            // the stack sends it and gives the layer above the bare
+            // payload of it (`fast_sent`).
             if !self.compact_header(cx, fc.seq, false, &mut msg) {
                 // Kept unsent above: receivers will ask for it.
                 fc.msg = Some(msg);
                 return;
             }
-            let mut bare = msg.share();
-            let _ = bare.advance(fast::LEN);
-            fc.msg = Some(bare);
-            cx.transmit(Dest::All, msg);
+            fc.frame = Some(msg);
         }
     }
 

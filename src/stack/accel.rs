@@ -36,7 +36,7 @@ use tutti_drivers::Msg;
 use super::compose::Part;
 use super::spec::LayerKind;
 use super::Stack;
-use crate::event::{Rank, Time, Up};
+use crate::event::{Dest, Rank, Time, Up};
 use crate::layer::FastCast;
 use crate::wire::fast::{self, Entries};
 
@@ -91,6 +91,27 @@ impl<P: Part> Stack<P> {
         self.part
             .fast_cast(&mut fc, 0, &mut self.env, &mut self.events);
         Ok(fc)
+    }
+
+    /// Sends the frame `fast_cast_down` made, if it made one alone:
+    /// through `send` by reference when nothing waits before it (then the
+    /// frame's own handle becomes the bare payload, with no second count
+    /// taken before the frame left), else onto the transmit queue. The
+    /// layer that numbered the cast finds the payload in `fc.msg`.
+    #[inline(always)]
+    pub(super) fn fast_send<F: FnMut(&Msg) -> bool>(&mut self, fc: &mut FastCast, mut send: F) {
+        let Some(frame) = fc.frame.take() else {
+            return;
+        };
+        let mut bare = if self.env.tx.is_empty() && send(&frame) {
+            frame
+        } else {
+            let bare = frame.share();
+            self.env.tx.push_back((Dest::All, frame));
+            bare
+        };
+        let _ = bare.advance(fast::LEN);
+        fc.msg = Some(bare);
     }
 
     /// The own delivery of a cast `fast_cast_down` sent, through the

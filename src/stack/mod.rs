@@ -389,21 +389,23 @@ impl<P: Part> Stack<P> {
     /// Multicasts `msg` to the view, reliably, in FIFO order.
     #[inline]
     pub fn cast(&mut self, now: Time, msg: Msg) -> Result<(), SendError> {
-        self.cast_inner(now, msg, |_| {}, None).map(|_| ())
+        self.cast_inner(now, msg, |_| false, None).map(|_| ())
     }
 
     /// `cast` for an engine that holds the application's event queue.
-    /// `send` is called on the frames as soon as they are made, before the
-    /// fast path brings the cast back up as the sender's own delivery: the
-    /// engine hands the frame to its driver first and the rest of the work
-    /// overlaps its flight. (`send` gets the transmit queue and may take
-    /// from its front; what it leaves goes out as usual. Off the fast path
-    /// it is not called.) The own delivery goes straight onto `events`
-    /// when nothing waits before it here. Returns whether
+    /// `send` is called on a fast-path cast's frame as soon as it is made,
+    /// before the fast path brings the cast back up as the sender's own
+    /// delivery: the engine hands the frame to its driver first and the
+    /// rest of the work overlaps its flight. (`send` gets the frame by
+    /// reference and says whether it sent it; what it does not send goes
+    /// out through the transmit queue as usual. It is not called off the
+    /// fast path, for packed casts, or while frames wait in the transmit
+    /// queue.) The own delivery goes straight onto `events` when nothing
+    /// waits before it here. Returns whether
     /// [`Stack::output`] has anything to hand over (when not, an engine
     /// skips the call).
     #[inline]
-    pub fn cast_to<F: FnMut(&mut VecDeque<(Dest, Msg)>)>(
+    pub fn cast_to<F: FnMut(&Msg) -> bool>(
         &mut self,
         now: Time,
         msg: Msg,
@@ -414,11 +416,11 @@ impl<P: Part> Stack<P> {
     }
 
     #[inline(always)]
-    fn cast_inner<F: FnMut(&mut VecDeque<(Dest, Msg)>)>(
+    fn cast_inner<F: FnMut(&Msg) -> bool>(
         &mut self,
         now: Time,
         msg: Msg,
-        mut send: F,
+        send: F,
         direct: Option<&mut VecDeque<Up>>,
     ) -> Result<bool, SendError> {
         if let Some(kind) = self.refuse(&msg, None) {
@@ -428,7 +430,7 @@ impl<P: Part> Stack<P> {
         let gen = self.env.views_gen;
         let msg = match self.fast_cast_down(msg) {
             Ok(mut fc) => {
-                send(&mut self.env.tx);
+                self.fast_send(&mut fc, send);
                 // What a delivery left: after the frame, before the own
                 // delivery (which may count and gossip).
                 self.run_post();
@@ -723,9 +725,12 @@ impl<P: Part> Stack<P> {
     }
 }
 
-/// What [`Stack::cast_to`] calls on the transmit queue as soon as the
-/// frame is made.
-pub type SendNow<'a> = dyn FnMut(&mut VecDeque<(Dest, Msg)>) + 'a;
+/// What [`Stack::cast_to`] calls with a fast-path cast's frame as soon as
+/// it is made (when nothing waits before it in the stack's transmit
+/// queue): true when it sent it, taking whatever references it needs
+/// itself (the stack keeps the handle); false leaves it to the transmit
+/// queue.
+pub type SendNow<'a> = dyn FnMut(&Msg) -> bool + 'a;
 
 /// See [`Stack::output`].
 pub struct Output<'a> {

@@ -396,6 +396,66 @@ impl ShmDriver {
             .position(|p| p.conn.as_ref().is_some_and(|c| c.id == id))
     }
 
+    /// Puts a descriptor of `frame` (in region `region`) on the receive
+    /// ring of each peer `to` names, each lent one count on its slot.
+    #[inline]
+    fn publish(&mut self, to: To, region: usize, frame: &Msg) {
+        if frame.nsegs() != 1 {
+            self.stats.tx_full += 1;
+            return;
+        }
+        let (slot, len) = (frame.slot(), frame.len() as u64);
+        let rec = Desc {
+            sender: self.id,
+            region: region as u32,
+            slot,
+            off: frame.offset(),
+            len: len as u32,
+        }
+        .to_record();
+        let range = match to {
+            To::All => 0..self.peers.len(),
+            To::Peer(p) => p as usize..(p as usize + 1).min(self.peers.len()),
+        };
+        for p in range {
+            let Some(conn) = self.peers[p].conn.as_mut() else {
+                // Not connected (yet): lost, like a frame on a wire.
+                self.stats.tx_full += 1;
+                continue;
+            };
+            // Retain before publishing: a fast receiver may return the
+            // slot before push() even returns.
+            self.regions[region].retain_lent(slot, 1);
+            conn.lent[region][slot as usize] += 1;
+            if conn.rx.push(rec) {
+                self.touched[p] = true;
+                self.stats.tx_frames += 1;
+                self.stats.tx_bytes += len;
+            } else {
+                conn.lent[region][slot as usize] -= 1;
+                self.regions[region].release_lent(slot);
+                self.stats.tx_full += 1;
+            }
+        }
+    }
+
+    /// Rings the doorbell of each peer a send reached that sleeps.
+    #[inline]
+    fn ring_bells(&mut self) {
+        for (p, t) in self.touched.iter_mut().enumerate() {
+            if std::mem::take(t) {
+                if let Some(c) = &self.peers[p].conn {
+                    // SeqCst pairs with the receiver's SeqCst store of
+                    // `sleeping` before it re-checks its ring (Dekker).
+                    std::sync::atomic::fence(Ordering::SeqCst);
+                    if c.mapped.header().sleeping.load(Ordering::SeqCst) == 1 {
+                        ring_bell(&c.mapped);
+                    }
+                }
+            }
+        }
+    }
+
     fn drain_returns(&mut self) {
         while let Some([who, rs, count]) = self.ret.pop() {
             let (region, slot) = ((rs >> 32) as usize, rs as u32);
@@ -565,57 +625,36 @@ impl Driver for ShmDriver {
                 self.stats.tx_copied += 1;
                 (0, copy)
             };
-            if frame.nsegs() != 1 {
-                self.stats.tx_full += 1;
-                continue;
-            }
-            let (slot, len) = (frame.slot(), frame.len() as u64);
-            let rec = Desc {
-                sender: self.id,
-                region: region as u32,
-                slot,
-                off: frame.offset(),
-                len: len as u32,
-            }
-            .to_record();
-            let range = match to {
-                To::All => 0..self.peers.len(),
-                To::Peer(p) => p as usize..(p as usize + 1).min(self.peers.len()),
-            };
-            for p in range {
-                let Some(conn) = self.peers[p].conn.as_mut() else {
-                    // Not connected (yet): lost, like a frame on a wire.
-                    self.stats.tx_full += 1;
-                    continue;
-                };
-                // Retain before publishing: a fast receiver may return the
-                // slot before push() even returns.
-                self.regions[region].retain_lent(slot, 1);
-                conn.lent[region][slot as usize] += 1;
-                if conn.rx.push(rec) {
-                    self.touched[p] = true;
-                    self.stats.tx_frames += 1;
-                    self.stats.tx_bytes += len;
-                } else {
-                    conn.lent[region][slot as usize] -= 1;
-                    self.regions[region].release_lent(slot);
-                    self.stats.tx_full += 1;
-                }
-            }
+            self.publish(to, region, &frame);
         }
-        for (p, t) in self.touched.iter_mut().enumerate() {
-            if std::mem::take(t) {
-                if let Some(c) = &self.peers[p].conn {
-                    // SeqCst pairs with the receiver's SeqCst store of
-                    // `sleeping` before it re-checks its ring (Dekker).
-                    std::sync::atomic::fence(Ordering::SeqCst);
-                    if c.mapped.header().sleeping.load(Ordering::SeqCst) == 1 {
-                        ring_bell(&c.mapped);
-                    }
-                }
-            }
-        }
+        self.ring_bells();
         Ok(taken)
+    }
+
+    fn send_ref(
+        &mut self,
+        to: To,
+        frame: &Msg,
+        q: &mut VecDeque<Tx>,
+    ) -> Result<usize, DriverError> {
+        let region = if self.regions[0].owns(frame) {
+            0
+        } else if self.regions[1].owns(frame) {
+            1
+        } else {
+            // Not ours (a copy is needed) or not first in line.
+            q.push_back(Tx {
+                to,
+                frame: frame.share(),
+            });
+            return self.send(q);
+        };
+        if !q.is_empty() {
+            self.send(q)?;
+        }
+        self.publish(to, region, frame);
+        self.ring_bells();
+        Ok(1)
     }
 
     fn recv(&mut self, out: &mut Vec<Msg>, max: usize) -> Result<usize, DriverError> {
