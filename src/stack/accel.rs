@@ -76,21 +76,22 @@ impl<P: Part> Stack<P> {
         self.fast
     }
 
-    /// The fast path's way down (`cast`'s, when every layer is in its
-    /// common case; else the message comes back): the frame is in the
-    /// transmit queue when this returns, the own delivery is still to come
-    /// ([`Stack::fast_cast_own`]).
-    #[inline]
-    pub(super) fn fast_cast_down(&mut self, msg: Msg) -> Result<FastCast, Msg> {
-        if !self.fast || !self.part.fast_down_ok(&msg) {
-            return Err(msg);
-        }
+    /// Whether a cast of `msg` takes the fast path (every layer in its
+    /// common case).
+    #[inline(always)]
+    pub(super) fn fast_down_ok(&self, msg: &Msg) -> bool {
+        self.fast && self.part.fast_down_ok(msg)
+    }
+
+    /// The fast path's way down (`cast`'s, when `fast_down_ok`): the frame
+    /// is made when this returns ([`Stack::fast_send`] sends it), the own
+    /// delivery is still to come ([`Stack::fast_cast_own`]). In place: the
+    /// cast's record is large enough that moving it costs a copy.
+    #[inline(always)]
+    pub(super) fn fast_cast_down(&mut self, fc: &mut FastCast) {
         self.env.stats.fast_out += 1;
-        let mut fc = FastCast::new(msg);
         self.env.emitted = false;
-        self.part
-            .fast_cast(&mut fc, 0, &mut self.env, &mut self.events);
-        Ok(fc)
+        self.part.fast_cast(fc, 0, &mut self.env, &mut self.events);
     }
 
     /// Sends the frame `fast_cast_down` made, if it made one alone:

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tutti_drivers::{Msg, Pool};
 
 use crate::event::{Dest, Down, JoinReq, Rank, Time, Up, View};
-use crate::layer::{Drops, Env, Layer, Prop, Stats};
+use crate::layer::{Drops, Env, FastCast, Layer, Prop, Stats};
 use crate::layers::com::Com;
 use crate::layers::crypt::Crypt;
 use crate::layers::frag::{Frag, MAX_MSG_DEFAULT};
@@ -428,17 +428,16 @@ impl<P: Part> Stack<P> {
         }
         self.env.now = now;
         let gen = self.env.views_gen;
-        let msg = match self.fast_cast_down(msg) {
-            Ok(mut fc) => {
-                self.fast_send(&mut fc, send);
-                // What a delivery left: after the frame, before the own
-                // delivery (which may count and gossip).
-                self.run_post();
-                self.fast_cast_own(&mut fc, direct);
-                return Ok(self.pending(gen));
-            }
-            Err(msg) => msg,
-        };
+        if self.fast_down_ok(&msg) {
+            let mut fc = FastCast::new(msg);
+            self.fast_cast_down(&mut fc);
+            self.fast_send(&mut fc, send);
+            // What a delivery left: after the frame, before the own
+            // delivery (which may count and gossip).
+            self.run_post();
+            self.fast_cast_own(&mut fc, direct);
+            return Ok(self.pending(gen));
+        }
         self.run_post();
         if !self.part.ready() {
             return Err(SendError {

@@ -476,7 +476,7 @@ impl Msg {
 
     /// Another handle on the same bytes. Costs one atomic increment per
     /// segment; copies nothing.
-    #[inline]
+    #[inline(always)]
     pub fn share(&self) -> Msg {
         // One segment, the common case: one increment, no walk.
         if self.nsegs == 1 {
