@@ -682,27 +682,40 @@ impl Core {
     /// Hands the frames `recv` put in `rx` to their groups' stacks.
     #[inline]
     fn deliver_rx(&mut self, now: Time) {
+        // One frame (a round trip's): no draining iterator to set up.
+        if self.rx.len() == 1 {
+            if let Some(frame) = self.rx.pop() {
+                self.deliver_frame(now, frame);
+            }
+            return;
+        }
         let mut rx = std::mem::take(&mut self.rx);
         for frame in rx.drain(..) {
-            match self.demux(&frame) {
-                Some(g) => {
-                    let s = &mut self.groups[g];
-                    s.received = true;
-                    if s.stack.receive_to(now, frame, &mut s.events) {
-                        self.flush(g);
-                    }
+            self.deliver_frame(now, frame);
+        }
+        self.rx = rx;
+    }
+
+    /// Hands one frame to its group's stack.
+    #[inline(always)]
+    fn deliver_frame(&mut self, now: Time, frame: Msg) {
+        match self.demux(&frame) {
+            Some(g) => {
+                let s = &mut self.groups[g];
+                s.received = true;
+                if s.stack.receive_to(now, frame, &mut s.events) {
+                    self.flush(g);
                 }
-                None => {
-                    let b = frame.front();
-                    if b.len() < com::LEN || b[..2] != com::MAGIC.to_be_bytes() {
-                        self.drops.bad_frame += 1;
-                    } else {
-                        self.drops.unknown_group += 1;
-                    }
+            }
+            None => {
+                let b = frame.front();
+                if b.len() < com::LEN || b[..2] != com::MAGIC.to_be_bytes() {
+                    self.drops.bad_frame += 1;
+                } else {
+                    self.drops.unknown_group += 1;
                 }
             }
         }
-        self.rx = rx;
     }
 
     /// Runs the timers due at `now`; returns how many groups had some.
