@@ -175,8 +175,8 @@ pub trait Layer: Send + 'static {
     /// The rest of `fast_down` for the layer that numbered a fast-path
     /// cast (it set `own_due`), run once the frame has left the stack:
     /// bookkeeping that need not delay the frame (the engine hands it to
-    /// the driver in between). `fc.msg` is the payload again (the bottom
-    /// layer leaves a bare handle on it).
+    /// the driver in between). `fc.msg` is the payload again (the frame's
+    /// own handle advanced past the header, or the message when packed).
     fn fast_sent(&mut self, _fc: &mut FastCast, _cx: &mut Cx<'_>) {}
 
     /// Sends what this layer gathered during a batch of casts (`com` packs

@@ -664,10 +664,11 @@ impl Layer for Nak {
         fc.own_due = true;
     }
 
-    /// `send_cast`'s bookkeeping after the frame left: the payload
-    /// (`com` leaves a bare handle on it, or packing left the message)
-    /// is kept for retransmission and becomes the own delivery. Keeping
-    /// it after the frame was framed spares the frame an atomic count.
+    /// `send_cast`'s bookkeeping after the frame left: the payload (the
+    /// frame's own handle advanced past the header, or the message when
+    /// packed) is kept for retransmission and becomes the own delivery.
+    /// Keeping it after the frame left spares the frame an atomic count
+    /// before it goes.
     #[inline(always)]
     fn fast_sent(&mut self, fc: &mut FastCast, cx: &mut Cx<'_>) {
         let cfg = self.cfg;
