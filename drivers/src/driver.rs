@@ -37,6 +37,21 @@ pub struct Tx {
     pub frame: Msg,
 }
 
+/// [`Driver::send_ref`] for a driver that needs a handle of its own:
+/// shares the frame onto `q` and sends.
+pub(crate) fn share_and_send<D: Driver + ?Sized>(
+    d: &mut D,
+    to: To,
+    frame: &Msg,
+    q: &mut VecDeque<Tx>,
+) -> Result<usize, DriverError> {
+    q.push_back(Tx {
+        to,
+        frame: frame.share(),
+    });
+    d.send(q)
+}
+
 /// What went wrong in a driver.
 #[derive(Debug)]
 pub enum DriverError {
@@ -148,11 +163,7 @@ pub trait Driver: Send {
         frame: &Msg,
         q: &mut VecDeque<Tx>,
     ) -> Result<usize, DriverError> {
-        q.push_back(Tx {
-            to,
-            frame: frame.share(),
-        });
-        self.send(q)
+        share_and_send(self, to, frame, q)
     }
 
     /// Appends up to `max` received frames to `out`; returns how many.

@@ -363,9 +363,7 @@ impl<P: Part> Stack<P> {
     /// With a membership layer (`gms`) the view is its first view, and
     /// later views come from the layer; the view event comes from it too.
     pub fn install_view(&mut self, now: Time, view: View) {
-        self.run_post();
-        self.env.now = now;
-        self.flush_batch();
+        self.enter(now);
         let view = Arc::new(view);
         self.part
             .down(Down::View(view.clone()), &mut self.env, &mut self.events);
@@ -379,9 +377,7 @@ impl<P: Part> Stack<P> {
     /// this endpoint and where to look for the group. Views arrive as
     /// `Up::View` events.
     pub fn join(&mut self, now: Time, req: JoinReq) {
-        self.run_post();
-        self.env.now = now;
-        self.flush_batch();
+        self.enter(now);
         self.part
             .down(Down::Join(Arc::new(req)), &mut self.env, &mut self.events);
     }
@@ -499,12 +495,20 @@ impl<P: Part> Stack<P> {
         if let Some(kind) = self.refuse(&msg, Some(dst)) {
             return Err(SendError { kind, msg });
         }
-        self.run_post();
-        self.env.now = now;
-        self.flush_batch();
+        self.enter(now);
         self.part
             .down(Down::Send(dst, msg), &mut self.env, &mut self.events);
         Ok(())
+    }
+
+    /// What every entry point does before it touches a layer: the
+    /// post-processing a delivery left, the time, and whatever a batch
+    /// packed so far (nothing overtakes a packed cast).
+    #[inline(always)]
+    fn enter(&mut self, now: Time) {
+        self.run_post();
+        self.env.now = now;
+        self.flush_batch();
     }
 
     fn refuse(&self, msg: &Msg, dst: Option<Rank>) -> Option<SendErrorKind> {
@@ -522,18 +526,14 @@ impl<P: Part> Stack<P> {
 
     /// Passes any other down event (acks, leave, block-ok) into the stack.
     pub fn handle_down(&mut self, now: Time, ev: Down) {
-        self.run_post();
-        self.env.now = now;
-        self.flush_batch();
+        self.enter(now);
         self.part.down(ev, &mut self.env, &mut self.events);
     }
 
     /// A frame from the network.
     #[inline]
     pub fn receive(&mut self, now: Time, frame: Msg) {
-        self.run_post();
-        self.env.now = now;
-        self.flush_batch();
+        self.enter(now);
         let Err(frame) = self.fast_receive(frame, None) else {
             return;
         };
@@ -546,10 +546,8 @@ impl<P: Part> Stack<P> {
     /// anything to hand over (when not, an engine skips the call).
     #[inline]
     pub fn receive_to(&mut self, now: Time, frame: Msg, events: &mut VecDeque<Up>) -> bool {
-        self.run_post();
-        self.env.now = now;
+        self.enter(now);
         let gen = self.env.views_gen;
-        self.flush_batch();
         match self.fast_receive(frame, Some(events)) {
             Ok(()) => self.pending(gen),
             Err(frame) => {
@@ -561,10 +559,8 @@ impl<P: Part> Stack<P> {
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
-        self.run_post();
-        self.env.now = now;
+        self.enter(now);
         self.env.timers_changed = true;
-        self.flush_batch();
         self.part.fire(&mut self.env, &mut self.events);
     }
 

@@ -13,8 +13,6 @@
 //! count of slots in use. The counts are the same as handle by handle, so
 //! every other rule of the pool holds unchanged.
 
-use std::sync::atomic::Ordering;
-
 use super::free::Chain;
 use super::msg::{release_n, PoolRef};
 use super::Msg;
@@ -45,9 +43,8 @@ impl Msg {
         }
         let slot = self.slot();
         if n > 0 {
-            // Relaxed, as `share`: we hold a reference, so the count is not
-            // zero and the slot cannot be freed under us.
-            self.pool.meta(slot).refs.fetch_add(n, Ordering::Relaxed);
+            // As `share`: we hold a reference, so the slot stays.
+            self.pool.retain(slot, n);
         }
         let head = self.offset();
         Some(Shares {

@@ -281,9 +281,11 @@ impl Inner {
         }
     }
 
+    /// Takes `n` more references on `slot` (Relaxed: the caller holds one
+    /// already, or the slot is its own, so it cannot be freed meanwhile).
     #[inline]
-    pub(crate) fn retain(&self, slot: u32) {
-        self.meta(slot).refs.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn retain(&self, slot: u32, n: u32) {
+        self.meta(slot).refs.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -529,7 +531,7 @@ impl Pool {
         if slot >= self.inner.cfg.slots || !matches!(self.inner.home, Home::Local(_)) {
             return false;
         }
-        self.inner.meta(slot).refs.fetch_add(n, Ordering::Relaxed);
+        self.inner.retain(slot, n);
         true
     }
 

@@ -480,7 +480,7 @@ impl Msg {
     pub fn share(&self) -> Msg {
         // One segment, the common case: one increment, no walk.
         if self.nsegs == 1 {
-            self.pool.retain(self.first);
+            self.pool.retain(self.first, 1);
         } else {
             self.retain_chain();
         }
@@ -501,7 +501,7 @@ impl Msg {
     fn retain_chain(&self) {
         let mut cur = self.first;
         for _ in 0..self.nsegs {
-            self.pool.retain(cur);
+            self.pool.retain(cur, 1);
             cur = self.pool.meta(cur).next.load(Ordering::Relaxed);
         }
     }

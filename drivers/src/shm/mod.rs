@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::driver::{Driver, DriverError, DriverStats, PeerId, To, Tx, Waker};
+use crate::driver::{share_and_send, Driver, DriverError, DriverStats, PeerId, To, Tx, Waker};
 use crate::pool::{Msg, Pool, PoolConfig, SlotSink};
 use ctl::{Layout, Mapped};
 use ring::{Record, Ring};
@@ -637,21 +637,19 @@ impl Driver for ShmDriver {
         frame: &Msg,
         q: &mut VecDeque<Tx>,
     ) -> Result<usize, DriverError> {
-        let region = if self.regions[0].owns(frame) {
-            0
+        let region = if !q.is_empty() {
+            None
+        } else if self.regions[0].owns(frame) {
+            Some(0)
         } else if self.regions[1].owns(frame) {
-            1
+            Some(1)
         } else {
-            // Not ours (a copy is needed) or not first in line.
-            q.push_back(Tx {
-                to,
-                frame: frame.share(),
-            });
-            return self.send(q);
+            None
         };
-        if !q.is_empty() {
-            self.send(q)?;
-        }
+        // Not first in line, or not in our regions (a copy is needed).
+        let Some(region) = region else {
+            return share_and_send(self, to, frame, q);
+        };
         self.publish(to, region, frame);
         self.ring_bells();
         Ok(1)
