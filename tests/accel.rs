@@ -73,3 +73,60 @@ fn packed_casts_survive_faults() {
     println!("{runs} plans: {casts} casts went in {frames} packed frames");
     assert!(frames > 0 && casts > 2 * frames, "casts were packed");
 }
+
+/// Runs: the casts of a batch and of a packed frame taken by every layer
+/// at once are the same protocol as one at a time (the same frames on
+/// the wire, deliveries and views), through crashes, joins, partitions
+/// and loss.
+#[test]
+fn runs_and_one_at_a_time_are_the_same_protocol() {
+    let (mut out, mut plans, mut run_out, mut run_in) = (0u64, 0u64, 0u64, 0u64);
+    for seed in 1..=tutti::sim::soak_from_env(150) {
+        let mut plan = Plan::random(seed, 0.1, true);
+        plan.fast = true;
+        plan.burst = plan.burst.max(4);
+        plan.runs = true;
+        let on = run(&plan);
+        plan.runs = false;
+        let off = run(&plan);
+        assert!(
+            on.ok(),
+            "runs: {}\n{:#?}\n{}",
+            on.plan,
+            on.violations,
+            on.dump
+        );
+        assert!(
+            off.ok(),
+            "no runs: {}\n{:#?}\n{}",
+            off.plan,
+            off.violations,
+            off.dump
+        );
+        assert_eq!(on.wire, off.wire, "{}: the wire differs", plan);
+        assert_eq!(on.delivery, off.delivery, "{}: deliveries differ", plan);
+        assert_eq!(
+            (on.delivered, on.views, on.frames),
+            (off.delivered, off.views, off.frames),
+            "{plan}"
+        );
+        assert_eq!(
+            (on.stats.fast_in, on.stats.fast_out, on.stats.packed_casts),
+            (
+                off.stats.fast_in,
+                off.stats.fast_out,
+                off.stats.packed_casts
+            ),
+            "{plan}"
+        );
+        assert_eq!(off.stats.run_out + off.stats.run_in, 0, "{plan}");
+        out += on.stats.fast_out;
+        run_out += on.stats.run_out;
+        run_in += on.stats.run_in;
+        plans += 1;
+    }
+    println!(
+        "{plans} plans: {out} casts on the fast path, {run_out} of them sent in runs, {run_in} delivered in runs; the same with runs and without"
+    );
+    assert!(run_out > 0 && run_in > 0, "runs were taken");
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tutti_drivers::Msg;
 
 use crate::event::{Addr, Dest, Down, Rank, Up, View};
-use crate::layer::{Cx, DropReason, Env, FastCast, Layer, LayerInfo, Prop};
+use crate::layer::{Cx, DropReason, Env, FastCast, FastRun, Layer, LayerInfo, Prop};
 use crate::wire::com::{ComRepr, DST_ALL, LEN};
 use crate::wire::fast::{self, Compact, Entries};
 use crate::wire::nak::NakHdr;
@@ -259,6 +259,38 @@ impl Com {
         });
     }
 
+    /// `pack` for each cast of a run (`seq0` on): where the frame being
+    /// packed has its buffer, as many casts as fit join it with one
+    /// reservation; the frames are those `pack` makes one at a time.
+    fn pack_run(&mut self, cx: &mut Cx<'_>, seq0: u64, msgs: &[Msg]) {
+        let mut i = 0;
+        while i < msgs.len() {
+            if let Some(p) = &mut self.pack {
+                if let Some(b) = p.buf.as_mut().filter(|_| seq0 + i as u64 == p.seq0 + p.n) {
+                    let mut len = p.len;
+                    let mut j = i;
+                    for m in &msgs[i..] {
+                        let add = fast::ENTRY_LEN + m.len();
+                        if m.nsegs() != 1 || m.len() > u16::MAX as usize || len + add > self.ctl_cap
+                        {
+                            break;
+                        }
+                        len += add;
+                        j += 1;
+                    }
+                    if j > i && entries(b, &msgs[i..j], len - p.len) {
+                        p.n += (j - i) as u64;
+                        p.len = len;
+                        i = j;
+                        continue;
+                    }
+                }
+            }
+            self.pack(cx, seq0 + i as u64, &msgs[i]);
+            i += 1;
+        }
+    }
+
     fn flush_pack(&mut self, cx: &mut Cx<'_>) {
         let Some(p) = self.pack.take() else {
             return;
@@ -344,6 +376,23 @@ fn entry(b: &mut Msg, m: &Msg) -> bool {
     };
     out[..fast::ENTRY_LEN].copy_from_slice(&len.to_be_bytes());
     out[fast::ENTRY_LEN..].copy_from_slice(body);
+    true
+}
+
+/// Entries for `msgs` (each one buffer of at most `u16::MAX` bytes;
+/// `total` bytes with their lengths) at the end of `b`, reserved at once.
+fn entries(b: &mut Msg, msgs: &[Msg], total: usize) -> bool {
+    let Ok(mut out) = b.reserve(total) else {
+        return false;
+    };
+    for m in msgs {
+        let body = m.front();
+        let (l, rest) = std::mem::take(&mut out).split_at_mut(fast::ENTRY_LEN);
+        l.copy_from_slice(&(body.len() as u16).to_be_bytes());
+        let (d, rest) = rest.split_at_mut(body.len());
+        d.copy_from_slice(body);
+        out = rest;
+    }
     true
 }
 
@@ -433,6 +482,23 @@ impl Layer for Com {
 
     fn fast_flush(&mut self, cx: &mut Cx<'_>) {
         self.flush_pack(cx);
+    }
+
+    /// Any number: what limits a run is checked per cast (`fast_down_ok`).
+    #[inline]
+    fn fast_run_room(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// Packs each cast of the run (a run is a batch's: always packing).
+    #[inline]
+    fn fast_down_run(&mut self, run: &mut FastRun<'_>, cx: &mut Cx<'_>) {
+        self.pack_run(cx, run.seq, run.msgs);
+    }
+
+    #[inline]
+    fn fast_up_run_ok(&self, _src: Rank, _seq: u64, _n: u64) -> bool {
+        true
     }
 
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {

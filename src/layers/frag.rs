@@ -299,6 +299,23 @@ impl Layer for Frag {
         true
     }
 
+    /// One buffer each is checked per cast (`fast_down_ok`).
+    #[inline]
+    fn fast_run_room(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// WHOLE messages: the first ends any skipping.
+    #[inline]
+    fn fast_up_run_ok(&self, src: Rank, seq: u64, _n: u64) -> bool {
+        self.fast_up_ok(src, seq)
+    }
+
+    #[inline]
+    fn fast_up_run(&mut self, src: Rank, seq: u64, _n: u64, cx: &mut Cx<'_>) {
+        self.fast_up(src, seq, &mut None, cx);
+    }
+
     fn dump(&self, out: &mut String) {
         for (s, a) in self.casts.iter().enumerate() {
             let st = match a {

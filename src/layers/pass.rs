@@ -43,4 +43,12 @@ impl Layer for Pass {
     fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
         true
     }
+
+    fn fast_run_room(&self) -> u64 {
+        u64::MAX
+    }
+
+    fn fast_up_run_ok(&self, _src: Rank, _seq: u64, _n: u64) -> bool {
+        true
+    }
 }

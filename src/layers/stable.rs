@@ -316,6 +316,36 @@ impl Layer for Stable {
         self.held(src, seq + 1, cx);
     }
 
+    #[inline]
+    fn fast_run_room(&self) -> u64 {
+        u64::MAX
+    }
+
+    #[inline]
+    fn fast_up_run_ok(&self, _src: Rank, _seq: u64, _n: u64) -> bool {
+        true
+    }
+
+    /// Counted once for the run: the run ends at the cast that makes a
+    /// gossip round due, if any (`fast_run_quiet`).
+    #[inline]
+    fn fast_up_run(&mut self, src: Rank, seq: u64, n: u64, cx: &mut Cx<'_>) {
+        self.held(src, seq + n, cx);
+    }
+
+    /// Up to the cast whose count makes a gossip round due.
+    #[inline]
+    fn fast_run_quiet(&self, src: Rank, seq: u64) -> u64 {
+        let cfg = &self.cfg;
+        match &self.v {
+            Some(v) if !cfg.app_ack && (src as usize) < v.n => {
+                let due = v.sent[src as usize] + cfg.gossip_every;
+                due.saturating_sub(seq + 1) + 1
+            }
+            _ => u64::MAX,
+        }
+    }
+
     /// Counting can wait for the delivery unless it makes a gossip round
     /// due (which goes on the wire at once).
     #[inline]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tutti_drivers::Msg;
 
 use crate::event::{Down, Rank, Time, Up, View};
-use crate::layer::{Cx, DropReason, FastCast, Layer, LayerInfo, Prop};
+use crate::layer::{Cx, DropReason, FastCast, FastRun, Layer, LayerInfo, Prop};
 
 /// Layer description.
 pub static INFO: LayerInfo = LayerInfo {
@@ -214,6 +214,26 @@ impl Layer for Suspect {
     #[inline]
     fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
         true
+    }
+
+    #[inline]
+    fn fast_run_room(&self) -> u64 {
+        u64::MAX
+    }
+
+    #[inline]
+    fn fast_down_run(&mut self, _run: &mut FastRun<'_>, cx: &mut Cx<'_>) {
+        self.sent(cx.now());
+    }
+
+    #[inline]
+    fn fast_up_run_ok(&self, _src: Rank, _seq: u64, _n: u64) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fast_up_run(&mut self, src: Rank, _seq: u64, _n: u64, cx: &mut Cx<'_>) {
+        self.heard(src, cx.now());
     }
 
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {

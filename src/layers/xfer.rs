@@ -331,6 +331,38 @@ impl Layer for Xfer {
         seq >= self.skip.get(src as usize).copied().unwrap_or(0)
     }
 
+    /// Own casts from here on are none the transferred state holds: own
+    /// deliveries go in order, so the next is `delivered` of the own rank.
+    #[inline]
+    fn fast_run_room(&self) -> u64 {
+        match &self.view {
+            Some(v) if self.wait.is_none() => {
+                let me = v.rank as usize;
+                let next = self.delivered.get(me).copied().unwrap_or(0);
+                if self.skip.get(me).copied().unwrap_or(0) <= next {
+                    u64::MAX
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    /// None of them is one the state holds (those are dropped one at a
+    /// time).
+    #[inline]
+    fn fast_up_run_ok(&self, src: Rank, seq: u64, _n: u64) -> bool {
+        self.wait.is_none() && self.fast_up_later(src, seq)
+    }
+
+    #[inline]
+    fn fast_up_run(&mut self, src: Rank, seq: u64, n: u64, _cx: &mut Cx<'_>) {
+        if let Some(d) = self.delivered.get_mut(src as usize) {
+            *d = seq + n;
+        }
+    }
+
     fn up(&mut self, ev: Up, cx: &mut Cx<'_>) {
         match ev {
             Up::View(v) => self.on_view(v, cx),

@@ -31,13 +31,13 @@
 
 use std::collections::VecDeque;
 
-use tutti_drivers::Msg;
+use tutti_drivers::{Msg, Shares};
 
 use super::compose::Part;
 use super::spec::LayerKind;
 use super::Stack;
 use crate::event::{Dest, Rank, Time, Up};
-use crate::layer::FastCast;
+use crate::layer::{FastCast, FastRun};
 use crate::wire::fast::{self, Entries};
 
 /// What [`Stack::fast_later`] left to do for a cast it delivered.
@@ -209,7 +209,45 @@ impl<P: Part> Stack<P> {
         let Some(mut sh) = frame.share_bulk(2 * most) else {
             return Err(frame);
         };
-        for (i, e) in Entries::new(body).enumerate() {
+        let mut entries = Entries::new(body);
+        let mut seq = c.seq;
+        if self.runs {
+            let mut left = entries.clone().take_while(|e| e.is_ok()).count() as u64;
+            while left > 0 {
+                // A run ends before the cast that makes a layer emit: that
+                // one goes alone, so what it emits comes after the casts
+                // before it, as one at a time.
+                let k = self
+                    .part
+                    .fast_run_quiet(src, seq)
+                    .saturating_sub(1)
+                    .min(left);
+                if k >= 2 {
+                    if !self.part.fast_up_run_ok(src, seq, k)
+                        || !self.fast_up_run(src, seq, k, &mut entries, &mut sh, &mut direct)
+                    {
+                        break;
+                    }
+                } else {
+                    let Some(Ok((off, len))) = entries.next() else {
+                        break;
+                    };
+                    let Some(m) = sh.window(fast::LEN + off, len) else {
+                        break;
+                    };
+                    self.env.twin = sh.window(fast::LEN + off, len);
+                    let ok = self.part.fast_up_ok(src, seq);
+                    self.fast_one(ok, src, seq, m, direct.as_deref_mut());
+                    self.env.twin = None;
+                    seq += 1;
+                    left -= 1;
+                    continue;
+                }
+                seq += k;
+                left -= k;
+            }
+        }
+        for e in entries {
             let Ok((off, len)) = e else {
                 break;
             };
@@ -217,12 +255,119 @@ impl<P: Part> Stack<P> {
                 break;
             };
             self.env.twin = sh.window(fast::LEN + off, len);
-            let seq = c.seq + i as u64;
             let ok = self.part.fast_up_ok(src, seq);
             self.fast_one(ok, src, seq, m, direct.as_deref_mut());
             self.env.twin = None;
+            seq += 1;
         }
         Ok(())
+    }
+
+    /// The next `k` casts of a packed frame (`entries`, handles from `sh`)
+    /// as one run: each layer's `fast_up_run` (the layer that keeps casts
+    /// takes one handle of each from `Env::run_keep`), then the
+    /// deliveries. False, with nothing done, when handles run short.
+    #[inline]
+    fn fast_up_run(
+        &mut self,
+        src: Rank,
+        seq: u64,
+        k: u64,
+        entries: &mut Entries<'_>,
+        sh: &mut Shares,
+        direct: &mut Option<&mut VecDeque<Up>>,
+    ) -> bool {
+        let mut again = entries.clone();
+        for _ in 0..k {
+            let m = match entries.next() {
+                Some(Ok((off, len))) => sh.window(fast::LEN + off, len),
+                _ => None,
+            };
+            let Some(m) = m else {
+                self.env.run_keep.clear();
+                return false;
+            };
+            self.env.run_keep.push_back(m);
+        }
+        self.env.stats.fast_in += k;
+        self.env.stats.run_in += k;
+        self.env.emitted = false;
+        self.part
+            .fast_up_run(src, seq, k, &mut self.env, &mut self.events);
+        // Every handle went to the layer that keeps them (else dropped).
+        self.env.run_keep.clear();
+        if self.env.emitted {
+            self.part.settle_all(&mut self.env, &mut self.events);
+        }
+        for i in 0..k {
+            let m = match again.next() {
+                Some(Ok((off, len))) => sh.window(fast::LEN + off, len),
+                _ => None,
+            };
+            // Counted at once with the keeps: always there.
+            if let Some(msg) = m {
+                let ev = Up::Cast {
+                    src,
+                    seq: seq + i,
+                    msg,
+                };
+                self.deliver(ev, direct.as_deref_mut());
+            }
+        }
+        true
+    }
+
+    /// Casts the front of a batch (`msgs`) as runs while every layer
+    /// takes them so (`Layer::fast_run_room`): a run is numbered, packed,
+    /// kept and delivered to its sender at once. Returns how many it cast;
+    /// the rest go one at a time (`cast`).
+    pub(super) fn cast_runs(&mut self, now: Time, msgs: &mut VecDeque<Msg>) -> usize {
+        if !(self.runs && self.env.packing) {
+            return 0;
+        }
+        self.env.now = now;
+        let mut done = 0;
+        while !msgs.is_empty() {
+            let room = self.part.fast_run_room();
+            let Some((me, next)) = self.part.fast_next_cast() else {
+                break;
+            };
+            // The cast that makes a layer emit goes alone (see
+            // `fast_receive`).
+            let quiet = self.part.fast_run_quiet(me, next);
+            let most = quiet
+                .saturating_sub(1)
+                .max(1)
+                .min(room)
+                .min(msgs.len() as u64) as usize;
+            let run = &msgs.make_contiguous()[..most];
+            let k = run
+                .iter()
+                .take_while(|m| self.refuse(m, None).is_none() && self.part.fast_down_ok(m))
+                .count();
+            if k == 0 {
+                break;
+            }
+            self.env.stats.fast_out += k as u64;
+            self.env.stats.run_out += k as u64;
+            self.env.emitted = false;
+            let mut run = FastRun::new(&run[..k]);
+            self.part
+                .fast_cast_run(&mut run, 0, &mut self.env, &mut self.events);
+            self.part
+                .fast_own_run(&mut run, 0, &mut self.env, &mut self.events);
+            let (src, seq) = (run.src, run.seq);
+            debug_assert!(run.own_due, "a run nobody numbered");
+            if self.env.emitted {
+                self.part.settle_all(&mut self.env, &mut self.events);
+            }
+            for (i, msg) in msgs.drain(..k).enumerate() {
+                let seq = seq + i as u64;
+                self.events.push_back(Up::Cast { src, seq, msg });
+            }
+            done += k;
+        }
+        done
     }
 
     /// A lone cast every layer takes in its common case, and whose layers'

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use tutti_drivers::Msg;
 
 use crate::event::{Down, Rank, Time, Up};
-use crate::layer::{Cx, DropReason, Env, FastCast, Layer, Timers};
+use crate::layer::{Cx, DropReason, Env, FastCast, FastRun, Layer, Timers};
 use crate::stack::spec::LayerKind;
 use crate::stack::StackConfig;
 use crate::wire::fast::Compact;
@@ -90,6 +90,57 @@ pub trait Part: Send {
     /// first (the fast path runs the parts back to back and settles once,
     /// and only when one of them emitted something).
     fn settle_all(&mut self, env: &mut Env, out: &mut VecDeque<Up>);
+
+    // Runs (see `Layer::fast_run_room`). The defaults take none: a part
+    // that does not compose them (a dynamic stack) goes one cast at a time.
+
+    /// How many casts in a row every layer takes as one run of a batch.
+    fn fast_run_room(&self) -> u64 {
+        0
+    }
+    /// Who sends the next cast and the number it gets (the numbering
+    /// layer's answer).
+    fn fast_next_cast(&self) -> Option<(Rank, u64)> {
+        None
+    }
+    /// `fast_cast` for a run: every layer's `fast_down_run`, top down.
+    fn fast_cast_run(
+        &mut self,
+        _run: &mut FastRun<'_>,
+        _depth: usize,
+        _env: &mut Env,
+        _out: &mut VecDeque<Up>,
+    ) {
+    }
+    /// `fast_own` for a run: the numbering layer's `fast_sent_run`, then
+    /// the run's own deliveries up through the layers above it.
+    fn fast_own_run(
+        &mut self,
+        _run: &mut FastRun<'_>,
+        _depth: usize,
+        _env: &mut Env,
+        _out: &mut VecDeque<Up>,
+    ) {
+    }
+    /// Whether every layer takes casts `seq..seq + n` of `src` as one run.
+    fn fast_up_run_ok(&self, _src: Rank, _seq: u64, _n: u64) -> bool {
+        false
+    }
+    /// Delivers them through every layer's `fast_up_run`, bottom up.
+    fn fast_up_run(
+        &mut self,
+        _src: Rank,
+        _seq: u64,
+        _n: u64,
+        _env: &mut Env,
+        _out: &mut VecDeque<Up>,
+    ) {
+    }
+    /// How many casts of `src` from `seq` every layer takes before and
+    /// including the first that makes one of them emit.
+    fn fast_run_quiet(&self, _src: Rank, _seq: u64) -> u64 {
+        1
+    }
 }
 
 /// A static stack part that can be built from configuration.
@@ -194,6 +245,21 @@ impl Part for Nil {
     fn fast_flush(&mut self, _env: &mut Env, _out: &mut VecDeque<Up>) {}
 
     fn settle_all(&mut self, _env: &mut Env, _out: &mut VecDeque<Up>) {}
+
+    #[inline(always)]
+    fn fast_run_room(&self) -> u64 {
+        u64::MAX
+    }
+
+    #[inline(always)]
+    fn fast_up_run_ok(&self, _src: Rank, _seq: u64, _n: u64) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn fast_run_quiet(&self, _src: Rank, _seq: u64) -> u64 {
+        u64::MAX
+    }
 }
 
 impl BuildPart for Nil {
@@ -372,6 +438,73 @@ impl<L: Layer, B: Part> Part for Cons<L, B> {
     fn settle_all(&mut self, env: &mut Env, out: &mut VecDeque<Up>) {
         self.below.settle_all(env, &mut self.upq);
         self.settle(env, out);
+    }
+
+    #[inline(always)]
+    fn fast_run_room(&self) -> u64 {
+        self.layer.fast_run_room().min(self.below.fast_run_room())
+    }
+
+    #[inline(always)]
+    fn fast_next_cast(&self) -> Option<(Rank, u64)> {
+        self.layer
+            .fast_next_cast()
+            .or_else(|| self.below.fast_next_cast())
+    }
+
+    #[inline(always)]
+    fn fast_cast_run(
+        &mut self,
+        run: &mut FastRun<'_>,
+        depth: usize,
+        env: &mut Env,
+        out: &mut VecDeque<Up>,
+    ) {
+        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+        let due = run.own_due;
+        self.layer.fast_down_run(run, &mut cx);
+        if !due && run.own_due {
+            run.own_depth = depth;
+        }
+        self.below.fast_cast_run(run, depth + 1, env, &mut self.upq);
+    }
+
+    #[inline(always)]
+    fn fast_own_run(
+        &mut self,
+        run: &mut FastRun<'_>,
+        depth: usize,
+        env: &mut Env,
+        out: &mut VecDeque<Up>,
+    ) {
+        self.below.fast_own_run(run, depth + 1, env, &mut self.upq);
+        if run.own_due && depth <= run.own_depth {
+            let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+            if depth == run.own_depth {
+                self.layer.fast_sent_run(run, &mut cx);
+            } else {
+                self.layer.fast_up_run(run.src, run.seq, run.len(), &mut cx);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn fast_up_run_ok(&self, src: Rank, seq: u64, n: u64) -> bool {
+        self.below.fast_up_run_ok(src, seq, n) && self.layer.fast_up_run_ok(src, seq, n)
+    }
+
+    #[inline(always)]
+    fn fast_up_run(&mut self, src: Rank, seq: u64, n: u64, env: &mut Env, out: &mut VecDeque<Up>) {
+        self.below.fast_up_run(src, seq, n, env, &mut self.upq);
+        let mut cx = Cx::new(env, &mut self.downq, out, &mut self.timers);
+        self.layer.fast_up_run(src, seq, n, &mut cx);
+    }
+
+    #[inline(always)]
+    fn fast_run_quiet(&self, src: Rank, seq: u64) -> u64 {
+        self.layer
+            .fast_run_quiet(src, seq)
+            .min(self.below.fast_run_quiet(src, seq))
     }
 }
 

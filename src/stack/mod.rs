@@ -60,6 +60,10 @@ pub struct StackConfig {
     /// Run the Protocol Accelerator's fast path where the stack has one
     /// (off: every message takes the full path; the wire is the same).
     pub fast: bool,
+    /// On the fast path, take the casts of a batch and of a packed frame
+    /// as runs, every layer handling a run at once (off: one cast at a
+    /// time; the wire and the deliveries are the same).
+    pub fast_runs: bool,
 }
 
 impl StackConfig {
@@ -98,6 +102,7 @@ impl Default for StackConfig {
             gms: GmsConfig::default(),
             secure: None,
             fast: true,
+            fast_runs: true,
         }
     }
 }
@@ -289,6 +294,8 @@ pub struct Stack<P: Part> {
     tmpl: Option<Box<[u8]>>,
     /// Run the fast path.
     fast: bool,
+    /// Take a batch's casts and a packed frame's as runs (`stack::accel`).
+    runs: bool,
     /// The layers' part of a cast the fast path delivered before running
     /// it (`stack::accel`): done on the next entry (after the frame of a
     /// fast-path cast has left), or when `poll_timeout` falls due.
@@ -341,6 +348,7 @@ impl<P: Part> Stack<P> {
             large,
             tmpl: None,
             fast: false,
+            runs: cfg.fast_runs,
             post: None,
         };
         s.accel_setup(cfg.fast);
@@ -469,7 +477,7 @@ impl<P: Part> Stack<P> {
         msgs: &mut VecDeque<Msg>,
     ) -> Result<usize, (usize, SendError)> {
         self.begin_batch();
-        let mut n = 0;
+        let mut n = self.cast_runs(now, msgs);
         let mut res = Ok(());
         while let Some(m) = msgs.pop_front() {
             match self.cast(now, m) {

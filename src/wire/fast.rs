@@ -126,6 +126,7 @@ impl Compact {
 
 /// The entries of a packed frame's body: (offset of the payload in the
 /// body, payload length).
+#[derive(Clone)]
 pub struct Entries<'a> {
     body: &'a [u8],
     at: usize,

@@ -720,6 +720,24 @@ impl Layer for Gms {
         true
     }
 
+    /// Not flushing is checked per cast (`fast_down_ok`).
+    #[inline]
+    fn fast_run_room(&self) -> u64 {
+        u64::MAX
+    }
+
+    #[inline]
+    fn fast_up_run_ok(&self, src: Rank, seq: u64, _n: u64) -> bool {
+        self.fast_up_ok(src, seq)
+    }
+
+    #[inline]
+    fn fast_up_run(&mut self, src: Rank, seq: u64, n: u64, cx: &mut Cx<'_>) {
+        if n > 0 {
+            self.fast_up(src, seq + n - 1, &mut None, cx);
+        }
+    }
+
     fn buffered(&self) -> usize {
         match &self.st {
             St::Member(m) => m.buffered(),

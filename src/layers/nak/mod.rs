@@ -26,7 +26,7 @@ use std::sync::Arc;
 use tutti_drivers::Msg;
 
 use crate::event::{Down, Rank, Time, Up, View};
-use crate::layer::{Cx, DropReason, FastCast, Layer, LayerInfo, Prop};
+use crate::layer::{Cx, DropReason, FastCast, FastRun, Layer, LayerInfo, Prop};
 use crate::wire::fast::SEQ_LIMIT;
 use crate::wire::nak::{emit_ranges, parse_ranges, ranges_len, NakHdr, RangeList, Stream};
 
@@ -722,6 +722,78 @@ impl Layer for Nak {
     #[inline]
     fn fast_up_later(&self, _src: Rank, _seq: u64) -> bool {
         true
+    }
+
+    /// As many casts as the window has room for (`fast_down_ok` holds for
+    /// each in turn until it is full).
+    #[inline]
+    fn fast_run_room(&self) -> u64 {
+        match &self.v {
+            Some(v) if v.cast_out.backlog.is_empty() => {
+                let o = &v.cast_out;
+                let open = self.cfg.window.saturating_sub(o.next - o.base);
+                open.min(SEQ_LIMIT.saturating_sub(o.next))
+            }
+            _ => 0,
+        }
+    }
+
+    #[inline]
+    fn fast_next_cast(&self) -> Option<(Rank, u64)> {
+        self.v.as_ref().map(|v| (v.me, v.cast_out.next))
+    }
+
+    /// `fast_down` for a run: consecutive numbers.
+    #[inline]
+    fn fast_down_run(&mut self, run: &mut FastRun<'_>, _cx: &mut Cx<'_>) {
+        let Some(v) = self.v.as_mut() else {
+            return;
+        };
+        run.src = v.me;
+        run.seq = v.cast_out.next;
+        v.cast_out.next += run.len();
+        run.own_due = true;
+    }
+
+    /// `fast_sent` for a run of packed casts: each is kept for
+    /// retransmission (the run's handles become the own deliveries).
+    #[inline]
+    fn fast_sent_run(&mut self, run: &mut FastRun<'_>, cx: &mut Cx<'_>) {
+        let cfg = self.cfg;
+        let Some(v) = self.v.as_mut() else {
+            return;
+        };
+        v.cast_out
+            .buf
+            .extend(run.msgs.iter().map(|m| Kept::bare(m.share())));
+        v.last_cast_at = cx.now();
+        v.ensure_tick(&cfg, cx);
+    }
+
+    /// The next ones expected, with nothing missing: each is then the next
+    /// in turn.
+    #[inline]
+    fn fast_up_run_ok(&self, src: Rank, seq: u64, _n: u64) -> bool {
+        self.fast_up_ok(src, seq)
+    }
+
+    /// `fast_up` for each: kept (the stack hands the handles in order),
+    /// trimmed as one at a time would.
+    #[inline]
+    fn fast_up_run(&mut self, src: Rank, _seq: u64, n: u64, cx: &mut Cx<'_>) {
+        let cfg = self.cfg;
+        let Some(v) = self.v.as_mut() else {
+            return;
+        };
+        let s = &mut v.cast_in[src as usize];
+        for _ in 0..n {
+            let Some(kept) = cx.run_keep() else {
+                break;
+            };
+            s.push_next(kept);
+            s.trim_retained(cfg.window);
+        }
+        v.ensure_tick(&cfg, cx);
     }
 
     fn dump(&self, out: &mut String) {

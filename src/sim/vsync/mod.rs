@@ -267,6 +267,7 @@ impl<'a> Sim<'a> {
             },
             secure: None,
             fast: plan.fast,
+            fast_runs: plan.runs,
         };
         Sim {
             plan,
@@ -516,50 +517,82 @@ impl<'a> Sim<'a> {
             return;
         };
         if p.stack.ready() {
-            // A batch frames its casts when it ends, after what they caused
-            // (gossip, orders): one cast at a time is no batch.
-            let batch = self.plan.burst > 1;
-            if batch {
-                p.stack.begin_batch();
-            }
-            for _ in 0..self.plan.burst {
-                let p = &mut self.procs[i];
-                if p.casts >= self.plan.casts {
-                    break;
-                }
-                let len = HDR + self.rng.below(200) as usize;
-                let tag = Tag {
-                    src: p.id,
-                    index: p.casts,
-                    view: v.id.tag(),
-                };
-                let bytes = tag.encode(len);
-                let Ok(m) = p.tx.alloc_copy(&bytes) else {
-                    break;
-                };
-                match p.stack.cast(self.now, m) {
-                    Ok(()) => {
-                        p.casts += 1;
-                        let (id, n) = (p.id, p.casts - 1);
-                        self.check.cast(id, n);
-                    }
-                    Err(e) => {
-                        if e.kind != crate::stack::SendErrorKind::WouldBlock {
-                            self.check
-                                .violations
-                                .push(format!("{}: cast refused: {}", p.id, e.kind));
-                        }
-                        break;
-                    }
-                }
-            }
-            if batch {
-                self.procs[i].stack.end_batch();
+            if self.plan.burst > 1 {
+                self.cast_burst(i, &v);
+            } else {
+                self.cast_one(i, &v);
             }
             self.pump(i);
         }
         let gap = self.rng.range(1, self.plan.cast_gap_ns);
         self.at(self.now.plus_ns(gap), Ev::Cast(i));
+    }
+
+    /// The next cast of process `i`, tagged for the checker.
+    fn next_cast(&mut self, i: usize, v: &View) -> Option<Msg> {
+        let p = &self.procs[i];
+        let len = HDR + self.rng.below(200) as usize;
+        let tag = Tag {
+            src: p.id,
+            index: p.casts,
+            view: v.id.tag(),
+        };
+        p.tx.alloc_copy(&tag.encode(len)).ok()
+    }
+
+    /// A cast was taken (or refused for `kind`).
+    fn casted(&mut self, i: usize, refused: Option<crate::stack::SendErrorKind>) {
+        let p = &mut self.procs[i];
+        match refused {
+            None => {
+                p.casts += 1;
+                let (id, n) = (p.id, p.casts - 1);
+                self.check.cast(id, n);
+            }
+            Some(crate::stack::SendErrorKind::WouldBlock) => {}
+            Some(kind) => self
+                .check
+                .violations
+                .push(format!("{}: cast refused: {kind}", p.id)),
+        }
+    }
+
+    fn cast_one(&mut self, i: usize, v: &View) {
+        let Some(m) = self.next_cast(i, v) else {
+            return;
+        };
+        let r = self.procs[i].stack.cast(self.now, m).err().map(|e| e.kind);
+        self.casted(i, r);
+    }
+
+    /// Up to `burst` casts as one batch (`cast_batch`: the fast path packs
+    /// them and takes them as runs). Each is tagged with the index it gets
+    /// if taken; those not taken are dropped (the next burst makes them
+    /// again).
+    fn cast_burst(&mut self, i: usize, v: &View) {
+        let mut q = std::collections::VecDeque::new();
+        let first = self.procs[i].casts;
+        for k in 0..self.plan.burst {
+            if first + k >= self.plan.casts {
+                break;
+            }
+            self.procs[i].casts = first + k;
+            match self.next_cast(i, v) {
+                Some(m) => q.push_back(m),
+                None => break,
+            }
+        }
+        self.procs[i].casts = first;
+        let (n, refused) = match self.procs[i].stack.cast_batch(self.now, &mut q) {
+            Ok(n) => (n, None),
+            Err((n, e)) => (n, Some(e.kind)),
+        };
+        for _ in 0..n {
+            self.casted(i, None);
+        }
+        if refused.is_some() {
+            self.casted(i, refused);
+        }
     }
 
     /// Drains process `i`'s events and frames until both are empty.

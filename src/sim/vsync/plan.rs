@@ -90,6 +90,9 @@ pub struct Plan {
     /// Casts a process makes at a time, as one batch (the fast path
     /// packs them into shared frames); 1: one at a time.
     pub burst: u32,
+    /// Take a batch's casts and a packed frame's as runs (the fast path;
+    /// the wire and the deliveries are the same either way).
+    pub runs: bool,
 }
 
 impl Plan {
@@ -155,6 +158,7 @@ impl Plan {
             intruder: None,
             fast: true,
             burst: 1,
+            runs: true,
         }
         .secured(&mut rng)
         .accelerated(&mut rng)

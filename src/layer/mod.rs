@@ -16,6 +16,9 @@ use tutti_drivers::{Msg, Pool};
 use crate::event::{Dest, Down, Rank, Time, Up};
 use crate::wire::fast::Compact;
 
+mod fast;
+pub use fast::{FastCast, FastRun};
+
 /// Something a layer provides to the layers above it, or needs from the
 /// layers below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -182,45 +185,54 @@ pub trait Layer: Send + 'static {
     /// Sends what this layer gathered during a batch of casts (`com` packs
     /// the casts of a batch into frames).
     fn fast_flush(&mut self, _cx: &mut Cx<'_>) {}
-}
 
-/// A common-case cast on its way down the fast path.
-#[derive(Debug)]
-pub struct FastCast {
-    /// The message, until the bottom layer frames it.
-    pub msg: Option<Msg>,
-    /// The compact frame the bottom layer made of it (alone, not packed):
-    /// the stack hands it out by reference and, once it is out, makes
-    /// the bare payload handle of it (`msg`), so no second handle is
-    /// counted before the frame leaves.
-    pub frame: Option<Msg>,
-    /// Own rank (set by the sequencing layer).
-    pub src: Rank,
-    /// Sequence number (set by the sequencing layer).
-    pub seq: u64,
-    /// Own delivery, made by the sequencing layer; the layers above it see
-    /// it come up as they return.
-    pub own: Option<Msg>,
-    /// The sequencing layer numbered the cast: it is delivered to its
-    /// sender (as `own`, or as `msg` when the bottom layer left it).
-    pub own_due: bool,
-    /// Depth (from the top, 0) of the layer that numbered it: the own
-    /// delivery goes up through the layers above that one.
-    pub own_depth: usize,
-}
+    // Runs: a batch's consecutive casts, or a packed frame's, taken as one
+    // run by every layer at once (numbered, kept, counted and delivered
+    // together) instead of one at a time. A layer that takes runs says so
+    // with `fast_run_room` (sending) and `fast_up_run_ok` (receiving);
+    // the defaults take none, and the stack then goes one cast at a time.
+    // A run is the same protocol as its casts one by one: the same frames,
+    // deliveries and state (`tests/accel.rs` checks it both ways).
 
-impl FastCast {
-    /// `msg`, about to enter the top layer.
-    pub fn new(msg: Msg) -> FastCast {
-        FastCast {
-            msg: Some(msg),
-            frame: None,
-            src: 0,
-            seq: 0,
-            own: None,
-            own_due: false,
-            own_depth: 0,
-        }
+    /// How many casts in a row, from now, this layer can take as one run
+    /// of a batch, each cast also passing `fast_down_ok` (which the run
+    /// leaves true for those after it). 0: none (the default).
+    fn fast_run_room(&self) -> u64 {
+        0
+    }
+
+    /// The numbering layer: who sends its next cast, and the number that
+    /// cast gets.
+    fn fast_next_cast(&self) -> Option<(Rank, u64)> {
+        None
+    }
+
+    /// This layer's part of a run of casts: what `fast_down` does for
+    /// each in turn.
+    fn fast_down_run(&mut self, _run: &mut FastRun<'_>, _cx: &mut Cx<'_>) {}
+
+    /// `fast_sent` for a run (the numbering layer: keeping the casts).
+    fn fast_sent_run(&mut self, _run: &mut FastRun<'_>, _cx: &mut Cx<'_>) {}
+
+    /// Whether casts `seq..seq + n` of `src`, arriving together, are each
+    /// this layer's common case in turn (as `fast_up_ok` finds each one
+    /// once those before it went up), with none of them dropped here. No
+    /// side effects. Default: no (one at a time).
+    fn fast_up_run_ok(&self, _src: Rank, _seq: u64, _n: u64) -> bool {
+        false
+    }
+
+    /// This layer's part of delivering casts `seq..seq + n` of `src`: what
+    /// `fast_up` does for each in turn (the layer that keeps casts takes
+    /// their handles with [`Cx::run_keep`]; none of them is dropped).
+    fn fast_up_run(&mut self, _src: Rank, _seq: u64, _n: u64, _cx: &mut Cx<'_>) {}
+
+    /// How many casts of `src` from `seq` on this layer takes in a run
+    /// before and including the first one that makes it emit an event (a
+    /// run is cut there, so that what it emits comes where the one-at-a-
+    /// time path puts it). Default: no limit.
+    fn fast_run_quiet(&self, _src: Rank, _seq: u64) -> u64 {
+        u64::MAX
     }
 }
 
@@ -440,6 +452,10 @@ pub struct Stats {
     pub packed_frames: u64,
     /// Casts carried in packed frames.
     pub packed_casts: u64,
+    /// Fast-path casts sent in runs (a batch's, every layer at once).
+    pub run_out: u64,
+    /// Fast-path casts delivered in runs (a packed frame's).
+    pub run_in: u64,
 }
 
 impl Stats {
@@ -457,6 +473,8 @@ impl Stats {
         self.fast_missed += o.fast_missed;
         self.packed_frames += o.packed_frames;
         self.packed_casts += o.packed_casts;
+        self.run_out += o.run_out;
+        self.run_in += o.run_in;
     }
 }
 
@@ -495,6 +513,9 @@ pub struct Env {
     /// the application already and the message passed up is the handle
     /// put aside for keeping ([`Cx::posting`]).
     pub posting: bool,
+    /// Handles on the casts of a run being delivered, in order, for the
+    /// layer that keeps them ([`Cx::run_keep`]).
+    pub run_keep: VecDeque<Msg>,
 }
 
 impl Env {
@@ -538,6 +559,7 @@ impl Env {
             views_gen: 0,
             twin: None,
             posting: false,
+            run_keep: VecDeque::new(),
         }
     }
 }
@@ -659,6 +681,13 @@ impl<'a> Cx<'a> {
     #[inline(always)]
     pub fn posting(&self) -> bool {
         self.env.posting
+    }
+
+    /// The next kept handle of a run being delivered (`fast_up_run`), in
+    /// the run's order.
+    #[inline(always)]
+    pub fn run_keep(&mut self) -> Option<Msg> {
+        self.env.run_keep.pop_front()
     }
 
     /// Whether the fast path is sending a batch (the bottom layer packs).
