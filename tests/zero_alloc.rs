@@ -6,11 +6,12 @@
 //! working capacity) the count must not move.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tutti::sim::loopback::Loopback;
 use tutti::stack::{FifoStatic, ReliableStatic, Stack, StackConfig};
-use tutti::{build, GroupStack, Pool, PoolConfig, Up};
+use tutti::{build, GroupStack, Msg, Pool, PoolConfig, Up};
 
 struct Counting;
 
@@ -53,8 +54,16 @@ fn pools() -> (PoolConfig, PoolConfig) {
 }
 
 /// Drives `msgs` messages from member 0 (casts, and every fourth a send to
-/// member 1); returns deliveries seen.
-fn drive<S: GroupStack>(lb: &mut Loopback<S>, tx: &Pool, msgs: u64) -> u64 {
+/// member 1; or, with `batch` over 1, casts in batches of that many, which
+/// the fast path packs and takes as runs, gathered in `q`); returns
+/// deliveries seen.
+fn drive<S: GroupStack>(
+    lb: &mut Loopback<S>,
+    tx: &Pool,
+    msgs: u64,
+    batch: usize,
+    q: &mut VecDeque<Msg>,
+) -> u64 {
     let mut delivered = 0u64;
     let mut sink = |_: usize, ev: Up| {
         if let Up::Cast { msg, .. } | Up::Send { msg, .. } = ev {
@@ -65,6 +74,21 @@ fn drive<S: GroupStack>(lb: &mut Loopback<S>, tx: &Pool, msgs: u64) -> u64 {
         let mut m = tx.alloc().expect("pool sized for the window");
         m.reserve(64).unwrap().fill(i as u8);
         let now = lb.now;
+        if batch > 1 {
+            q.push_back(m);
+            if q.len() < batch {
+                continue;
+            }
+            while !q.is_empty() {
+                let now = lb.now;
+                if lb.stacks[0].cast_batch(now, q).unwrap() == 0 {
+                    lb.advance(1_000_000, &mut sink);
+                }
+                lb.pump(&mut sink);
+            }
+            lb.advance(2_000, &mut sink);
+            continue;
+        }
         let res = if i % 4 == 3 {
             lb.stacks[0].send(now, 1, m)
         } else {
@@ -83,15 +107,16 @@ fn drive<S: GroupStack>(lb: &mut Loopback<S>, tx: &Pool, msgs: u64) -> u64 {
     delivered
 }
 
-fn check<S: GroupStack>(name: &str, stacks: Vec<S>, tx: Pool) {
+fn check<S: GroupStack>(name: &str, stacks: Vec<S>, tx: Pool, batch: usize) {
     let (_, rx) = pools();
     let mut lb = Loopback::new(stacks, rx).unwrap();
     // Warm-up: queues and buffers grow to their working size.
-    let warm = drive(&mut lb, &tx, 20_000);
+    let mut q = VecDeque::with_capacity(batch);
+    let warm = drive(&mut lb, &tx, 20_000, batch, &mut q);
     assert!(warm > 0);
     ALLOCS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
-    let delivered = drive(&mut lb, &tx, 50_000);
+    let delivered = drive(&mut lb, &tx, 50_000, batch, &mut q);
     COUNTING.store(false, Ordering::SeqCst);
     let allocs = ALLOCS.load(Ordering::SeqCst);
     println!("{name}: {delivered} deliveries, {allocs} heap allocations");
@@ -111,13 +136,17 @@ fn steady_state_message_path_does_not_allocate() {
     let stacks: Vec<Stack<ReliableStatic>> = (0..3)
         .map(|_| Stack::new_static(&cfg, ctl()).unwrap())
         .collect();
-    check("static com:nak:stable", stacks, tx.clone());
+    check("static com:nak:stable", stacks, tx.clone(), 1);
+    let stacks: Vec<Stack<ReliableStatic>> = (0..3)
+        .map(|_| Stack::new_static(&cfg, ctl()).unwrap())
+        .collect();
+    check("static com:nak:stable, batches", stacks, tx.clone(), 64);
     let stacks: Vec<Stack<FifoStatic>> = (0..3)
         .map(|_| Stack::new_static(&cfg, ctl()).unwrap())
         .collect();
-    check("static com:nak:frag:stable", stacks, tx.clone());
+    check("static com:nak:frag:stable", stacks, tx.clone(), 1);
     let stacks: Vec<Box<dyn GroupStack>> = (0..3)
         .map(|_| build("fifo", &cfg, ctl(), false).unwrap())
         .collect();
-    check("dynamic com:nak:frag:stable", stacks, tx);
+    check("dynamic com:nak:frag:stable", stacks, tx, 1);
 }

@@ -194,10 +194,11 @@ pub trait Layer: Send + 'static {
     // A run is the same protocol as its casts one by one: the same frames,
     // deliveries and state (`tests/accel.rs` checks it both ways).
 
-    /// How many casts in a row, from now, this layer can take as one run
-    /// of a batch, each cast also passing `fast_down_ok` (which the run
-    /// leaves true for those after it). 0: none (the default).
-    fn fast_run_room(&self) -> u64 {
+    /// How many casts from the front of `msgs` this layer takes, now, as
+    /// one run of a batch: each its common case in turn (`fast_down_ok`
+    /// as it would find each once those before it went down). 0: none
+    /// (the default).
+    fn fast_run_take(&self, _msgs: &[Msg]) -> usize {
         0
     }
 
@@ -683,11 +684,11 @@ impl<'a> Cx<'a> {
         self.env.posting
     }
 
-    /// The next kept handle of a run being delivered (`fast_up_run`), in
-    /// the run's order.
+    /// The handles of a run being delivered (`fast_up_run`), in the
+    /// run's order, for the layer that keeps them.
     #[inline(always)]
-    pub fn run_keep(&mut self) -> Option<Msg> {
-        self.env.run_keep.pop_front()
+    pub fn run_keep(&mut self) -> &mut VecDeque<Msg> {
+        &mut self.env.run_keep
     }
 
     /// Whether the fast path is sending a batch (the bottom layer packs).

@@ -291,6 +291,16 @@ impl Com {
         }
     }
 
+    /// The largest payload a compact frame carries, when the view has
+    /// cookies (the fast path's condition), else `None`.
+    #[inline]
+    fn fast_max(&self) -> Option<usize> {
+        match (&self.view, &self.tmpl) {
+            (Some(v), Some(t)) if !v.by_cookie.is_empty() => self.ctl_cap.checked_sub(t.len() + 9),
+            _ => None,
+        }
+    }
+
     fn flush_pack(&mut self, cx: &mut Cx<'_>) {
         let Some(p) = self.pack.take() else {
             return;
@@ -447,12 +457,7 @@ impl Layer for Com {
 
     #[inline]
     fn fast_down_ok(&self, msg: &Msg) -> bool {
-        match (&self.view, &self.tmpl) {
-            (Some(v), Some(t)) => {
-                !v.by_cookie.is_empty() && msg.len() + t.len() + 9 <= self.ctl_cap
-            }
-            _ => false,
-        }
+        self.fast_max().is_some_and(|max| msg.len() <= max)
     }
 
     #[inline(always)]
@@ -484,10 +489,12 @@ impl Layer for Com {
         self.flush_pack(cx);
     }
 
-    /// Any number: what limits a run is checked per cast (`fast_down_ok`).
     #[inline]
-    fn fast_run_room(&self) -> u64 {
-        u64::MAX
+    fn fast_run_take(&self, msgs: &[Msg]) -> usize {
+        match self.fast_max() {
+            Some(max) => msgs.iter().take_while(|m| m.len() <= max).count(),
+            None => 0,
+        }
     }
 
     /// Packs each cast of the run (a run is a batch's: always packing).

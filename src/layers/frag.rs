@@ -299,10 +299,12 @@ impl Layer for Frag {
         true
     }
 
-    /// One buffer each is checked per cast (`fast_down_ok`).
     #[inline]
-    fn fast_run_room(&self) -> u64 {
-        u64::MAX
+    fn fast_run_take(&self, msgs: &[Msg]) -> usize {
+        if !self.fast_up_ok(self.me, 0) {
+            return 0;
+        }
+        msgs.iter().take_while(|m| m.nsegs() == 1).count()
     }
 
     /// WHOLE messages: the first ends any skipping.

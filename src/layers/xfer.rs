@@ -334,13 +334,13 @@ impl Layer for Xfer {
     /// Own casts from here on are none the transferred state holds: own
     /// deliveries go in order, so the next is `delivered` of the own rank.
     #[inline]
-    fn fast_run_room(&self) -> u64 {
+    fn fast_run_take(&self, msgs: &[Msg]) -> usize {
         match &self.view {
             Some(v) if self.wait.is_none() => {
                 let me = v.rank as usize;
                 let next = self.delivered.get(me).copied().unwrap_or(0);
                 if self.skip.get(me).copied().unwrap_or(0) <= next {
-                    u64::MAX
+                    msgs.len()
                 } else {
                     0
                 }

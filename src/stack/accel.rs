@@ -212,82 +212,101 @@ impl<P: Part> Stack<P> {
         let mut entries = Entries::new(body);
         let mut seq = c.seq;
         if self.runs {
-            let mut left = entries.clone().take_while(|e| e.is_ok()).count() as u64;
-            while left > 0 {
+            loop {
                 // A run ends before the cast that makes a layer emit: that
                 // one goes alone, so what it emits comes after the casts
-                // before it, as one at a time.
-                let k = self
-                    .part
-                    .fast_run_quiet(src, seq)
-                    .saturating_sub(1)
-                    .min(left);
-                if k >= 2 {
-                    if !self.part.fast_up_run_ok(src, seq, k)
-                        || !self.fast_up_run(src, seq, k, &mut entries, &mut sh, &mut direct)
-                    {
-                        break;
+                // before it and before its own delivery, as one at a time.
+                let most = self.part.fast_run_quiet(src, seq).saturating_sub(1);
+                if most == 0 {
+                    if !self.fast_entry(src, seq, &mut entries, &mut sh, &mut direct) {
+                        return Ok(());
                     }
-                } else {
-                    let Some(Ok((off, len))) = entries.next() else {
-                        break;
-                    };
-                    let Some(m) = sh.window(fast::LEN + off, len) else {
-                        break;
-                    };
-                    self.env.twin = sh.window(fast::LEN + off, len);
-                    let ok = self.part.fast_up_ok(src, seq);
-                    self.fast_one(ok, src, seq, m, direct.as_deref_mut());
-                    self.env.twin = None;
                     seq += 1;
-                    left -= 1;
                     continue;
                 }
+                if !self.part.fast_up_run_ok(src, seq, most) {
+                    break;
+                }
+                let k = self.fast_up_run(src, seq, most, &mut entries, &mut sh, &mut direct);
                 seq += k;
-                left -= k;
+                if k < most {
+                    return Ok(());
+                }
             }
         }
-        for e in entries {
-            let Ok((off, len)) = e else {
-                break;
-            };
-            let Some(m) = sh.window(fast::LEN + off, len) else {
-                break;
-            };
-            self.env.twin = sh.window(fast::LEN + off, len);
-            let ok = self.part.fast_up_ok(src, seq);
-            self.fast_one(ok, src, seq, m, direct.as_deref_mut());
-            self.env.twin = None;
+        while self.fast_entry(src, seq, &mut entries, &mut sh, &mut direct) {
             seq += 1;
         }
         Ok(())
     }
 
-    /// The next `k` casts of a packed frame (`entries`, handles from `sh`)
-    /// as one run: each layer's `fast_up_run` (the layer that keeps casts
-    /// takes one handle of each from `Env::run_keep`), then the
-    /// deliveries. False, with nothing done, when handles run short.
+    /// The next cast of a packed frame (`entries`, handles from `sh`), one
+    /// at a time: false when there is none.
+    #[inline(always)]
+    fn fast_entry(
+        &mut self,
+        src: Rank,
+        seq: u64,
+        entries: &mut Entries<'_>,
+        sh: &mut Shares,
+        direct: &mut Option<&mut VecDeque<Up>>,
+    ) -> bool {
+        let Some(Ok((off, len))) = entries.next() else {
+            return false;
+        };
+        let Some(m) = sh.window(fast::LEN + off, len) else {
+            return false;
+        };
+        self.env.twin = sh.window(fast::LEN + off, len);
+        let ok = self.part.fast_up_ok(src, seq);
+        self.fast_one(ok, src, seq, m, direct.as_deref_mut());
+        self.env.twin = None;
+        true
+    }
+
+    /// Up to `most` next casts of a packed frame (`entries`, handles from
+    /// `sh`) as one run, which every layer takes (`fast_up_run_ok`) and in
+    /// which none emits (`fast_run_quiet`): each is delivered at once,
+    /// with a second handle for the layer that keeps casts
+    /// (`Env::run_keep`), then each layer's `fast_up_run` runs for them
+    /// all. Returns how many there were (fewer: the frame ended).
     #[inline]
     fn fast_up_run(
         &mut self,
         src: Rank,
         seq: u64,
-        k: u64,
+        most: u64,
         entries: &mut Entries<'_>,
         sh: &mut Shares,
         direct: &mut Option<&mut VecDeque<Up>>,
-    ) -> bool {
-        let mut again = entries.clone();
-        for _ in 0..k {
-            let m = match entries.next() {
-                Some(Ok((off, len))) => sh.window(fast::LEN + off, len),
-                _ => None,
+    ) -> u64 {
+        // Where `deliver` puts each (nothing waits here before them).
+        let q = match direct.as_deref_mut() {
+            Some(q) if self.events.is_empty() => q,
+            _ => &mut self.events,
+        };
+        let keep = &mut self.env.run_keep;
+        let mut k = 0;
+        while k < most {
+            let Some(Ok((off, len))) = entries.next() else {
+                break;
             };
-            let Some(m) = m else {
-                self.env.run_keep.clear();
-                return false;
+            let (Some(msg), Some(kept)) = (
+                sh.window(fast::LEN + off, len),
+                sh.window(fast::LEN + off, len),
+            ) else {
+                break;
             };
-            self.env.run_keep.push_back(m);
+            keep.push_back(kept);
+            q.push_back(Up::Cast {
+                src,
+                seq: seq + k,
+                msg,
+            });
+            k += 1;
+        }
+        if k == 0 {
+            return 0;
         }
         self.env.stats.fast_in += k;
         self.env.stats.run_in += k;
@@ -296,25 +315,12 @@ impl<P: Part> Stack<P> {
             .fast_up_run(src, seq, k, &mut self.env, &mut self.events);
         // Every handle went to the layer that keeps them (else dropped).
         self.env.run_keep.clear();
+        // Nothing is expected (the run ends before an emitting cast); what
+        // a layer emitted all the same follows the run's deliveries.
         if self.env.emitted {
             self.part.settle_all(&mut self.env, &mut self.events);
         }
-        for i in 0..k {
-            let m = match again.next() {
-                Some(Ok((off, len))) => sh.window(fast::LEN + off, len),
-                _ => None,
-            };
-            // Counted at once with the keeps: always there.
-            if let Some(msg) = m {
-                let ev = Up::Cast {
-                    src,
-                    seq: seq + i,
-                    msg,
-                };
-                self.deliver(ev, direct.as_deref_mut());
-            }
-        }
-        true
+        k
     }
 
     /// Casts the front of a batch (`msgs`) as runs while every layer
@@ -328,23 +334,19 @@ impl<P: Part> Stack<P> {
         self.env.now = now;
         let mut done = 0;
         while !msgs.is_empty() {
-            let room = self.part.fast_run_room();
             let Some((me, next)) = self.part.fast_next_cast() else {
                 break;
             };
             // The cast that makes a layer emit goes alone (see
             // `fast_receive`).
             let quiet = self.part.fast_run_quiet(me, next);
-            let most = quiet
-                .saturating_sub(1)
-                .max(1)
-                .min(room)
-                .min(msgs.len() as u64) as usize;
+            let most = quiet.saturating_sub(1).max(1).min(msgs.len() as u64) as usize;
             let run = &msgs.make_contiguous()[..most];
-            let k = run
+            let ok = run
                 .iter()
-                .take_while(|m| self.refuse(m, None).is_none() && self.part.fast_down_ok(m))
+                .take_while(|m| self.refuse(m, None).is_none())
                 .count();
+            let k = self.part.fast_run_take(&run[..ok]);
             if k == 0 {
                 break;
             }

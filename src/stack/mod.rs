@@ -10,6 +10,7 @@
 
 mod accel;
 pub mod compose;
+mod dynamic;
 mod group;
 pub mod spec;
 
@@ -35,7 +36,8 @@ use crate::layers::total::Total;
 use crate::layers::xfer::Xfer;
 use crate::secure::Secure;
 
-pub use compose::{BuildPart, Cons, Dynamic, Nil, Part, StaticLayer};
+pub use compose::{BuildPart, Cons, Nil, Part, StaticLayer};
+pub use dynamic::{Dynamic, Level};
 pub use group::GroupStack;
 pub use spec::{LayerKind, Spec, SpecError, PRESETS};
 

@@ -720,10 +720,14 @@ impl Layer for Gms {
         true
     }
 
-    /// Not flushing is checked per cast (`fast_down_ok`).
+    /// All, when not flushing (`fast_down_ok` does not look at the
+    /// message).
     #[inline]
-    fn fast_run_room(&self) -> u64 {
-        u64::MAX
+    fn fast_run_take(&self, msgs: &[Msg]) -> usize {
+        match msgs.first() {
+            Some(m) if self.fast_down_ok(m) => msgs.len(),
+            _ => 0,
+        }
     }
 
     #[inline]

@@ -727,12 +727,13 @@ impl Layer for Nak {
     /// As many casts as the window has room for (`fast_down_ok` holds for
     /// each in turn until it is full).
     #[inline]
-    fn fast_run_room(&self) -> u64 {
+    fn fast_run_take(&self, msgs: &[Msg]) -> usize {
         match &self.v {
             Some(v) if v.cast_out.backlog.is_empty() => {
                 let o = &v.cast_out;
                 let open = self.cfg.window.saturating_sub(o.next - o.base);
-                open.min(SEQ_LIMIT.saturating_sub(o.next))
+                let room = open.min(SEQ_LIMIT.saturating_sub(o.next));
+                msgs.len().min(usize::try_from(room).unwrap_or(usize::MAX))
             }
             _ => 0,
         }
@@ -785,14 +786,8 @@ impl Layer for Nak {
         let Some(v) = self.v.as_mut() else {
             return;
         };
-        let s = &mut v.cast_in[src as usize];
-        for _ in 0..n {
-            let Some(kept) = cx.run_keep() else {
-                break;
-            };
-            s.push_next(kept);
-            s.trim_retained(cfg.window);
-        }
+        debug_assert_eq!(cx.run_keep().len() as u64, n);
+        v.cast_in[src as usize].push_run(cx.run_keep(), cfg.window);
         v.ensure_tick(&cfg, cx);
     }
 

@@ -217,6 +217,31 @@ impl InStream {
         self.high = self.high.max(self.next);
     }
 
+    /// `push_next` and `trim_retained(keep)` for each of `msgs` in turn,
+    /// at once: the same messages are retained after it (the trims in
+    /// between only decide which go back, and those go back together).
+    #[inline]
+    pub fn push_run(&mut self, msgs: &mut VecDeque<Msg>, keep: u64) {
+        debug_assert!(!self.missing());
+        let at = (self.next - self.base) as usize;
+        if self.buf.len() != at {
+            self.buf.truncate(at);
+        }
+        let n = msgs.len() as u64;
+        let mut base = self.base;
+        for next in self.next + 1..=self.next + n {
+            if next - base > keep + keep / 8 {
+                base = next - keep;
+            }
+        }
+        self.buf.extend(msgs.drain(..).map(|m| Some(Kept::bare(m))));
+        self.next += n;
+        self.high = self.high.max(self.next);
+        if base > self.base {
+            self.collect(base);
+        }
+    }
+
     /// A retained or buffered message, if present.
     pub fn get(&self, seq: u64) -> Option<&Kept> {
         if seq < self.base {
@@ -359,6 +384,43 @@ mod tests {
             assert_eq!(s.get(seq).unwrap().msg.to_vec(), vec![seq as u8]);
         }
         drop(s);
+        assert_eq!(p.stats().in_use, 0, "every dropped handle went back");
+    }
+
+    /// A run pushed at once retains what pushing its messages one at a
+    /// time, trimming after each, retains: for runs of every length from
+    /// every fill of the window, repeatedly.
+    #[test]
+    fn a_run_retains_what_one_at_a_time_retains() {
+        let p = Pool::new(PoolConfig::default()).unwrap();
+        for keep in [1u64, 7, 16, 64] {
+            for first in 0..keep + keep / 8 + 2 {
+                for n in 0..3 * keep + 3 {
+                    let (mut a, mut b) = (InStream::default(), InStream::default());
+                    for i in 0..first {
+                        for s in [&mut a, &mut b] {
+                            s.push_next(msg(&p, i as u8));
+                            s.trim_retained(keep);
+                        }
+                    }
+                    let mut run: VecDeque<Msg> = VecDeque::new();
+                    for i in first..first + n {
+                        a.push_next(msg(&p, i as u8));
+                        a.trim_retained(keep);
+                        run.push_back(msg(&p, i as u8));
+                    }
+                    b.push_run(&mut run, keep);
+                    assert!(run.is_empty());
+                    let what = |s: &InStream| {
+                        let kept: Vec<_> = (s.base..s.next)
+                            .map(|q| s.get(q).map(|k| k.msg.to_vec()))
+                            .collect();
+                        (s.base, s.next, s.high, kept)
+                    };
+                    assert_eq!(what(&a), what(&b), "keep {keep}, first {first}, run {n}");
+                }
+            }
+        }
         assert_eq!(p.stats().in_use, 0, "every dropped handle went back");
     }
 }
