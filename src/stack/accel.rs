@@ -25,6 +25,12 @@
 //!   consecutive casts into one frame up to a buffer: one copy of each
 //!   payload, one header, one driver send. Receivers unpack without
 //!   copying (each cast is a window on the frame).
+//! - **Runs.** A batch's casts, and a packed frame's, go through every
+//!   layer as one run (`Layer::fast_run_take`, `fast_down_run`,
+//!   `fast_sent_run`, `fast_up_run_ok`, `fast_up_run`): numbered, packed,
+//!   kept, counted and delivered together. A run ends before the cast that
+//!   makes a layer emit (`fast_run_quiet`), which goes alone, so the wire
+//!   and the deliveries are those of one cast at a time.
 //! - **Equivalence.** `com` compresses the casts the full path makes too,
 //!   so the wire is the same with the fast path on or off (apart from
 //!   packing); the simulator checks this (`tests/accel.rs`).
