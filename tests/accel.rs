@@ -5,7 +5,23 @@
 //! every frame on the wire, every delivery and every view must be the same.
 //! `TUTTI_SOAK=<n>` runs more seeds.
 
-use tutti::sim::vsync::{run, Plan};
+use tutti::sim::vsync::{run, Plan, Report};
+
+/// Both runs of a plan held every oracle and are the same protocol: the
+/// same frames on the wire, deliveries, views and counts.
+fn same_protocol(a: &Report, b: &Report, (na, nb): (&str, &str)) {
+    for (r, n) in [(a, na), (b, nb)] {
+        assert!(r.ok(), "{n}: {}\n{:#?}\n{}", r.plan, r.violations, r.dump);
+    }
+    let plan = &a.plan;
+    assert_eq!(a.wire, b.wire, "{plan}: the wire differs");
+    assert_eq!(a.delivery, b.delivery, "{plan}: deliveries differ");
+    assert_eq!(
+        (a.delivered, a.views, a.frames),
+        (b.delivered, b.views, b.frames),
+        "{plan}"
+    );
+}
 
 #[test]
 fn fast_path_and_full_path_are_the_same_protocol() {
@@ -19,27 +35,7 @@ fn fast_path_and_full_path_are_the_same_protocol() {
         let on = run(&plan);
         plan.fast = false;
         let off = run(&plan);
-        assert!(
-            on.ok(),
-            "fast path on: {}\n{:#?}\n{}",
-            on.plan,
-            on.violations,
-            on.dump
-        );
-        assert!(
-            off.ok(),
-            "fast path off: {}\n{:#?}\n{}",
-            off.plan,
-            off.violations,
-            off.dump
-        );
-        assert_eq!(on.wire, off.wire, "{}: the wire differs", plan);
-        assert_eq!(on.delivery, off.delivery, "{}: deliveries differ", plan);
-        assert_eq!(
-            (on.delivered, on.views, on.frames),
-            (off.delivered, off.views, off.frames),
-            "{plan}"
-        );
+        same_protocol(&on, &off, ("fast path on", "fast path off"));
         assert_eq!(off.stats.fast_in + off.stats.fast_out, 0, "{plan}");
         fast_in += on.stats.fast_in;
         later += on.stats.fast_later;
@@ -89,27 +85,7 @@ fn runs_and_one_at_a_time_are_the_same_protocol() {
         let on = run(&plan);
         plan.runs = false;
         let off = run(&plan);
-        assert!(
-            on.ok(),
-            "runs: {}\n{:#?}\n{}",
-            on.plan,
-            on.violations,
-            on.dump
-        );
-        assert!(
-            off.ok(),
-            "no runs: {}\n{:#?}\n{}",
-            off.plan,
-            off.violations,
-            off.dump
-        );
-        assert_eq!(on.wire, off.wire, "{}: the wire differs", plan);
-        assert_eq!(on.delivery, off.delivery, "{}: deliveries differ", plan);
-        assert_eq!(
-            (on.delivered, on.views, on.frames),
-            (off.delivered, off.views, off.frames),
-            "{plan}"
-        );
+        same_protocol(&on, &off, ("runs", "no runs"));
         assert_eq!(
             (on.stats.fast_in, on.stats.fast_out, on.stats.packed_casts),
             (
