@@ -189,7 +189,7 @@ pub trait Layer: Send + 'static {
     // Runs: a batch's consecutive casts, or a packed frame's, taken as one
     // run by every layer at once (numbered, kept, counted and delivered
     // together) instead of one at a time. A layer that takes runs says so
-    // with `fast_run_room` (sending) and `fast_up_run_ok` (receiving);
+    // with `fast_run_take` (sending) and `fast_up_run_ok` (receiving);
     // the defaults take none, and the stack then goes one cast at a time.
     // A run is the same protocol as its casts one by one: the same frames,
     // deliveries and state (`tests/accel.rs` checks it both ways).

@@ -271,8 +271,7 @@ impl Com {
                     let mut j = i;
                     for m in &msgs[i..] {
                         let add = fast::ENTRY_LEN + m.len();
-                        if m.nsegs() != 1 || m.len() > u16::MAX as usize || len + add > self.ctl_cap
-                        {
+                        if !packable(m) || len + add > self.ctl_cap {
                             break;
                         }
                         len += add;
@@ -376,21 +375,20 @@ impl Com {
     }
 }
 
-/// Appends one packed-frame entry; false when it does not fit.
-fn entry(b: &mut Msg, m: &Msg) -> bool {
-    let (Ok(len), Some(body)) = (u16::try_from(m.len()), m.contiguous()) else {
-        return false;
-    };
-    let Ok(out) = b.reserve(fast::ENTRY_LEN + body.len()) else {
-        return false;
-    };
-    out[..fast::ENTRY_LEN].copy_from_slice(&len.to_be_bytes());
-    out[fast::ENTRY_LEN..].copy_from_slice(body);
-    true
+/// Whether `m` can be a packed-frame entry: one buffer, a length that
+/// fits the entry's 16 bits.
+#[inline]
+fn packable(m: &Msg) -> bool {
+    m.nsegs() == 1 && m.len() <= u16::MAX as usize
 }
 
-/// Entries for `msgs` (each one buffer of at most `u16::MAX` bytes;
-/// `total` bytes with their lengths) at the end of `b`, reserved at once.
+/// Appends one packed-frame entry; false when it does not fit.
+fn entry(b: &mut Msg, m: &Msg) -> bool {
+    packable(m) && entries(b, std::slice::from_ref(m), fast::ENTRY_LEN + m.len())
+}
+
+/// Entries for `msgs` (each `packable`; `total` bytes with their
+/// lengths) at the end of `b`, reserved at once.
 fn entries(b: &mut Msg, msgs: &[Msg], total: usize) -> bool {
     let Ok(mut out) = b.reserve(total) else {
         return false;

@@ -257,13 +257,10 @@ impl<P: Part> Stack<P> {
         sh: &mut Shares,
         direct: &mut Option<&mut VecDeque<Up>>,
     ) -> bool {
-        let Some(Ok((off, len))) = entries.next() else {
+        let Some((m, twin)) = next_entry(entries, sh) else {
             return false;
         };
-        let Some(m) = sh.window(fast::LEN + off, len) else {
-            return false;
-        };
-        self.env.twin = sh.window(fast::LEN + off, len);
+        self.env.twin = Some(twin);
         let ok = self.part.fast_up_ok(src, seq);
         self.fast_one(ok, src, seq, m, direct.as_deref_mut());
         self.env.twin = None;
@@ -294,13 +291,7 @@ impl<P: Part> Stack<P> {
         let keep = &mut self.env.run_keep;
         let mut k = 0;
         while k < most {
-            let Some(Ok((off, len))) = entries.next() else {
-                break;
-            };
-            let (Some(msg), Some(kept)) = (
-                sh.window(fast::LEN + off, len),
-                sh.window(fast::LEN + off, len),
-            ) else {
+            let Some((msg, kept)) = next_entry(entries, sh) else {
                 break;
             };
             keep.push_back(kept);
@@ -330,7 +321,7 @@ impl<P: Part> Stack<P> {
     }
 
     /// Casts the front of a batch (`msgs`) as runs while every layer
-    /// takes them so (`Layer::fast_run_room`): a run is numbered, packed,
+    /// takes them so (`Layer::fast_run_take`): a run is numbered, packed,
     /// kept and delivered to its sender at once. Returns how many it cast;
     /// the rest go one at a time (`cast`).
     pub(super) fn cast_runs(&mut self, now: Time, msgs: &mut VecDeque<Msg>) -> usize {
@@ -474,4 +465,18 @@ impl<P: Part> Stack<P> {
                 .inject(Up::CastRaw { src, msg: m }, &mut self.env, &mut self.events);
         }
     }
+}
+
+/// The next cast of a packed frame: two handles on it (the delivery and
+/// the one the layer that keeps casts takes), from the frame's bulk
+/// count; `None` when the frame has no more.
+#[inline(always)]
+fn next_entry(entries: &mut Entries<'_>, sh: &mut Shares) -> Option<(Msg, Msg)> {
+    let Some(Ok((off, len))) = entries.next() else {
+        return None;
+    };
+    Some((
+        sh.window(fast::LEN + off, len)?,
+        sh.window(fast::LEN + off, len)?,
+    ))
 }

@@ -92,7 +92,7 @@ pub trait Part: Send {
     /// and only when one of them emitted something).
     fn settle_all(&mut self, env: &mut Env, out: &mut VecDeque<Up>);
 
-    // Runs (see `Layer::fast_run_room`). The defaults take none: a part
+    // Runs (see `Layer::fast_run_take`). The defaults take none: a part
     // that does not compose them (a dynamic stack) goes one cast at a time.
 
     /// How many casts from the front of `msgs` every layer takes as one

@@ -528,13 +528,13 @@ impl<'a> Sim<'a> {
         self.at(self.now.plus_ns(gap), Ev::Cast(i));
     }
 
-    /// The next cast of process `i`, tagged for the checker.
-    fn next_cast(&mut self, i: usize, v: &View) -> Option<Msg> {
+    /// Cast `index` of process `i`, tagged for the checker.
+    fn next_cast(&mut self, i: usize, index: u32, v: &View) -> Option<Msg> {
         let p = &self.procs[i];
         let len = HDR + self.rng.below(200) as usize;
         let tag = Tag {
             src: p.id,
-            index: p.casts,
+            index,
             view: v.id.tag(),
         };
         p.tx.alloc_copy(&tag.encode(len)).ok()
@@ -558,7 +558,7 @@ impl<'a> Sim<'a> {
     }
 
     fn cast_one(&mut self, i: usize, v: &View) {
-        let Some(m) = self.next_cast(i, v) else {
+        let Some(m) = self.next_cast(i, self.procs[i].casts, v) else {
             return;
         };
         let r = self.procs[i].stack.cast(self.now, m).err().map(|e| e.kind);
@@ -576,13 +576,11 @@ impl<'a> Sim<'a> {
             if first + k >= self.plan.casts {
                 break;
             }
-            self.procs[i].casts = first + k;
-            match self.next_cast(i, v) {
+            match self.next_cast(i, first + k, v) {
                 Some(m) => q.push_back(m),
                 None => break,
             }
         }
-        self.procs[i].casts = first;
         let (n, refused) = match self.procs[i].stack.cast_batch(self.now, &mut q) {
             Ok(n) => (n, None),
             Err((n, e)) => (n, Some(e.kind)),
