@@ -106,3 +106,42 @@ fn runs_and_one_at_a_time_are_the_same_protocol() {
     );
     assert!(run_out > 0 && run_in > 0, "runs were taken");
 }
+
+/// A group that does not take its own casts (`discard_own`) runs the same
+/// protocol: the same frames on the wire and the same deliveries of the
+/// others' casts as when it takes them, and none of its own. The
+/// application keeps its own casts in its state as the stack takes them
+/// (it sees no delivery of them): under FIFO order, where a sender's own
+/// delivery comes with its cast, the state it transfers to joiners is the
+/// one it has when its casts are delivered, so everything is compared.
+/// Under total order a sender's casts come back up only once ordered, so
+/// an application that keeps its own at once transfers another state (and
+/// the runs part); there only the absence of own deliveries is compared.
+/// The oracles check the run that delivers own casts: they count on own
+/// deliveries (self-delivery, the order of a sender's casts among the
+/// others').
+#[test]
+fn discarding_own_casts_changes_nothing_else() {
+    let (mut runs, mut own) = (0u64, 0u64);
+    for seed in 1..=tutti::sim::soak_from_env(150) {
+        let mut plan = Plan::random(seed, 0.1, true);
+        let fifo = !plan.total;
+        let kept = run(&plan);
+        plan.discard_own = true;
+        let discarded = run(&plan);
+        let plan = &kept.plan;
+        assert!(kept.ok(), "{plan}\n{:#?}\n{}", kept.violations, kept.dump);
+        assert_eq!(discarded.own_delivered, 0, "{plan}: own casts delivered");
+        if fifo {
+            assert_eq!(kept.wire, discarded.wire, "{plan}: the wire differs");
+            assert_eq!(
+                kept.delivery_others, discarded.delivery_others,
+                "{plan}: the deliveries of the others' casts differ"
+            );
+            own += kept.own_delivered;
+            runs += 1;
+        }
+    }
+    println!("{runs} plans compared: {own} own deliveries not made");
+    assert!(own > 0, "own casts were discarded");
+}

@@ -68,6 +68,11 @@
 // `tutti_block_ok` itself.
 #define TUTTI_APP_BLOCK_OK 1
 
+// `TuttiConfig::flags`: the groups of this endpoint do not deliver the
+// member's own casts (JGroups' `discard_own_messages`): a sender that has
+// no use for them saves their delivery.
+#define TUTTI_DISCARD_OWN 2
+
 // Kinds of `TuttiEvent`.
 enum TuttiEventKind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -137,7 +142,8 @@ typedef struct TuttiConfig {
   uint32_t idle;
   // Failure-detector timeout in ms; 0: 50 on shm, 500 otherwise.
   uint32_t timeout_ms;
-  // `TUTTI_APP_BLOCK_OK` or 0.
+  // `TUTTI_APP_BLOCK_OK` and `TUTTI_DISCARD_OWN`, or-ed, or 0; other
+  // bits are refused (`TUTTI_ERR_INVALID`).
   uint32_t flags;
   // Secure stacks (`vsync-secure`, `vsync-total-secure`): this
   // process's secret key file (from `tutti keygen`); NULL otherwise.

@@ -58,6 +58,11 @@ pub const TUTTI_ERR_KEYS: i32 = -13;
 /// `tutti_block_ok` itself.
 pub const TUTTI_APP_BLOCK_OK: u32 = 1;
 
+/// `TuttiConfig::flags`: the groups of this endpoint do not deliver the
+/// member's own casts (JGroups' `discard_own_messages`): a sender that has
+/// no use for them saves their delivery.
+pub const TUTTI_DISCARD_OWN: u32 = 2;
+
 /// How to open an endpoint.
 #[repr(C)]
 pub struct TuttiConfig {
@@ -73,7 +78,8 @@ pub struct TuttiConfig {
     pub idle: u32,
     /// Failure-detector timeout in ms; 0: 50 on shm, 500 otherwise.
     pub timeout_ms: u32,
-    /// `TUTTI_APP_BLOCK_OK` or 0.
+    /// `TUTTI_APP_BLOCK_OK` and `TUTTI_DISCARD_OWN`, or-ed, or 0; other
+    /// bits are refused (`TUTTI_ERR_INVALID`).
     pub flags: u32,
     /// Secure stacks (`vsync-secure`, `vsync-total-secure`): this
     /// process's secret key file (from `tutti keygen`); NULL otherwise.
@@ -88,6 +94,7 @@ pub struct TuttiEndpoint {
     ep: Endpoint,
     timeout_ns: u64,
     app_block_ok: bool,
+    discard_own: bool,
     secure: Option<Arc<Secure>>,
 }
 
@@ -262,6 +269,9 @@ pub unsafe extern "C" fn tutti_endpoint_open(
         }
         // SAFETY: checked non-NULL; the caller passes a valid config.
         let c = unsafe { &*cfg };
+        if c.flags & !(TUTTI_APP_BLOCK_OK | TUTTI_DISCARD_OWN) != 0 {
+            return TUTTI_ERR_INVALID;
+        }
         // SAFETY: pointers from the caller, checked for NULL here or in the
         // helper; the caller keeps them valid for the call (documented).
         let (driver, name) = match unsafe { (str_arg(c.driver), str_arg(c.name)) } {
@@ -332,6 +342,7 @@ pub unsafe extern "C" fn tutti_endpoint_open(
             ep,
             timeout_ns,
             app_block_ok: c.flags & TUTTI_APP_BLOCK_OK != 0,
+            discard_own: c.flags & TUTTI_DISCARD_OWN != 0,
             secure,
         });
         // SAFETY: checked non-NULL.
@@ -399,6 +410,7 @@ pub unsafe extern "C" fn tutti_join(
         spec.config.gms.tick_ns = (e.timeout_ns / 4).max(1_000_000);
         spec.config.gms.join_timeout_ns = (e.timeout_ns * 4).max(50_000_000);
         spec.config.gms.app_block_ok = e.app_block_ok;
+        spec.config.discard_own = e.discard_own;
         spec.config.gms.app_state = get_state.is_some();
         spec.config.secure = e.secure.clone();
         let g = match e.ep.join(spec) {

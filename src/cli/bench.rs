@@ -79,6 +79,10 @@ pub struct BenchOpts {
     /// Accelerator's fast path off), for comparison.
     #[arg(long)]
     pub full_path: bool,
+    /// Members do not take their own casts (`StackConfig::discard_own`,
+    /// JGroups' `discard_own_messages`): a sender saves their delivery.
+    #[arg(long)]
+    pub discard_own: bool,
     /// Pingpong: measure the bare driver and the stack in the same two
     /// processes, alternating blocks of round trips, and print both with
     /// the difference (free of where the scheduler put the processes).
@@ -204,6 +208,9 @@ fn local(o: &BenchOpts) -> ExitCode {
         }
         if o.full_path {
             c.arg("--full-path");
+        }
+        if o.discard_own {
+            c.arg("--discard-own");
         }
         if o.compare {
             c.arg("--compare");

@@ -50,6 +50,7 @@ pub(super) fn open(
     let mut core = Core::new(d);
     let mut spec = GroupSpec::new("bench", &o.stack, members.to_vec());
     spec.config.fast = !o.full_path;
+    spec.config.discard_own = o.discard_own;
     let g = core.join(&spec).map_err(|e| e.to_string())?;
     let ranks = Ranks {
         addrs: members.to_vec(),

@@ -53,8 +53,11 @@ impl FastCast {
 /// `Layer::fast_up_run`).
 #[derive(Debug)]
 pub struct FastRun<'a> {
-    /// The casts, in order.
+    /// The casts, in order; empty once the handles went to the layer
+    /// that keeps them (see [`FastRun::counted`]).
     pub msgs: &'a [Msg],
+    /// How many casts the run holds.
+    pub n: u64,
     /// Own rank (set by the sequencing layer).
     pub src: Rank,
     /// Sequence number of the first (set by the sequencing layer; the
@@ -71,6 +74,7 @@ impl<'a> FastRun<'a> {
     pub fn new(msgs: &'a [Msg]) -> FastRun<'a> {
         FastRun {
             msgs,
+            n: msgs.len() as u64,
             src: 0,
             seq: 0,
             own_due: false,
@@ -78,13 +82,26 @@ impl<'a> FastRun<'a> {
         }
     }
 
+    /// The same run without its messages (their handles go to the layer
+    /// that keeps them through `Env::run_keep`): numbered as this one.
+    pub fn counted(&self) -> FastRun<'static> {
+        FastRun {
+            msgs: &[],
+            n: self.n,
+            src: self.src,
+            seq: self.seq,
+            own_due: self.own_due,
+            own_depth: self.own_depth,
+        }
+    }
+
     /// How many casts the run holds.
     pub fn len(&self) -> u64 {
-        self.msgs.len() as u64
+        self.n
     }
 
     /// Whether the run holds no cast.
     pub fn is_empty(&self) -> bool {
-        self.msgs.is_empty()
+        self.n == 0
     }
 }

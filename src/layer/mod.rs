@@ -517,6 +517,11 @@ pub struct Env {
     /// Handles on the casts of a run being delivered, in order, for the
     /// layer that keeps them ([`Cx::run_keep`]).
     pub run_keep: VecDeque<Msg>,
+    /// The application does not take its own casts
+    /// (`StackConfig::discard_own`): the fast path makes no delivery of
+    /// them, and the layer that keeps a run of them takes the handles
+    /// themselves from `run_keep`.
+    pub discard_own: bool,
 }
 
 impl Env {
@@ -561,6 +566,7 @@ impl Env {
             twin: None,
             posting: false,
             run_keep: VecDeque::new(),
+            discard_own: false,
         }
     }
 }

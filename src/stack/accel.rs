@@ -132,6 +132,9 @@ impl<P: Part> Stack<P> {
             self.part.settle_all(&mut self.env, &mut self.events);
         }
         if let Some(m) = fc.own.take().or(fc.msg.take()) {
+            if self.env.discard_own {
+                return;
+            }
             let ev = Up::Cast {
                 src: fc.src,
                 seq: fc.seq,
@@ -353,6 +356,21 @@ impl<P: Part> Stack<P> {
             let mut run = FastRun::new(&run[..k]);
             self.part
                 .fast_cast_run(&mut run, 0, &mut self.env, &mut self.events);
+            if self.env.discard_own {
+                // No deliveries: the layer that keeps the run takes the
+                // handles themselves.
+                let mut own = run.counted();
+                self.env.run_keep.extend(msgs.drain(..k));
+                self.part
+                    .fast_own_run(&mut own, 0, &mut self.env, &mut self.events);
+                debug_assert!(self.env.run_keep.is_empty(), "a run nobody kept");
+                self.env.run_keep.clear();
+                if self.env.emitted {
+                    self.part.settle_all(&mut self.env, &mut self.events);
+                }
+                done += k;
+                continue;
+            }
             self.part
                 .fast_own_run(&mut run, 0, &mut self.env, &mut self.events);
             let (src, seq) = (run.src, run.seq);

@@ -66,6 +66,12 @@ pub struct StackConfig {
     /// as runs, every layer handling a run at once (off: one cast at a
     /// time; the wire and the deliveries are the same).
     pub fast_runs: bool,
+    /// Do not deliver the group's own casts to the application (JGroups'
+    /// `discard_own_messages`): a sender that has no use for its own
+    /// messages saves their delivery. The layers still count each cast as
+    /// delivered to its sender (stability, flush, the order of the
+    /// others' deliveries are unchanged); only the event is not made.
+    pub discard_own: bool,
 }
 
 impl StackConfig {
@@ -105,6 +111,7 @@ impl Default for StackConfig {
             secure: None,
             fast: true,
             fast_runs: true,
+            discard_own: false,
         }
     }
 }
@@ -353,6 +360,7 @@ impl<P: Part> Stack<P> {
             runs: cfg.fast_runs,
             post: None,
         };
+        s.env.discard_own = cfg.discard_own;
         s.accel_setup(cfg.fast);
         s
     }
@@ -614,6 +622,9 @@ impl<P: Part> Stack<P> {
             let ev = self.events.pop_front()?;
             // What `output` hands over in bulk, without this loop.
             if ev.plain() {
+                if self.own_cast(&ev) {
+                    continue;
+                }
                 return Some(ev);
             }
             match ev {
@@ -654,6 +665,20 @@ impl<P: Part> Stack<P> {
         }
     }
 
+    /// Whether `ev` is one of this member's own casts that the application
+    /// does not want (`StackConfig::discard_own`): a delivery in the view
+    /// it last saw.
+    #[inline]
+    fn own_cast(&self, ev: &Up) -> bool {
+        if !self.env.discard_own {
+            return false;
+        }
+        match (ev, &self.view) {
+            (Up::Cast { src, .. }, Some(v)) => *src == v.rank,
+            _ => false,
+        }
+    }
+
     /// Whether a cast would be accepted now.
     pub fn ready(&self) -> bool {
         self.view.is_some() && self.part.ready()
@@ -667,7 +692,7 @@ impl<P: Part> Stack<P> {
     /// call per event and frame.
     #[inline]
     pub fn output(&mut self, events: &mut VecDeque<Up>) -> Output<'_> {
-        if self.events.iter().all(Up::plain) {
+        if self.events.iter().all(|e| e.plain() && !self.own_cast(e)) {
             // Nothing for `poll_event` to act on: moved in bulk (the queues
             // trade places when the engine's is empty).
             if events.is_empty() {

@@ -6,7 +6,9 @@
  * role "stay": wait for a view of <members>, cast, receive everyone's
  * COUNT messages in FIFO order per sender, then wait for the leaver to go
  * (a view of <members> - 1), then leave.
- * role "leave": the same, but leave once everything is received.
+ * role "leave": the same, but leave once everything is received; it
+ * opens its endpoint with TUTTI_DISCARD_OWN, so it counts its own messages
+ * as it casts them, and getting one delivered fails the test.
  * Prints "ok ..." lines; exits 0 when every check held. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,19 +36,35 @@ static char names[16][32];
 static unsigned next_idx[16];
 static int seen[16];
 static size_t nnames = 0, dones = 0;
+/* This member's name when its own casts are not delivered (the leaver). */
+static const char *discarding = NULL;
 
 /* Every delivery, whatever phase the program is in: FIFO per sender
  * name (ranks change with views). A joiner's state counts the messages
  * the group delivered before it came in: it does not deliver those, so a
  * sender's first message it sees may have an index above 0. */
+static int take(const uint8_t *data, size_t len);
+
+static uint16_t own_rank = 0;
+
 static int on_event(const TuttiEvent *ev) {
+    if (ev->kind == TUTTI_EVENT_KIND_VIEW) own_rank = ev->rank;
     if (ev->kind != TUTTI_EVENT_KIND_DELIVER) return 0;
-    if (ev->len == 4 && memcmp(ev->data, "DONE", 4) == 0) {
+    if (discarding && ev->sender == own_rank) {
+        printf("FAIL own message delivered with TUTTI_DISCARD_OWN\n");
+        return -1;
+    }
+    return take(ev->data, ev->len);
+}
+
+/* A message delivered, or cast by this member when it discards its own. */
+static int take(const uint8_t *data, size_t len) {
+    if (len == 4 && memcmp(data, "DONE", 4) == 0) {
         dones++;
         return 0;
     }
     char text[64] = {0};
-    memcpy(text, ev->data, ev->len < 63 ? ev->len : 63);
+    memcpy(text, data, len < 63 ? len : 63);
     char who[32];
     int idx = -1;
     if (sscanf(text, "%31s %d", who, &idx) != 2) {
@@ -99,7 +117,13 @@ int main(int argc, char **argv) {
 
     /* A generous failure detector: this test shares 2 cores between three
      * processes and their polling threads. */
-    TuttiConfig cfg = {"shm", name, dir, -1, 0, 1000, 0};
+    TuttiConfig cfg = {"shm", name, dir, -1, 0, 1000, leaver ? TUTTI_DISCARD_OWN : 0};
+    if (leaver) discarding = name;
+    /* Flags it does not know are refused. */
+    TuttiConfig bad = cfg;
+    bad.flags = 0x80;
+    TuttiEndpoint *none = NULL;
+    if (tutti_endpoint_open(&bad, &none) != TUTTI_ERR_INVALID) return fail("unknown flag", -1);
     TuttiEndpoint *ep = NULL;
     int rc = tutti_endpoint_open(&cfg, &ep);
     if (rc != TUTTI_OK) return fail("open", rc);
@@ -160,11 +184,18 @@ int main(int argc, char **argv) {
                     if (rc == TUTTI_ERR_WOULD_BLOCK) tutti_buffer_free(b);
                 }
             }
-            if (rc == TUTTI_OK) sent++;
-            else if (rc != TUTTI_ERR_WOULD_BLOCK && rc != TUTTI_ERR_NO_BUFFER) return fail("cast", rc);
+            if (rc == TUTTI_OK) {
+                sent++;
+                if (discarding && take((const uint8_t *)msg, (size_t)len)) return 1;
+            } else if (rc != TUTTI_ERR_WOULD_BLOCK && rc != TUTTI_ERR_NO_BUFFER) {
+                return fail("cast", rc);
+            }
         } else if (!done_sent && delivered_total == want * COUNT) {
             rc = tutti_cast(g, (const uint8_t *)"DONE", 4);
-            if (rc == TUTTI_OK) done_sent = 1;
+            if (rc == TUTTI_OK) {
+                done_sent = 1;
+                if (discarding) take((const uint8_t *)"DONE", 4);
+            }
         }
         rc = tutti_poll(g, sent < COUNT ? 0 : 20, &ev);
         if (rc == TUTTI_OK && on_event(&ev)) return 1;

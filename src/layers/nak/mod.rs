@@ -757,16 +757,26 @@ impl Layer for Nak {
     }
 
     /// `fast_sent` for a run of packed casts: each is kept for
-    /// retransmission (the run's handles become the own deliveries).
+    /// retransmission (a second handle on each: the run's own become the
+    /// own deliveries, unless the sender does not take those).
     #[inline]
     fn fast_sent_run(&mut self, run: &mut FastRun<'_>, cx: &mut Cx<'_>) {
         let cfg = self.cfg;
         let Some(v) = self.v.as_mut() else {
             return;
         };
-        v.cast_out
-            .buf
-            .extend(run.msgs.iter().map(|m| Kept::bare(m.share())));
+        if run.msgs.is_empty() {
+            // Not delivered to the sender (`Env::discard_own`): the
+            // handles themselves are kept.
+            debug_assert_eq!(cx.run_keep().len() as u64, run.len());
+            v.cast_out
+                .buf
+                .extend(cx.run_keep().drain(..).map(Kept::bare));
+        } else {
+            v.cast_out
+                .buf
+                .extend(run.msgs.iter().map(|m| Kept::bare(m.share())));
+        }
         v.last_cast_at = cx.now();
         v.ensure_tick(&cfg, cx);
     }

@@ -64,6 +64,10 @@ pub struct Report {
     /// Digest of every delivery and view (receiver, sender, payload, in
     /// order).
     pub delivery: u64,
+    /// The same, without each process's deliveries of its own casts.
+    pub delivery_others: u64,
+    /// Deliveries of a process's own casts (none with `discard_own`).
+    pub own_delivered: u64,
     /// Activity of all processes' stacks (fast-path counters among them).
     pub stats: crate::layer::Stats,
 }
@@ -148,6 +152,10 @@ struct Sim<'a> {
     wire: u64,
     /// Digest of every delivery, in order, with its receiver.
     delivery: u64,
+    /// The same without own casts.
+    delivery_others: u64,
+    /// Deliveries of own casts.
+    own_delivered: u64,
 }
 
 /// The view (of `views`) a frame was made in: by the view tag of a full
@@ -268,6 +276,7 @@ impl<'a> Sim<'a> {
             secure: None,
             fast: plan.fast,
             fast_runs: plan.runs,
+            discard_own: plan.discard_own,
         };
         Sim {
             plan,
@@ -295,6 +304,8 @@ impl<'a> Sim<'a> {
             intruder_refused: false,
             wire: 0,
             delivery: 0,
+            delivery_others: 0,
+            own_delivered: 0,
         }
     }
 
@@ -540,14 +551,34 @@ impl<'a> Sim<'a> {
         p.tx.alloc_copy(&tag.encode(len)).ok()
     }
 
-    /// A cast was taken (or refused for `kind`).
-    fn casted(&mut self, i: usize, refused: Option<crate::stack::SendErrorKind>) {
+    /// Process `i`'s application takes cast `b` of `src_id` (delivered,
+    /// or its own when the stack does not deliver those).
+    fn take(&mut self, i: usize, src_id: EndpointId, b: &[u8]) {
+        let id = self.procs[i].id;
+        self.check.deliver(id, src_id, b);
+        if let Some(t) = Tag::decode(b) {
+            if !self.procs[i].state.insert((t.src, t.index)) {
+                self.check.violations.push(format!(
+                    "{id} delivered message {} of {} that its state already held",
+                    t.index, t.src
+                ));
+            }
+        }
+    }
+
+    /// A cast (`b`) was taken (or refused for `kind`).
+    fn casted(&mut self, i: usize, b: &[u8], refused: Option<crate::stack::SendErrorKind>) {
         let p = &mut self.procs[i];
         match refused {
             None => {
                 p.casts += 1;
                 let (id, n) = (p.id, p.casts - 1);
                 self.check.cast(id, n);
+                if self.plan.discard_own {
+                    // Its own casts never come back up: it keeps each at
+                    // once (self-delivery, as the application sees it).
+                    self.take(i, id, b);
+                }
             }
             Some(crate::stack::SendErrorKind::WouldBlock) => {}
             Some(kind) => self
@@ -561,8 +592,9 @@ impl<'a> Sim<'a> {
         let Some(m) = self.next_cast(i, self.procs[i].casts, v) else {
             return;
         };
+        let b = m.to_vec();
         let r = self.procs[i].stack.cast(self.now, m).err().map(|e| e.kind);
-        self.casted(i, r);
+        self.casted(i, &b, r);
     }
 
     /// Up to `burst` casts as one batch (`cast_batch`: the fast path packs
@@ -581,15 +613,17 @@ impl<'a> Sim<'a> {
                 None => break,
             }
         }
+        let bytes: Vec<Vec<u8>> = q.iter().map(|m| m.to_vec()).collect();
         let (n, refused) = match self.procs[i].stack.cast_batch(self.now, &mut q) {
             Ok(n) => (n, None),
             Err((n, e)) => (n, Some(e.kind)),
         };
-        for _ in 0..n {
-            self.casted(i, None);
+        for b in &bytes[..n] {
+            self.casted(i, b, None);
         }
         if refused.is_some() {
-            self.casted(i, refused);
+            let b = bytes.get(n).map_or(&[][..], |b| b);
+            self.casted(i, b, refused);
         }
     }
 
@@ -671,6 +705,8 @@ impl<'a> Sim<'a> {
                     .fold(0u64, |h, (s, x)| h.wrapping_add(check::mix(*s, *x)));
                 let transferred = std::mem::take(&mut p.transferred);
                 self.delivery = crate::event::fnv1a(self.delivery ^ id, &v.id.ltime.to_le_bytes());
+                self.delivery_others =
+                    crate::event::fnv1a(self.delivery_others ^ id, &v.id.ltime.to_le_bytes());
                 let n = p.state.len() as u64;
                 self.check
                     .view(id, v.id, &v.members, (base, n), transferred);
@@ -696,15 +732,18 @@ impl<'a> Sim<'a> {
                     .unwrap_or(0);
                 let b = msg.to_vec();
                 self.delivery = crate::event::fnv1a(self.delivery ^ id ^ src_id, &b);
-                self.check.deliver(id, src_id, &b);
-                if let Some(t) = Tag::decode(&b) {
-                    if !self.procs[i].state.insert((t.src, t.index)) {
-                        self.check.violations.push(format!(
-                            "{id} delivered message {} of {} that its state already held",
-                            t.index, t.src
-                        ));
+                if src_id != id {
+                    self.delivery_others =
+                        crate::event::fnv1a(self.delivery_others ^ id ^ src_id, &b);
+                } else {
+                    self.own_delivered += 1;
+                    if self.plan.discard_own {
+                        self.check
+                            .violations
+                            .push(format!("{id} was delivered its own cast (discard_own)"));
                     }
                 }
+                self.take(i, src_id, &b);
             }
             Up::Primary => {
                 if let Some(v) = &self.procs[i].view {
@@ -850,6 +889,8 @@ impl<'a> Sim<'a> {
             intruder_refused: self.intruder.map(|_| self.intruder_refused),
             wire: self.wire,
             delivery: self.delivery,
+            delivery_others: self.delivery_others,
+            own_delivered: self.own_delivered,
             stats,
         }
     }

@@ -93,6 +93,10 @@ pub struct Plan {
     /// Take a batch's casts and a packed frame's as runs (the fast path;
     /// the wire and the deliveries are the same either way).
     pub runs: bool,
+    /// The application does not take its own casts
+    /// (`StackConfig::discard_own`): it keeps each in its state when the
+    /// stack takes it, and getting one delivered is a violation.
+    pub discard_own: bool,
 }
 
 impl Plan {
@@ -159,6 +163,7 @@ impl Plan {
             fast: true,
             burst: 1,
             runs: true,
+            discard_own: false,
         }
         .secured(&mut rng)
         .accelerated(&mut rng)
@@ -253,6 +258,9 @@ impl fmt::Display for Plan {
         }
         if self.burst > 1 {
             write!(f, " burst={}", self.burst)?;
+        }
+        if self.discard_own {
+            f.write_str(" discard_own")?;
         }
         Ok(())
     }
