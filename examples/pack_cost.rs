@@ -4,7 +4,8 @@
 //! packs them), member 1 polls until it delivered the batch, member 0
 //! polls for the acknowledgements and its own deliveries.
 //!
-//! `cargo run --release --example pack_cost -- <stack> <batch> <batches>`
+//! `cargo run --release --example pack_cost -- <stack> <batch> <batches> [discard-own]`
+//! (`discard-own`: the members do not take their own casts).
 //!
 //! Prints TSC cycles per cast by phase (payloads, the cast, the
 //! receiver's polls with its events, the sender's poll with its own).
@@ -101,8 +102,13 @@ fn batches(cores: &mut [Core; 2], g: [usize; 2], batch: usize, n: u64) -> Result
 
 fn main() -> Result<(), String> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: pack_cost <stack> <batch> <batches>";
-    if a.len() != 3 {
+    let usage = "usage: pack_cost <stack> <batch> <batches> [discard-own]";
+    let discard_own = match a.get(3).map(String::as_str) {
+        None => false,
+        Some("discard-own") => true,
+        Some(_) => return Err(usage.into()),
+    };
+    if a.len() < 3 {
         return Err(usage.into());
     }
     let batch: usize = a[1].parse().map_err(|_| usage)?;
@@ -115,7 +121,8 @@ fn main() -> Result<(), String> {
             .open()
             .map_err(|e| e.to_string())
     };
-    let (mut cores, g) = common::pair(open("a")?, open("b")?, "pack", &a[0], true)?;
+    let (mut cores, g) =
+        common::pair_with(open("a")?, open("b")?, "pack", &a[0], true, discard_own)?;
     let got = batches(&mut cores, g, batch, n)?;
     println!("{}: {got} casts delivered", a[0]);
     // Not unmapped: valgrind's address-space manager asserts on it.

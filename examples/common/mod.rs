@@ -41,9 +41,23 @@ pub fn pair(
     stack: &str,
     fast: bool,
 ) -> Result<([Core; 2], [usize; 2]), String> {
+    pair_with(a, b, name, stack, fast, false)
+}
+
+/// `pair`, choosing whether the members take their own casts
+/// (`StackConfig::discard_own`).
+pub fn pair_with(
+    a: Box<dyn Driver>,
+    b: Box<dyn Driver>,
+    name: &str,
+    stack: &str,
+    fast: bool,
+    discard_own: bool,
+) -> Result<([Core; 2], [usize; 2]), String> {
     let mut cores = [Core::new(a), Core::new(b)];
     let mut spec = GroupSpec::new(name, stack, vec!["a".into(), "b".into()]);
     spec.config.fast = fast;
+    spec.config.discard_own = discard_own;
     if std::env::var_os("RTT_COST_QUIET_TIMERS").is_some() {
         spec.config.nak.tick_ns = 10_000_000_000;
         spec.config.stable.gossip_ns = 10_000_000_000;

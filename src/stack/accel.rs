@@ -358,13 +358,19 @@ impl<P: Part> Stack<P> {
                 .fast_cast_run(&mut run, 0, &mut self.env, &mut self.events);
             if self.env.discard_own {
                 // No deliveries: the layer that keeps the run takes the
-                // handles themselves.
+                // handles themselves, from the front of the batch (lent
+                // as `run_keep` for the while, so nothing is moved twice).
                 let mut own = run.counted();
-                self.env.run_keep.extend(msgs.drain(..k));
+                let before = msgs.len();
+                debug_assert!(self.env.run_keep.is_empty());
+                std::mem::swap(&mut self.env.run_keep, msgs);
                 self.part
                     .fast_own_run(&mut own, 0, &mut self.env, &mut self.events);
-                debug_assert!(self.env.run_keep.is_empty(), "a run nobody kept");
-                self.env.run_keep.clear();
+                std::mem::swap(&mut self.env.run_keep, msgs);
+                debug_assert_eq!(msgs.len() + k, before, "a run's handles not kept");
+                // Cast all the same: never cast again.
+                let left = (msgs.len() + k).saturating_sub(before).min(msgs.len());
+                msgs.drain(..left);
                 if self.env.emitted {
                     self.part.settle_all(&mut self.env, &mut self.events);
                 }
