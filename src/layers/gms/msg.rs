@@ -12,6 +12,8 @@ use rkyv::rancor::Error as RkyvError;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::event::{View, ViewId};
+
 /// Largest encoded control message accepted, bytes (a view of 65,534
 /// members with addresses is far below it).
 pub const MAX_CTRL: usize = 4 << 20;
@@ -199,6 +201,50 @@ pub struct ViewMsg {
     /// Secure groups: the public key of the coordinator that made the
     /// view and sealed its key (it may be leaving, so not a member).
     pub sealer: Option<[u8; 32]>,
+}
+
+impl ViewMsg {
+    /// The message for an installed view.
+    pub fn of(v: &View, from: Vec<Attempt>, reply_to: &str) -> ViewMsg {
+        ViewMsg {
+            from,
+            ltime: v.id.ltime,
+            vcoord: v.id.coord,
+            members: v.members.clone(),
+            addrs: v.addrs.iter().map(|a| a.to_string()).collect(),
+            merged: v.merged.iter().map(|m| (m.ltime, m.coord)).collect(),
+            reply_to: reply_to.to_string(),
+            primary: v.primary,
+            last_primary_id: (v.id.ltime, v.id.coord),
+            last_primary: v.members.clone(),
+            keys: v.keys.clone(),
+            sealed: Vec::new(),
+            sealer: None,
+        }
+    }
+
+    /// Checks what the types cannot: one address per member, no duplicate
+    /// member, a size that fits a view.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.addrs.len() != self.members.len() {
+            return Err("one address per member");
+        }
+        if !self.keys.is_empty() && self.keys.len() != self.members.len() {
+            return Err("one key per member");
+        }
+        if !self.sealed.is_empty() && self.sealed.len() != self.members.len() {
+            return Err("one sealed key per member");
+        }
+        View::new(
+            ViewId {
+                ltime: self.ltime,
+                coord: self.vcoord,
+            },
+            self.members.clone(),
+            0,
+        )
+        .map(|_| ())
+    }
 }
 
 /// State-transfer control messages (`xfer`), inside a view. The state's
