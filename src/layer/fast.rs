@@ -23,7 +23,7 @@ pub struct FastCast {
     /// it come up as they return.
     pub own: Option<Msg>,
     /// The sequencing layer numbered the cast: it is delivered to its
-    /// sender (as `own`, or as `msg` when the bottom layer left it).
+    /// sender (as `own`, which the sequencing layer's `fast_sent` fills).
     pub own_due: bool,
     /// Depth (from the top, 0) of the layer that numbered it: the own
     /// delivery goes up through the layers above that one.

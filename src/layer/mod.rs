@@ -179,7 +179,9 @@ pub trait Layer: Send + 'static {
     /// cast (it set `own_due`), run once the frame has left the stack:
     /// bookkeeping that need not delay the frame (the engine hands it to
     /// the driver in between). `fc.msg` is the payload again (the frame's
-    /// own handle advanced past the header, or the message when packed).
+    /// own handle advanced past the header, or the message when packed);
+    /// the layer hands the own delivery on in `fc.own` (the layers above
+    /// see it come up from there).
     fn fast_sent(&mut self, _fc: &mut FastCast, _cx: &mut Cx<'_>) {}
 
     /// Sends what this layer gathered during a batch of casts (`com` packs

@@ -530,8 +530,10 @@ pub(super) fn cast_step<L: Layer + ?Sized>(
 }
 
 /// One layer's part after the frame left (`depth` at most the numbering
-/// layer's): the numbering layer finishes, the layers above it see the
-/// own delivery come up.
+/// layer's): the numbering layer finishes (and hands the own delivery on
+/// in `own`), the layers above it see it come up. Nothing here moves or
+/// writes for a layer whose `fast_sent` and `fast_up` are empty, so the
+/// composition drops such a layer from the way up altogether.
 #[inline(always)]
 pub(super) fn own_step<L: Layer + ?Sized>(
     layer: &mut L,
@@ -541,10 +543,11 @@ pub(super) fn own_step<L: Layer + ?Sized>(
 ) {
     if depth == fc.own_depth {
         layer.fast_sent(fc, cx);
+        debug_assert!(
+            fc.own.is_some() || fc.msg.is_none(),
+            "the numbering layer left the own delivery in `msg`"
+        );
         return;
-    }
-    if fc.own.is_none() {
-        fc.own = fc.msg.take();
     }
     if fc.own.is_some() {
         layer.fast_up(fc.src, fc.seq, &mut fc.own, cx);
