@@ -116,22 +116,37 @@ fn runs_and_one_at_a_time_are_the_same_protocol() {
 /// one it has when its casts are delivered, so everything is compared.
 /// Under total order a sender's casts come back up only once ordered, so
 /// an application that keeps its own at once transfers another state (and
-/// the runs part); there only the absence of own deliveries is compared.
-/// The oracles check the run that delivers own casts: they count on own
-/// deliveries (self-delivery, the order of a sender's casts among the
-/// others').
+/// the runs part); there the run that discards is judged by the oracles
+/// themselves, with its own casts where it made them: total order over
+/// the others' casts, virtual synchrony, self-delivery, FIFO, delivery in
+/// the sending view, views, liveness (not state transfer: a giver's state
+/// holds its own casts before they are ordered, and its joiners get them
+/// twice, see `Checker::own_unordered`). Token stacks are left out of that:
+/// their casts may go out a view later than the application made them,
+/// so an application that keeps its own at once can hold a cast in
+/// another view than the group delivers it in; an application there must
+/// take its own deliveries.
 #[test]
 fn discarding_own_casts_changes_nothing_else() {
-    let (mut runs, mut own) = (0u64, 0u64);
+    let (mut runs, mut own, mut judged) = (0u64, 0u64, 0u64);
     for seed in 1..=tutti::sim::soak_from_env(150) {
         let mut plan = Plan::random(seed, 0.1, true);
-        let fifo = !plan.total;
+        let (fifo, token) = (!plan.total, plan.token);
         let kept = run(&plan);
         plan.discard_own = true;
         let discarded = run(&plan);
         let plan = &kept.plan;
         assert!(kept.ok(), "{plan}\n{:#?}\n{}", kept.violations, kept.dump);
         assert_eq!(discarded.own_delivered, 0, "{plan}: own casts delivered");
+        if !token {
+            assert!(
+                discarded.ok(),
+                "{plan} discarding own casts\n{:#?}\n{}",
+                discarded.violations,
+                discarded.dump
+            );
+            judged += 1;
+        }
         if fifo {
             assert_eq!(kept.wire, discarded.wire, "{plan}: the wire differs");
             assert_eq!(
@@ -142,6 +157,7 @@ fn discarding_own_casts_changes_nothing_else() {
             runs += 1;
         }
     }
+    println!("{judged} plans discarding own casts judged by the oracles");
     println!("{runs} plans compared: {own} own deliveries not made");
     assert!(own > 0, "own casts were discarded");
 }

@@ -192,6 +192,7 @@ pub fn view_of(
 pub fn run(plan: &Plan) -> Report {
     let mut sim = Sim::new(plan);
     sim.check.late_sends = plan.total && plan.token;
+    sim.check.own_unordered = plan.total && plan.discard_own;
     for _ in 0..plan.initial {
         sim.spawn(false);
     }
