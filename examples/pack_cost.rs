@@ -21,12 +21,11 @@ use std::collections::VecDeque;
 use common::ticks;
 use tutti::engine::{Core, DriverConfig};
 use tutti::{Event, Msg};
-use tutti_drivers::Driver;
 
 #[inline(never)]
-fn phase_payloads(d: &dyn Driver, n: usize, q: &mut VecDeque<Msg>) -> Result<(), String> {
+fn phase_payloads(c: &mut Core, n: usize, q: &mut VecDeque<Msg>) -> Result<(), String> {
     for _ in 0..n {
-        let mut m = d.pool().alloc().ok_or("pool empty")?;
+        let mut m = c.alloc().ok_or("pool empty")?;
         m.reserve(64).map_err(|e| e.to_string())?.fill(7);
         q.push_back(m);
     }
@@ -63,7 +62,7 @@ fn batches(cores: &mut [Core; 2], g: [usize; 2], batch: usize, n: u64) -> Result
     let mut acc = [0u64; 4];
     for _ in 0..n {
         let t0 = ticks();
-        phase_payloads(cores[0].driver(), batch, &mut q)?;
+        phase_payloads(&mut cores[0], batch, &mut q)?;
         let t1 = ticks();
         let want = got + batch as u64;
         while !q.is_empty() {

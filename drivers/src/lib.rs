@@ -17,5 +17,6 @@ pub mod uring;
 
 pub use driver::{Driver, DriverError, DriverStats, PeerId, To, Tx, Waker};
 pub use pool::{
-    release_all, Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats, Releaser, Shares, SlotSink,
+    release_all, Allocator, Msg, MsgError, Pool, PoolConfig, PoolError, PoolStats, Releaser,
+    Shares, SlotSink,
 };

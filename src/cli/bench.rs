@@ -120,7 +120,7 @@ pub struct BenchResult {
 }
 
 pub(super) use super::common::percentiles as percentiles_of;
-pub(super) use super::link::{handshake, index_of, open, payload, pin, Link, MIN, PING, STOP};
+pub(super) use super::link::{handshake, index_of, open, pin, Link, MIN, PING, STOP};
 
 pub fn run(o: &BenchOpts) -> ExitCode {
     if o.size == 0 || o.count == 0 {
@@ -388,7 +388,7 @@ fn role(o: &BenchOpts, members: &[String], me: &str, dir: &std::path::Path) -> R
         let pings = std::mem::take(&mut st.pings);
         if o.mode == Mode::Pingpong {
             for _ in 0..pings {
-                let m = payload(e.pool(), PING, 1, o.size)?;
+                let m = e.payload(PING, 1, o.size)?;
                 e.send(m)?;
             }
         }
@@ -549,7 +549,7 @@ fn role_rank0(
             for i in 0..o.count {
                 // Buffers come back as receivers finish with them.
                 let m = loop {
-                    match payload(e.pool(), PING, i, o.size) {
+                    match e.payload(PING, i, o.size) {
                         Ok(m) => break m,
                         Err(_) => {
                             e.send_batch(&mut q)?;
@@ -581,7 +581,7 @@ fn role_rank0(
     let stops = if o.raw { 5 } else { 1 };
     for _ in 0..stops {
         let upto = e.casts_sent() + 1;
-        let m = payload(e.pool(), STOP, upto, MIN)?;
+        let m = e.payload(STOP, upto, MIN)?;
         e.send(m)?;
         let t = Instant::now();
         while o.raw && t.elapsed() < Duration::from_millis(20) {

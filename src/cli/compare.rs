@@ -12,8 +12,8 @@
 use std::time::{Duration, Instant};
 
 use super::bench::{
-    handshake, open, payload, percentiles_of, pin, progress, tick, BenchOpts, BenchResult, Link,
-    Peer, PING, STOP,
+    handshake, open, percentiles_of, pin, progress, tick, BenchOpts, BenchResult, Link, Peer, PING,
+    STOP,
 };
 use super::common::{histogram, Idler};
 
@@ -82,7 +82,7 @@ pub(super) fn rank0(
     let secs = started.elapsed().as_secs_f64();
     // STOP through the stack (FIFO after every ping) ends the responder.
     let upto = l[1].casts_sent() + 1;
-    let m = payload(l[1].pool(), STOP, upto, super::bench::MIN)?;
+    let m = l[1].payload(STOP, upto, super::bench::MIN)?;
     l[1].send(m)?;
     let all = l[1].casts_sent();
     l[1].settle(0, all, &mut out)?;
@@ -135,7 +135,7 @@ pub(super) fn responder(
             cur = look;
         }
         for _ in 0..pings {
-            let m = payload(l[cur].pool(), PING, 1, o.size)?;
+            let m = l[cur].payload(PING, 1, o.size)?;
             l[cur].send(m)?;
         }
         if st.stop.is_some() {

@@ -328,7 +328,7 @@ struct Member {
 
 impl Member {
     fn cast(&mut self, kind: u8, idx: u64, size: usize) -> Result<(), String> {
-        let mut m = self.core.pool().alloc().ok_or("buffer pool empty")?;
+        let mut m = self.core.alloc().ok_or("buffer pool empty")?;
         let b = m.reserve(size.max(HDR)).map_err(|e| e.to_string())?;
         b[0] = kind;
         b[1..9].copy_from_slice(&idx.to_be_bytes());

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tutti::engine::{Core, Event, GroupSpec};
-use tutti_drivers::{Driver, Msg, To, Tx};
+use tutti_drivers::{Allocator, Driver, Msg, To, Tx};
 
 use super::bench::BenchOpts;
 use super::common::{driver_config, mono_ns, Idler};
@@ -25,9 +25,10 @@ pub(super) enum Link {
     /// bench rank), and the bench rank of each rank of the current view
     /// (a membership stack may order a later view differently).
     Stack(Box<Core>, usize, Vec<u64>, Ranks),
-    /// The driver, a reusable send queue, and a poll counter (housekeeping
-    /// runs every `RAW_MAINTAIN` polls: a lean loop, as a raw user's).
-    Raw(Box<dyn Driver>, VecDeque<Tx>, u32),
+    /// The driver, a reusable send queue, a poll counter (housekeeping
+    /// runs every `RAW_MAINTAIN` polls: a lean loop, as a raw user's), and
+    /// the driver pool's allocator (as `Core::alloc` is the stack's).
+    Raw(Box<dyn Driver>, VecDeque<Tx>, u32, Allocator),
 }
 
 /// Raw polls between driver housekeeping calls.
@@ -45,7 +46,8 @@ pub(super) fn open(
         for m in members.iter().filter(|m| *m != me) {
             d.add_peer(m).map_err(|e| e.to_string())?;
         }
-        return Ok(Link::Raw(d, VecDeque::with_capacity(64), 0));
+        let a = d.pool().allocator();
+        return Ok(Link::Raw(d, VecDeque::with_capacity(64), 0, a));
     }
     let mut core = Core::new(d);
     let mut spec = GroupSpec::new("bench", &o.stack, members.to_vec());
@@ -101,13 +103,8 @@ impl Ranks {
 /// fast path; stamping every message measured the clock).
 const SAMPLE: u64 = 16;
 
-pub(super) fn payload(
-    pool: &tutti_drivers::Pool,
-    kind: u8,
-    idx: u64,
-    size: usize,
-) -> Result<Msg, String> {
-    let mut m = pool.alloc().ok_or("buffer pool empty")?;
+fn payload(m: Option<Msg>, kind: u8, idx: u64, size: usize) -> Result<Msg, String> {
+    let mut m = m.ok_or("buffer pool empty")?;
     let b = m.reserve(size.max(MIN)).map_err(|e| e.to_string())?;
     b[0] = kind;
     b[1..9].copy_from_slice(&idx.to_be_bytes());
@@ -121,11 +118,14 @@ pub(super) fn payload(
 }
 
 impl Link {
-    pub(super) fn pool(&self) -> &tutti_drivers::Pool {
-        match self {
-            Link::Stack(c, ..) => c.pool(),
-            Link::Raw(d, ..) => d.pool(),
-        }
+    /// A benchmark message: `kind`, index `idx`, the send time when
+    /// sampled, `size` bytes in all (at least [`MIN`]).
+    pub(super) fn payload(&mut self, kind: u8, idx: u64, size: usize) -> Result<Msg, String> {
+        let m = match self {
+            Link::Stack(c, ..) => c.alloc(),
+            Link::Raw(.., a) => a.alloc(),
+        };
+        payload(m, kind, idx, size)
     }
 
     /// Sends a batch to everybody else (emptying `q`); retries while
@@ -145,7 +145,7 @@ impl Link {
                 }
                 Ok(())
             }
-            Link::Raw(d, txq, _) => {
+            Link::Raw(d, txq, ..) => {
                 txq.extend(q.drain(..).map(|frame| Tx { to: To::All, frame }));
                 while !txq.is_empty() {
                     d.send(txq).map_err(|e| e.to_string())?;
@@ -176,7 +176,7 @@ impl Link {
                     }
                 }
             }
-            Link::Raw(d, q, _) => {
+            Link::Raw(d, q, ..) => {
                 q.push_back(Tx {
                     to: To::All,
                     frame: m,
@@ -200,7 +200,7 @@ impl Link {
         out: &mut Vec<Msg>,
         idler: &mut Idler,
     ) -> Result<u64, String> {
-        let m = payload(self.pool(), PING, i, size)?;
+        let m = self.payload(PING, i, size)?;
         let t0 = Instant::now();
         self.send(m)?;
         let mut back = false;
@@ -252,7 +252,7 @@ impl Link {
                 }
                 Ok(w)
             }
-            Link::Raw(d, _, polls) => {
+            Link::Raw(d, _, polls, _) => {
                 let n = d.recv(out, 64).map_err(|e| e.to_string())?;
                 for m in out.drain(..) {
                     f(usize::MAX, m.front());
@@ -368,7 +368,7 @@ pub(super) fn handshake(
         }
         if last.elapsed() > Duration::from_millis(100) {
             last = Instant::now();
-            let m = payload(e.pool(), HELLO, me as u64, MIN)?;
+            let m = e.payload(HELLO, me as u64, MIN)?;
             e.send(m)?;
         }
         e.poll(&mut out, &mut |src, b| {
@@ -393,7 +393,7 @@ pub(super) fn handshake(
     while t1.elapsed() < Duration::from_millis(200) {
         if said.elapsed() >= Duration::from_millis(20) {
             said = Instant::now();
-            let m = payload(e.pool(), HELLO, me as u64, MIN)?;
+            let m = e.payload(HELLO, me as u64, MIN)?;
             e.send(m)?;
         }
         let w = e.poll(&mut out, &mut |src, b| {

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tutti_drivers::{Driver, DriverError, DriverStats, Msg, PeerId, Pool, To, Tx};
+use tutti_drivers::{Allocator, Driver, DriverError, DriverStats, Msg, PeerId, Pool, To, Tx};
 
 use crate::event::{Addr, Dest, Down, EndpointId, JoinReq, Rank, Time, Up, View, ViewId};
 use crate::layer::{Drops, Stats};
@@ -138,6 +138,8 @@ pub struct Core {
     idle: u32,
     /// Distinguishes this incarnation of the endpoint.
     nonce: u64,
+    /// The application's buffers ([`Core::alloc`]).
+    alloc: Allocator,
 }
 
 /// A cast through `s`'s stack, its fast path's frame handed to the driver
@@ -190,6 +192,7 @@ impl Core {
     /// A core over `driver`.
     pub fn new(driver: Box<dyn Driver>) -> Core {
         Core {
+            alloc: driver.pool().allocator(),
             driver,
             clk: Clock::new(),
             groups: Vec::new(),
@@ -219,6 +222,15 @@ impl Core {
     /// Buffers for frames this endpoint sends.
     pub fn pool(&self) -> &Pool {
         self.driver.pool()
+    }
+
+    /// A buffer to write a message into: [`Pool::alloc`] on [`Core::pool`],
+    /// with the pool's count of buffers in use taken for many buffers at
+    /// once (a [`tutti_drivers::Allocator`]): no atomic operation per
+    /// buffer for it. `None` when every buffer is in use.
+    #[inline]
+    pub fn alloc(&mut self) -> Option<Msg> {
+        self.alloc.alloc()
     }
 
     /// Joins a group. With a membership layer in the stack (`gms`, as in

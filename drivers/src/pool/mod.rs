@@ -21,6 +21,7 @@
 //!   down, by compare-and-swap (see [`Msg::push`]);
 //! - bytes behind `tail` are written only by a sole owner.
 
+mod allocator;
 mod bulk;
 mod free;
 mod msg;
@@ -34,6 +35,7 @@ use memmap2::MmapMut;
 
 use free::{Chain, FreeList};
 
+pub use allocator::{Allocator, CREDITS};
 pub use bulk::{release_all, Releaser, Shares};
 use msg::PoolRef;
 pub use msg::{Msg, MsgError, Segments};

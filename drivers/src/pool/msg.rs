@@ -40,7 +40,14 @@ impl PoolRef {
     /// drop the state under it.
     #[inline]
     pub(crate) fn hold(self) {
-        if self.out.fetch_add(1, Ordering::Relaxed) == 0 {
+        self.hold_n(1)
+    }
+
+    /// `hold` for `n` slots at once (an [`Allocator`](super::Allocator)
+    /// takes its buffers' counts in advance); the same caller rule.
+    #[inline]
+    pub(crate) fn hold_n(self, n: usize) {
+        if self.out.fetch_add(n, Ordering::Relaxed) == 0 {
             // SAFETY: the pointer came from a live `Arc` (`of`), kept alive
             // by the caller's counted reference (see above).
             unsafe { Arc::increment_strong_count(self.0.as_ptr()) }

@@ -350,3 +350,101 @@ fn a_releaser_keeps_each_pools_slots_apart() {
     drop(r);
     assert!(sa.upgrade().is_none() && sb.upgrade().is_none());
 }
+
+#[test]
+fn an_allocator_counts_in_batches_and_gives_back_what_it_kept() {
+    let p = pool(200, 128);
+    let state = Arc::downgrade(&p.inner);
+    let mut a = p.allocator();
+    assert_eq!(a.credits(), 0, "nothing taken before the first buffer");
+    let mut ms: Vec<Msg> = Vec::new();
+    for i in 0..(CREDITS + 3) {
+        let mut m = a.alloc().unwrap();
+        m.reserve(1).unwrap()[0] = i as u8;
+        assert_eq!(m.headroom(), 32, "full headroom, as Pool::alloc");
+        ms.push(m);
+    }
+    assert_eq!(a.credits(), CREDITS - 3, "a second batch, three handed out");
+    assert_eq!(
+        p.stats().in_use as usize,
+        CREDITS + 3,
+        "slots in use are counted as always"
+    );
+    // Buffers from an allocator and from the pool mix: a slot's last
+    // handle gives its count back either way.
+    let plain = p.alloc().unwrap();
+    let twins: Vec<Msg> = ms.iter().map(Msg::share).collect();
+    release_all(ms.drain(..10));
+    drop(p);
+    drop(a);
+    assert!(state.upgrade().is_some(), "buffers out keep the state");
+    assert!(twins
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.front() == [i as u8]));
+    let again = plain.pool();
+    drop(plain);
+    release_all(ms);
+    drop(twins);
+    assert_eq!(again.free_slots(), 200, "every slot back");
+    // An allocator that took a batch and handed out none of it.
+    let mut b = again.allocator();
+    drop(b.alloc().unwrap());
+    assert_eq!(b.credits(), CREDITS - 1);
+    drop(again);
+    assert!(
+        state.upgrade().is_some(),
+        "the allocator's pool handle keeps it"
+    );
+    drop(b);
+    assert!(
+        state.upgrade().is_none(),
+        "gone with the allocator's credits"
+    );
+}
+
+#[test]
+fn an_allocator_that_finds_the_pool_empty_takes_nothing() {
+    let p = pool(2, 128);
+    let mut a = p.allocator();
+    let (x, y) = (a.alloc().unwrap(), a.alloc().unwrap());
+    assert!(a.alloc().is_none());
+    assert_eq!(a.credits(), CREDITS - 2);
+    drop(x);
+    let z = a.alloc().unwrap();
+    assert_eq!(a.pool().free_slots(), 0);
+    drop((y, z, a));
+    assert_eq!(p.free_slots(), 2);
+}
+
+#[test]
+fn allocators_on_several_threads_share_one_pool() {
+    let p = pool(64, 128);
+    let state = Arc::downgrade(&p.inner);
+    let ts: Vec<_> = (0..3u8)
+        .map(|t| {
+            let mut a = p.allocator();
+            std::thread::spawn(move || {
+                let mut kept: Vec<Msg> = Vec::new();
+                for round in 0..3000 {
+                    if let Some(mut m) = a.alloc() {
+                        m.reserve(1).unwrap()[0] = t;
+                        kept.push(m);
+                    }
+                    if kept.len() > 8 || round % 7 == 0 {
+                        assert!(kept.iter().all(|m| m.front() == [t]));
+                        release_all(kept.drain(..));
+                    }
+                }
+                // Buffers outlive the allocator that took them.
+                drop(a);
+                kept
+            })
+        })
+        .collect();
+    let left: Vec<Msg> = ts.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    drop(p);
+    assert!(state.upgrade().is_some() || left.is_empty());
+    drop(left);
+    assert!(state.upgrade().is_none(), "every count given back");
+}
