@@ -348,7 +348,10 @@ pub struct Group {
 }
 
 impl Group {
-    /// A buffer to write a message into.
+    /// A buffer to write a message into. A thread that takes many takes
+    /// them through its own allocator (`endpoint.pool().allocator()`, see
+    /// [`tutti_drivers::Allocator`]): no atomic operation per buffer for
+    /// the pool's count.
     pub fn alloc(&self) -> Option<Msg> {
         self.pool.alloc()
     }
