@@ -103,20 +103,6 @@ impl Ranks {
 /// fast path; stamping every message measured the clock).
 const SAMPLE: u64 = 16;
 
-fn payload(m: Option<Msg>, kind: u8, idx: u64, size: usize) -> Result<Msg, String> {
-    let mut m = m.ok_or("buffer pool empty")?;
-    let b = m.reserve(size.max(MIN)).map_err(|e| e.to_string())?;
-    b[0] = kind;
-    b[1..9].copy_from_slice(&idx.to_be_bytes());
-    let ts = if kind != PING || idx % SAMPLE == 0 {
-        mono_ns()
-    } else {
-        0
-    };
-    b[9..17].copy_from_slice(&ts.to_be_bytes());
-    Ok(m)
-}
-
 impl Link {
     /// A benchmark message: `kind`, index `idx`, the send time when
     /// sampled, `size` bytes in all (at least [`MIN`]).
@@ -125,7 +111,17 @@ impl Link {
             Link::Stack(c, ..) => c.alloc(),
             Link::Raw(.., a) => a.alloc(),
         };
-        payload(m, kind, idx, size)
+        let mut m = m.ok_or("buffer pool empty")?;
+        let b = m.reserve(size.max(MIN)).map_err(|e| e.to_string())?;
+        b[0] = kind;
+        b[1..9].copy_from_slice(&idx.to_be_bytes());
+        let ts = if kind != PING || idx % SAMPLE == 0 {
+            mono_ns()
+        } else {
+            0
+        };
+        b[9..17].copy_from_slice(&ts.to_be_bytes());
+        Ok(m)
     }
 
     /// Sends a batch to everybody else (emptying `q`); retries while
