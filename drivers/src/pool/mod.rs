@@ -256,22 +256,29 @@ impl Inner {
         let was = self.meta(slot).refs.fetch_sub(n, Ordering::Release);
         debug_assert!(was >= n, "slot {slot}: {n} references dropped, {was} held");
         if was == n {
-            // Acquire pairs with the other handles' Release decrements.
-            std::sync::atomic::fence(Ordering::Acquire);
-            match &self.home {
-                Home::Local(free) => match chain {
-                    Some(c) => c.add(free, slot),
-                    None => free.push(slot),
-                },
-                Home::Foreign { sink, held } => {
-                    held.fetch_sub(1, Ordering::Relaxed);
-                    let lent = self.meta(slot).lent.swap(0, Ordering::Relaxed);
-                    sink.give_back(slot, lent);
-                }
-            }
+            self.freed(slot, chain);
             return true;
         }
         false
+    }
+
+    /// Frees `slot`, whose last reference was just dropped (see
+    /// `release`).
+    #[inline]
+    pub(crate) fn freed(&self, slot: u32, chain: Option<&mut Chain>) {
+        // Acquire pairs with the other handles' Release decrements.
+        std::sync::atomic::fence(Ordering::Acquire);
+        match &self.home {
+            Home::Local(free) => match chain {
+                Some(c) => c.add(free, slot),
+                None => free.push(slot),
+            },
+            Home::Foreign { sink, held } => {
+                held.fetch_sub(1, Ordering::Relaxed);
+                let lent = self.meta(slot).lent.swap(0, Ordering::Relaxed);
+                sink.give_back(slot, lent);
+            }
+        }
     }
 
     /// Puts the slots of `chain` (see `release`) back on the free list,

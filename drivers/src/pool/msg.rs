@@ -161,8 +161,28 @@ unsafe impl Send for Msg {}
 unsafe impl Sync for Msg {}
 
 impl Drop for Msg {
+    /// One slot (nearly every message) costs one decrement where the
+    /// handle drops; freeing the slot, and chains, are out of line.
     #[inline]
     fn drop(&mut self) {
+        if self.nsegs != 1 {
+            self.drop_chain();
+            return;
+        }
+        let (pool, slot) = (self.pool, self.first);
+        // Release: our writes to the slot happen before whoever takes it
+        // next (as `Inner::release`).
+        if pool.meta(slot).refs.fetch_sub(1, Ordering::Release) == 1 {
+            last_ref(pool, slot);
+        }
+    }
+}
+
+impl Msg {
+    /// `drop` for any number of slots (none, for a message whose chain
+    /// was handed on).
+    #[inline(never)]
+    fn drop_chain(&mut self) {
         let mut cur = self.first;
         for _ in 0..self.nsegs {
             // Read the link before releasing: once released, the slot may
@@ -172,6 +192,17 @@ impl Drop for Msg {
             cur = next;
         }
     }
+}
+
+/// A handle's drop took the last reference on `slot`: frees it and gives
+/// back its count on the pool.
+#[inline(never)]
+fn last_ref(pool: PoolRef, slot: u32) {
+    pool.freed(slot, None);
+    // SAFETY: the slot had its count since its first reference (`hold` in
+    // `Msg::fresh` / `Pool::adopt`, or an allocator's credit), and lost its
+    // last now.
+    unsafe { pool.unhold(1) }
 }
 
 /// Drops one reference on `slot`; when it was the last, gives back the
