@@ -308,10 +308,16 @@ impl Com {
             self.send_compact(cx, p.seq0, false, first);
             return;
         }
-        if let Some(b) = p.buf {
+        if let Some(mut b) = p.buf {
             cx.stats().packed_frames += 1;
             cx.stats().packed_casts += p.n;
-            self.send_compact(cx, p.seq0, true, b);
+            if self.compact_header(cx, p.seq0, true, &mut b) {
+                // Written for good: its lines go to the shared cache (see
+                // `Msg::demote`), where the receivers read them without
+                // snooping this core while it packs the next frame.
+                b.demote();
+                cx.transmit(Dest::All, b);
+            }
         }
     }
 

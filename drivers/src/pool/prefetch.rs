@@ -1,4 +1,4 @@
-//! Getting a buffer's cache lines ready before it is written.
+//! Cache-line hints for buffers that move between cores.
 //!
 //! A slot that went to another process and came back (a frame a receiver
 //! read) has its lines in that core's cache; the first write to each line
@@ -6,6 +6,12 @@
 //! stalls the writer once its store buffer fills, each line's round trip
 //! after the last. Prefetching the lines for writing when the buffer is
 //! taken starts those transfers together, long before the bytes come.
+//!
+//! The other way round, a frame just written sits in the writer's private
+//! caches, and every line the receiver reads is a snoop of the writer's
+//! core. Demoting the lines to the shared cache once the frame is out
+//! serves the receiver from there, and the writer's core is not disturbed
+//! while it writes the next frame.
 
 use super::Msg;
 
@@ -35,5 +41,36 @@ impl Msg {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = n;
+    }
+}
+
+impl Msg {
+    /// Asks the processor to move the cache lines of the message's first
+    /// segment (every frame's only one) from this core's private caches to
+    /// the shared cache (`CLDEMOTE`), for a frame another core reads next.
+    /// A hint only: nothing is read or written, a processor without the
+    /// instruction takes it as a no-op, and on other architectures it does
+    /// nothing.
+    #[inline]
+    pub fn demote(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let bytes = self.front();
+            let start = bytes.as_ptr() as usize;
+            let mut at = start & !63;
+            while at < start + bytes.len() {
+                // SAFETY: CLDEMOTE is a hint that never faults and changes
+                // no memory (its encoding is a no-op hint where it is not
+                // implemented); the address is inside the window anyway.
+                unsafe {
+                    std::arch::asm!(
+                        "cldemote [{0}]",
+                        in(reg) at,
+                        options(nostack, preserves_flags, readonly)
+                    )
+                };
+                at += 64;
+            }
+        }
     }
 }

@@ -448,3 +448,20 @@ fn allocators_on_several_threads_share_one_pool() {
     drop(left);
     assert!(state.upgrade().is_none(), "every count given back");
 }
+
+#[test]
+fn cache_hints_change_nothing() {
+    let p = pool(4, 256);
+    let mut m = p.alloc().unwrap();
+    // Empty, then a window crossing several lines, then shared.
+    m.demote();
+    m.prefetch_room(256);
+    m.reserve(200).unwrap().fill(9);
+    m.demote();
+    let s = m.share();
+    s.demote();
+    assert_eq!(m.to_vec(), vec![9u8; 200]);
+    assert_eq!(s.len(), 200);
+    drop((m, s));
+    assert_eq!(p.stats().in_use, 0);
+}
