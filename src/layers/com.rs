@@ -213,6 +213,15 @@ impl Com {
     /// Frames `frame` in the compact format and multicasts it.
     fn send_compact(&self, cx: &mut Cx<'_>, seq: u64, packed: bool, mut frame: Msg) {
         if self.compact_header(cx, seq, packed, &mut frame) {
+            if packed {
+                // Written for good: its lines go to the shared cache (see
+                // `Msg::demote`), where the receivers read them without
+                // snooping this core while it packs the next frame. Not a
+                // lone cast's frame, the application's own buffer: slots
+                // that come back and are written again at once lose by it
+                // (the raw driver's frames, demoted, went at half speed).
+                frame.demote();
+            }
             cx.transmit(Dest::All, frame);
         }
     }
@@ -308,16 +317,10 @@ impl Com {
             self.send_compact(cx, p.seq0, false, first);
             return;
         }
-        if let Some(mut b) = p.buf {
+        if let Some(b) = p.buf {
             cx.stats().packed_frames += 1;
             cx.stats().packed_casts += p.n;
-            if self.compact_header(cx, p.seq0, true, &mut b) {
-                // Written for good: its lines go to the shared cache (see
-                // `Msg::demote`), where the receivers read them without
-                // snooping this core while it packs the next frame.
-                b.demote();
-                cx.transmit(Dest::All, b);
-            }
+            self.send_compact(cx, p.seq0, true, b);
         }
     }
 
