@@ -164,6 +164,9 @@ pub struct PoolStats {
     pub cow_copies: u64,
 }
 
+/// 32 bytes, aligned: two to a cache line, none across two, and found by a
+/// shift (a handle's share and drop index it).
+#[repr(align(32))]
 pub(crate) struct SlotMeta {
     /// Live handles covering this slot.
     pub(crate) refs: AtomicU32,
