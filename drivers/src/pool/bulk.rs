@@ -195,7 +195,7 @@ impl Freed {
             self.flush();
             self.pool = Some(pool);
         }
-        if pool.release(slot, n, Some(&mut self.chain)) {
+        if pool.release(slot, n, &mut self.chain) {
             self.n += 1;
         }
     }

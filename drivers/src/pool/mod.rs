@@ -248,25 +248,31 @@ impl Inner {
         }
     }
 
-    /// Drops `n` references to `slot`; frees it when they were the last,
-    /// and then returns true (the caller gives back the slot's count on
-    /// the pool: see `msg::release`). A slot of a local pool goes onto
-    /// `chain` when given (the caller pushes the chain onto the free list
-    /// before it gives back the counts), else straight onto the free list.
+    /// Drops `n` references to `slot`; frees it onto `chain` when they
+    /// were the last, and then returns true (the caller pushes the chain
+    /// onto the free list, then gives back the slots' counts on the pool).
     #[inline]
-    pub(crate) fn release(&self, slot: u32, n: u32, chain: Option<&mut Chain>) -> bool {
-        // Release: our writes to the slot happen before whoever takes it next.
-        let was = self.meta(slot).refs.fetch_sub(n, Ordering::Release);
-        debug_assert!(was >= n, "slot {slot}: {n} references dropped, {was} held");
-        if was == n {
-            self.freed(slot, chain);
+    pub(crate) fn release(&self, slot: u32, n: u32, chain: &mut Chain) -> bool {
+        if self.drop_refs(slot, n) {
+            self.freed(slot, Some(chain));
             return true;
         }
         false
     }
 
-    /// Frees `slot`, whose last reference was just dropped (see
-    /// `release`).
+    /// Drops `n` references to `slot`; true when they were the last (the
+    /// caller frees it: `freed`).
+    #[inline]
+    pub(crate) fn drop_refs(&self, slot: u32, n: u32) -> bool {
+        // Release: our writes to the slot happen before whoever takes it next.
+        let was = self.meta(slot).refs.fetch_sub(n, Ordering::Release);
+        debug_assert!(was >= n, "slot {slot}: {n} references dropped, {was} held");
+        was == n
+    }
+
+    /// Frees `slot`, whose last reference was just dropped
+    /// (`drop_refs`): onto `chain` when given, else straight onto the free
+    /// list (a foreign pool's slot goes back to its owner either way).
     #[inline]
     pub(crate) fn freed(&self, slot: u32, chain: Option<&mut Chain>) {
         // Acquire pairs with the other handles' Release decrements.

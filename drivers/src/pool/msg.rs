@@ -165,15 +165,10 @@ impl Drop for Msg {
     /// handle drops; freeing the slot, and chains, are out of line.
     #[inline]
     fn drop(&mut self) {
-        if self.nsegs != 1 {
+        if self.nsegs == 1 {
+            release(self.pool, self.first);
+        } else {
             self.drop_chain();
-            return;
-        }
-        let (pool, slot) = (self.pool, self.first);
-        // Release: our writes to the slot happen before whoever takes it
-        // next (as `Inner::release`).
-        if pool.meta(slot).refs.fetch_sub(1, Ordering::Release) == 1 {
-            last_ref(pool, slot);
         }
     }
 }
@@ -194,8 +189,25 @@ impl Msg {
     }
 }
 
-/// A handle's drop took the last reference on `slot`: frees it and gives
-/// back its count on the pool.
+/// Drops one reference on `slot`; when it was the last, frees the slot and
+/// gives back its count on the pool (after which `pool` may be gone,
+/// unless other slots still count).
+#[inline]
+pub(crate) fn release(pool: PoolRef, slot: u32) {
+    release_n(pool, slot, 1)
+}
+
+/// Drops `n` references on `slot` at once (see `release`): one decrement
+/// where the handles drop, the freeing out of line.
+#[inline]
+pub(crate) fn release_n(pool: PoolRef, slot: u32, n: u32) {
+    if pool.drop_refs(slot, n) {
+        last_ref(pool, slot);
+    }
+}
+
+/// The last reference on `slot` went: frees it and gives back its count on
+/// the pool.
 #[inline(never)]
 fn last_ref(pool: PoolRef, slot: u32) {
     pool.freed(slot, None);
@@ -203,24 +215,6 @@ fn last_ref(pool: PoolRef, slot: u32) {
     // `Msg::fresh` / `Pool::adopt`, or an allocator's credit), and lost its
     // last now.
     unsafe { pool.unhold(1) }
-}
-
-/// Drops one reference on `slot`; when it was the last, gives back the
-/// slot's count on the pool (after which `pool` may be gone, unless other
-/// slots still count).
-#[inline]
-pub(crate) fn release(pool: PoolRef, slot: u32) {
-    release_n(pool, slot, 1)
-}
-
-/// Drops `n` references on `slot` at once (see `release`).
-#[inline]
-pub(crate) fn release_n(pool: PoolRef, slot: u32, n: u32) {
-    if pool.release(slot, n, None) {
-        // SAFETY: the slot had its count since its first reference
-        // (`hold` in `Msg::fresh` / `Pool::adopt`), and lost its last now.
-        unsafe { pool.unhold(1) }
-    }
 }
 
 impl Msg {

@@ -15,6 +15,13 @@
 
 use super::Msg;
 
+/// The start of each cache line that `[from, to)` touches.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn lines(from: usize, to: usize) -> impl Iterator<Item = usize> {
+    ((from & !63)..to).step_by(64)
+}
+
 impl Msg {
     /// Asks the processor to fetch for writing the cache lines of the
     /// next `n` bytes behind the message (where [`Msg::reserve`] writes),
@@ -31,20 +38,16 @@ impl Msg {
                 .saturating_add(n)
                 .min((cfg.slot_size - cfg.tailroom) as usize);
             let base = self.pool.slot_ptr(self.last_slot()) as usize;
-            let mut at = (base + tail as usize) & !63;
-            while at < base + end {
+            for at in lines(base + tail as usize, base + end) {
                 // SAFETY: a prefetch is a hint that never faults and
                 // changes no memory; the address is inside the slot anyway.
                 unsafe { _mm_prefetch::<_MM_HINT_ET0>(at as *const i8) };
-                at += 64;
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = n;
     }
-}
 
-impl Msg {
     /// Asks the processor to move the cache lines of the message's first
     /// segment (every frame's only one) from this core's private caches to
     /// the shared cache (`CLDEMOTE`), for a frame another core reads next.
@@ -57,8 +60,7 @@ impl Msg {
         {
             let bytes = self.front();
             let start = bytes.as_ptr() as usize;
-            let mut at = start & !63;
-            while at < start + bytes.len() {
+            for at in lines(start, start + bytes.len()) {
                 // SAFETY: CLDEMOTE is a hint that never faults and changes
                 // no memory (its encoding is a no-op hint where it is not
                 // implemented); the address is inside the window anyway.
@@ -69,7 +71,6 @@ impl Msg {
                         options(nostack, preserves_flags, readonly)
                     )
                 };
-                at += 64;
             }
         }
     }
