@@ -4,8 +4,9 @@
 //! packs them), member 1 polls until it delivered the batch, member 0
 //! polls for the acknowledgements and its own deliveries.
 //!
-//! `cargo run --release --example pack_cost -- <stack> <batch> <batches> [discard-own]`
-//! (`discard-own`: the members do not take their own casts).
+//! `cargo run --release --example pack_cost -- <stack> <batch> <batches> [discard-own] [in-place]`
+//! (`discard-own`: the members do not take their own casts; `in-place`:
+//! the payloads are written into a `Packer`'s frame, not a buffer each).
 //!
 //! Prints TSC cycles per cast by phase (payloads, the cast, the
 //! receiver's polls with its events, the sender's poll with its own).
@@ -23,7 +24,20 @@ use tutti::engine::{Core, DriverConfig};
 use tutti::{Event, Msg};
 
 #[inline(never)]
-fn phase_payloads(c: &mut Core, n: usize, q: &mut VecDeque<Msg>) -> Result<(), String> {
+fn phase_payloads(
+    c: &mut Core,
+    n: usize,
+    q: &mut VecDeque<Msg>,
+    in_place: bool,
+) -> Result<(), String> {
+    if in_place {
+        let mut p = c.packer().ok_or("no frame buffer")?;
+        for _ in 0..n {
+            p.cast(64).ok_or("frame full")?.fill(7);
+        }
+        p.finish(q);
+        return Ok(());
+    }
     for _ in 0..n {
         let mut m = c.alloc().ok_or("pool empty")?;
         m.reserve(64).map_err(|e| e.to_string())?.fill(7);
@@ -56,13 +70,19 @@ fn phase_sender(c: &mut Core, g: usize) -> Result<(), String> {
 
 /// The measured part (callgrind: `--toggle-collect=pack_cost::batches`).
 #[inline(never)]
-fn batches(cores: &mut [Core; 2], g: [usize; 2], batch: usize, n: u64) -> Result<u64, String> {
+fn batches(
+    cores: &mut [Core; 2],
+    g: [usize; 2],
+    batch: usize,
+    n: u64,
+    in_place: bool,
+) -> Result<u64, String> {
     let mut q = VecDeque::with_capacity(batch);
     let mut got = 0u64;
     let mut acc = [0u64; 4];
     for _ in 0..n {
         let t0 = ticks();
-        phase_payloads(&mut cores[0], batch, &mut q)?;
+        phase_payloads(&mut cores[0], batch, &mut q, in_place)?;
         let t1 = ticks();
         let want = got + batch as u64;
         while !q.is_empty() {
@@ -101,14 +121,17 @@ fn batches(cores: &mut [Core; 2], g: [usize; 2], batch: usize, n: u64) -> Result
 
 fn main() -> Result<(), String> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: pack_cost <stack> <batch> <batches> [discard-own]";
-    let discard_own = match a.get(3).map(String::as_str) {
-        None => false,
-        Some("discard-own") => true,
-        Some(_) => return Err(usage.into()),
-    };
+    let usage = "usage: pack_cost <stack> <batch> <batches> [discard-own] [in-place]";
     if a.len() < 3 {
         return Err(usage.into());
+    }
+    let (mut discard_own, mut in_place) = (false, false);
+    for o in &a[3..] {
+        match o.as_str() {
+            "discard-own" => discard_own = true,
+            "in-place" => in_place = true,
+            _ => return Err(usage.into()),
+        }
     }
     let batch: usize = a[1].parse().map_err(|_| usage)?;
     let n: u64 = a[2].parse().map_err(|_| usage)?;
@@ -122,7 +145,7 @@ fn main() -> Result<(), String> {
     };
     let (mut cores, g) =
         common::pair_with(open("a")?, open("b")?, "pack", &a[0], true, discard_own)?;
-    let got = batches(&mut cores, g, batch, n)?;
+    let got = batches(&mut cores, g, batch, n, in_place)?;
     println!("{}: {got} casts delivered", a[0]);
     // Not unmapped: valgrind's address-space manager asserts on it.
     std::mem::forget(cores);

@@ -20,7 +20,7 @@ pub mod sim;
 pub mod stack;
 pub mod wire;
 
-pub use engine::{Core, DriverConfig, Endpoint, Event, Group, GroupSpec, Idle};
+pub use engine::{Core, DriverConfig, Endpoint, Event, Group, GroupSpec, Idle, Packer};
 pub use event::{Dest, Down, EndpointId, Rank, Time, Up, View, ViewId};
 pub use stack::{build, GroupStack, SendError, SendErrorKind, Spec, Stack, StackConfig};
 pub use tutti_drivers::{Msg, Pool, PoolConfig};

@@ -161,3 +161,40 @@ fn discarding_own_casts_changes_nothing_else() {
     println!("{runs} plans compared: {own} own deliveries not made");
     assert!(own > 0, "own casts were discarded");
 }
+
+/// Bursts written in place into frames (`Packer`: each cast a window on
+/// the frame that carries it, sent without a copy where it reaches `com`
+/// in order) are the same protocol as bursts of a buffer each: the same
+/// frames on the wire (a frame written in place holds what `com` packs
+/// into one; where a batch is cut, the casts that follow join it as they
+/// lie, or are copied where they cannot), deliveries, views and counts.
+#[test]
+fn casts_written_in_place_are_the_same_protocol() {
+    let (mut plans, mut in_place) = (0u64, 0u64);
+    for seed in 1..=tutti::sim::soak_from_env(150) {
+        let mut plan = Plan::random(seed, 0.1, true);
+        plan.burst = plan.burst.max(4);
+        plan.in_place = true;
+        let on = run(&plan);
+        plan.in_place = false;
+        let off = run(&plan);
+        same_protocol(&on, &off, ("in place", "copied"));
+        assert_eq!(
+            (on.stats.fast_out, on.stats.fast_in, on.stats.packed_casts),
+            (
+                off.stats.fast_out,
+                off.stats.fast_in,
+                off.stats.packed_casts
+            ),
+            "{plan}"
+        );
+        assert_eq!(off.stats.in_place, 0, "{plan}");
+        if !plan.fast {
+            assert_eq!(on.stats.in_place, 0, "{plan}: the full path copies");
+        }
+        in_place += on.stats.in_place;
+        plans += 1;
+    }
+    println!("{plans} plans: {in_place} casts went out in the frame they were written in");
+    assert!(in_place > 0, "frames went out as written");
+}

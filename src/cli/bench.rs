@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
+use tutti::Msg;
 
 use super::common::{fmt_ns, free_udp_addrs, histogram, mono_ns, percentiles, shm_dir, Idler};
 
@@ -79,6 +80,12 @@ pub struct BenchOpts {
     /// Accelerator's fast path off), for comparison.
     #[arg(long)]
     pub full_path: bool,
+    /// Throughput through a stack: the sender writes each batch's casts
+    /// in place into the frame that carries them (`Core::packer`), where
+    /// otherwise each goes into a buffer of its own that the stack copies
+    /// into a frame.
+    #[arg(long)]
+    pub in_place: bool,
     /// Members do not take their own casts (`StackConfig::discard_own`,
     /// JGroups' `discard_own_messages`): a sender saves their delivery.
     #[arg(long)]
@@ -120,7 +127,7 @@ pub struct BenchResult {
 }
 
 pub(super) use super::common::percentiles as percentiles_of;
-pub(super) use super::link::{handshake, index_of, open, pin, Link, MIN, PING, STOP};
+pub(super) use super::link::{handshake, index_of, open, pin, stamp, Link, MIN, PING, STOP};
 
 pub fn run(o: &BenchOpts) -> ExitCode {
     if o.size == 0 || o.count == 0 {
@@ -129,6 +136,10 @@ pub fn run(o: &BenchOpts) -> ExitCode {
     }
     if o.mode == Mode::Group {
         return super::groupbench::run(o);
+    }
+    if o.in_place && (o.mode != Mode::Throughput || o.raw) {
+        eprintln!("error: --in-place is for throughput through a stack");
+        return ExitCode::from(2);
     }
     if o.compare && (o.mode != Mode::Pingpong || o.raw) {
         eprintln!("error: --compare is for pingpong through a stack (it measures --raw beside it)");
@@ -541,6 +552,10 @@ fn role_rank0(
             r.msgs_per_s = (warm + o.count) as f64 / secs;
             r.received = o.count;
         }
+        Mode::Throughput if o.in_place => {
+            r.metric = "one-way".into();
+            in_place(o, &mut e, &pb, &mut shown, &mut out)?;
+        }
         Mode::Throughput | Mode::Group => {
             r.metric = "one-way".into();
             let started = Instant::now();
@@ -600,4 +615,51 @@ fn role_rank0(
     let tx = e.stats().tx_bytes as f64 / (sent as f64 * (n - 1).max(1) as f64);
     r.wire_overhead = tx - r.size as f64;
     Ok(r)
+}
+
+/// Rank 0's casts for `--in-place`: each batch written into a `Packer`'s
+/// frame, then cast.
+fn in_place(
+    o: &BenchOpts,
+    e: &mut Link,
+    pb: &ProgressBar,
+    shown: &mut bool,
+    out: &mut Vec<Msg>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let batch = o.batch.max(1) as u64;
+    let size = o.size.max(MIN);
+    let mut q = VecDeque::with_capacity(batch as usize);
+    let mut i = 0;
+    let mut polled = 0;
+    while i < o.count {
+        // Frames come back as receivers finish with them.
+        let mut p = loop {
+            match e.packer()? {
+                Some(p) => break p,
+                None => {
+                    e.poll(out, &mut |_, _| {})?;
+                }
+            }
+        };
+        let upto = (i + batch).min(o.count);
+        while i < upto {
+            let Some(b) = p.cast(size) else {
+                break;
+            };
+            stamp(b, PING, i);
+            i += 1;
+        }
+        if p.is_empty() {
+            return Err(format!("a {size}-byte cast does not fit a frame"));
+        }
+        p.finish(&mut q);
+        e.send_batch(&mut q)?;
+        if i - polled >= 64 {
+            polled = i;
+            e.poll(out, &mut |_, _| {})?;
+            tick(pb, started, shown, i);
+        }
+    }
+    Ok(())
 }

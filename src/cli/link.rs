@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use tutti::engine::{Core, Event, GroupSpec};
+use tutti::engine::{Core, Event, GroupSpec, Packer};
 use tutti_drivers::{Allocator, Driver, Msg, To, Tx};
 
 use super::bench::BenchOpts;
@@ -103,6 +103,19 @@ impl Ranks {
 /// fast path; stamping every message measured the clock).
 const SAMPLE: u64 = 16;
 
+/// Writes a benchmark message's fields into `b` (at least [`MIN`] bytes):
+/// `kind`, index `idx`, the send time when sampled.
+pub(super) fn stamp(b: &mut [u8], kind: u8, idx: u64) {
+    b[0] = kind;
+    b[1..9].copy_from_slice(&idx.to_be_bytes());
+    let ts = if kind != PING || idx % SAMPLE == 0 {
+        mono_ns()
+    } else {
+        0
+    };
+    b[9..17].copy_from_slice(&ts.to_be_bytes());
+}
+
 impl Link {
     /// A benchmark message: `kind`, index `idx`, the send time when
     /// sampled, `size` bytes in all (at least [`MIN`]).
@@ -113,15 +126,17 @@ impl Link {
         };
         let mut m = m.ok_or("buffer pool empty")?;
         let b = m.reserve(size.max(MIN)).map_err(|e| e.to_string())?;
-        b[0] = kind;
-        b[1..9].copy_from_slice(&idx.to_be_bytes());
-        let ts = if kind != PING || idx % SAMPLE == 0 {
-            mono_ns()
-        } else {
-            0
-        };
-        b[9..17].copy_from_slice(&ts.to_be_bytes());
+        stamp(b, kind, idx);
         Ok(m)
+    }
+
+    /// A frame to write casts into in place (through a stack only);
+    /// `None` while every frame buffer is in use.
+    pub(super) fn packer(&mut self) -> Result<Option<Packer>, String> {
+        match self {
+            Link::Stack(c, ..) => Ok(c.packer()),
+            Link::Raw(..) => Err("in place casts go through a stack".into()),
+        }
     }
 
     /// Sends a batch to everybody else (emptying `q`); retries while

@@ -16,6 +16,7 @@ use crate::stack::{build, GroupStack, SendError, SendErrorKind, StackConfig};
 use crate::wire::{com, fast};
 
 use super::clock::Clock;
+use super::packer::Packer;
 use super::routes::Routes;
 use super::wheel::TimerWheel;
 
@@ -231,6 +232,16 @@ impl Core {
     #[inline]
     pub fn alloc(&mut self) -> Option<Msg> {
         self.alloc.alloc()
+    }
+
+    /// A frame to write a batch of casts into in place (a [`Packer`]),
+    /// from the driver's control buffers, where packed frames are built:
+    /// its casts, finished and cast with [`Core::cast_batch`], go out in
+    /// it with no copy (see [`Packer`]). `None` when every control buffer
+    /// is in use. Until its casts go, a frame holds one of the buffers
+    /// the layers' own messages need: finish and cast it.
+    pub fn packer(&self) -> Option<Packer> {
+        self.driver.ctl_pool().alloc().map(Packer::new)
     }
 
     /// Joins a group. With a membership layer in the stack (`gms`, as in

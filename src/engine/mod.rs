@@ -9,9 +9,11 @@
 
 mod clock;
 mod core;
+mod packer;
 mod routes;
 mod thread;
 pub mod wheel;
 
 pub use self::core::{fnv64, Core, EngineDrops, Event, GroupIx, GroupSpec, JoinError, Request};
+pub use self::packer::Packer;
 pub use self::thread::{DriverConfig, Endpoint, EndpointBuilder, EndpointError, Group, Idle};

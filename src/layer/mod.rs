@@ -455,6 +455,9 @@ pub struct Stats {
     pub packed_frames: u64,
     /// Casts carried in packed frames.
     pub packed_casts: u64,
+    /// Casts that went out in the frame they were written in (a
+    /// `Packer`'s), not copied into another.
+    pub in_place: u64,
     /// Fast-path casts sent in runs (a batch's, every layer at once).
     pub run_out: u64,
     /// Fast-path casts delivered in runs (a packed frame's).
@@ -464,20 +467,39 @@ pub struct Stats {
 impl Stats {
     /// Adds another stack's counters to these.
     pub fn add(&mut self, o: &Stats) {
-        self.frames_out += o.frames_out;
-        self.frames_in += o.frames_in;
-        self.retransmits += o.retransmits;
-        self.naks += o.naks;
-        self.control += o.control;
-        self.ctl_no_buffer += o.ctl_no_buffer;
-        self.fast_out += o.fast_out;
-        self.fast_in += o.fast_in;
-        self.fast_later += o.fast_later;
-        self.fast_missed += o.fast_missed;
-        self.packed_frames += o.packed_frames;
-        self.packed_casts += o.packed_casts;
-        self.run_out += o.run_out;
-        self.run_in += o.run_in;
+        // Every field named: a new counter cannot be left out.
+        let Stats {
+            frames_out,
+            frames_in,
+            retransmits,
+            naks,
+            control,
+            ctl_no_buffer,
+            fast_out,
+            fast_in,
+            fast_later,
+            fast_missed,
+            packed_frames,
+            packed_casts,
+            in_place,
+            run_out,
+            run_in,
+        } = *o;
+        self.frames_out += frames_out;
+        self.frames_in += frames_in;
+        self.retransmits += retransmits;
+        self.naks += naks;
+        self.control += control;
+        self.ctl_no_buffer += ctl_no_buffer;
+        self.fast_out += fast_out;
+        self.fast_in += fast_in;
+        self.fast_later += fast_later;
+        self.fast_missed += fast_missed;
+        self.packed_frames += packed_frames;
+        self.packed_casts += packed_casts;
+        self.in_place += in_place;
+        self.run_out += run_out;
+        self.run_in += run_in;
     }
 }
 

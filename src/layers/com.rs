@@ -231,7 +231,7 @@ impl Com {
     /// message stays with the caller (it is the sender's own delivery);
     /// the first of a pack is kept by reference, to go alone if nothing
     /// joins it.
-    fn pack(&mut self, cx: &mut Cx<'_>, seq: u64, msg: &Msg) {
+    fn pack(&mut self, cx: &mut Cx<'_>, seq: u64, msg: &Msg, room: usize) {
         let add = fast::ENTRY_LEN + msg.len();
         if let Some(p) = &mut self.pack {
             if seq == p.seq0 + p.n && p.len + add <= self.ctl_cap {
@@ -239,7 +239,9 @@ impl Com {
                     if let Some(mut b) = cx.alloc() {
                         // The frame's lines are likely in a receiver's
                         // cache: fetch them all now, not one per cast.
-                        b.prefetch_room(self.ctl_cap);
+                        // (`room`: what the caller expects from here on,
+                        // the first cast's entry too.)
+                        b.prefetch_room(room.saturating_add(p.len).min(self.ctl_cap));
                         if let Some(first) = p.first.take() {
                             let ok = entry(&mut b, &first);
                             p.first = if ok { None } else { Some(first) };
@@ -274,6 +276,21 @@ impl Com {
     fn pack_run(&mut self, cx: &mut Cx<'_>, seq0: u64, msgs: &[Msg]) {
         let mut i = 0;
         while i < msgs.len() {
+            if let Some((frame, n, len)) = self.in_place(&msgs[i..]) {
+                // Written as a packed frame's entries already (a
+                // `Packer`'s): that frame is this one, as it lies.
+                self.flush_pack(cx);
+                cx.stats().in_place += n as u64;
+                self.pack = Some(Pack {
+                    seq0: seq0 + i as u64,
+                    n: n as u64,
+                    len,
+                    first: None,
+                    buf: Some(frame),
+                });
+                i += n;
+                continue;
+            }
             if let Some(p) = &mut self.pack {
                 if let Some(b) = p.buf.as_mut().filter(|_| seq0 + i as u64 == p.seq0 + p.n) {
                     let mut len = p.len;
@@ -294,9 +311,44 @@ impl Com {
                     }
                 }
             }
-            self.pack(cx, seq0 + i as u64, &msgs[i]);
+            // The frame's room that the rest of the run will likely take.
+            let room = (msgs.len() - i) * (fast::ENTRY_LEN + msgs[i].len());
+            self.pack(cx, seq0 + i as u64, &msgs[i], room);
             i += 1;
         }
+    }
+
+    /// The front of `msgs` when at least two of them are windows on one
+    /// buffer laid out as a packed frame's entries (each behind its
+    /// length, back to back, from the buffer's claim mark on, as a
+    /// `Packer` writes them) and fit a frame: a handle on those entries,
+    /// how many casts they are and the frame's length with its header.
+    /// The lengths between the windows are read back, not trusted.
+    #[inline]
+    fn in_place(&self, msgs: &[Msg]) -> Option<(Msg, usize, usize)> {
+        let (first, rest) = msgs.split_first()?;
+        if !follows_entry(first, rest.first()?) {
+            return None;
+        }
+        let mut len = fast::LEN + fast::ENTRY_LEN + first.len();
+        let mut n = 1;
+        for (prev, m) in msgs.iter().zip(rest) {
+            let add = fast::ENTRY_LEN + m.len();
+            if !follows_entry(prev, m) || len + add > self.ctl_cap {
+                break;
+            }
+            len += add;
+            n += 1;
+        }
+        if n < 2 || first.headroom() < fast::ENTRY_LEN + fast::LEN {
+            return None;
+        }
+        let frame = first.span(fast::ENTRY_LEN, &msgs[n - 1])?;
+        let lens_match = Entries::new(frame.front())
+            .zip(&msgs[..n])
+            .all(|(e, m)| matches!(e, Ok((_, l)) if l == m.len()));
+        // Every byte of the span is an entry of the `n` windows.
+        (lens_match && frame.len() + fast::LEN == len).then_some((frame, n, len))
     }
 
     /// The largest payload a compact frame carries, when the view has
@@ -384,11 +436,22 @@ impl Com {
     }
 }
 
+/// The room of a packed frame prefetched when casts are packed one at a
+/// time, not knowing how many follow: what a 2 KB slot held.
+const ONE_AT_A_TIME_ROOM: usize = 1880;
+
 /// Whether `m` can be a packed-frame entry: one buffer, a length that
 /// fits the entry's 16 bits.
 #[inline]
 fn packable(m: &Msg) -> bool {
     m.nsegs() == 1 && m.len() <= u16::MAX as usize
+}
+
+/// Whether `m` is a packed-frame entry in the same buffer right behind
+/// `prev` (one buffer each, a length between them).
+#[inline]
+fn follows_entry(prev: &Msg, m: &Msg) -> bool {
+    prev.precedes(m, fast::ENTRY_LEN) && m.len() <= u16::MAX as usize
 }
 
 /// Appends one packed-frame entry; false when it does not fit.
@@ -397,10 +460,12 @@ fn entry(b: &mut Msg, m: &Msg) -> bool {
 }
 
 /// Entries for `msgs` (each `packable`; `total` bytes with their
-/// lengths) at the end of `b`, reserved at once.
+/// lengths) at the end of `b`, reserved at once; or, where `b` is a frame
+/// going out as it was written (see `Com::in_place`), taken as they lie
+/// when they are its next entries.
 fn entries(b: &mut Msg, msgs: &[Msg], total: usize) -> bool {
     let Ok(mut out) = b.reserve(total) else {
-        return false;
+        return entries_in_place(b, msgs);
     };
     for m in msgs {
         let body = m.front();
@@ -411,6 +476,29 @@ fn entries(b: &mut Msg, msgs: &[Msg], total: usize) -> bool {
         out = rest;
     }
     true
+}
+
+/// `entries` for a frame written in place: `b` grows over `msgs` when
+/// they are the entries behind its end, lengths included.
+#[cold]
+fn entries_in_place(b: &mut Msg, msgs: &[Msg]) -> bool {
+    let Some(last) = msgs.last() else {
+        return true;
+    };
+    let mut prev = &*b;
+    for m in msgs {
+        if !follows_entry(prev, m) {
+            return false;
+        }
+        prev = m;
+    }
+    let Some(bytes) = b.behind(last) else {
+        return false;
+    };
+    let lens_match = Entries::new(bytes)
+        .zip(msgs)
+        .all(|(e, m)| matches!(e, Ok((_, l)) if l == m.len()));
+    lens_match && b.extend_to(last)
 }
 
 /// Cast `seq` with the layers' common-case headers in front of `payload`
@@ -471,7 +559,8 @@ impl Layer for Com {
     fn fast_down(&mut self, fc: &mut FastCast, cx: &mut Cx<'_>) {
         if cx.packing() {
             if let Some(msg) = &fc.msg {
-                self.pack(cx, fc.seq, msg);
+                // How many more casts the batch holds is not known here.
+                self.pack(cx, fc.seq, msg, ONE_AT_A_TIME_ROOM);
             }
         } else if let Some(mut msg) = fc.msg.take() {
             // Framed while the message has no other handle (no atomic);

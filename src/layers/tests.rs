@@ -711,3 +711,49 @@ fn a_fifo_cast_carries_eight_bytes_of_header() {
         assert_eq!(g.delivered(1), vec![(0, vec![7; size])]);
     }
 }
+
+#[test]
+fn a_batch_written_in_place_goes_as_written_and_forged_windows_are_copied() {
+    let mut g = Group::new("fifo", 2, StackConfig::default());
+    let mut h = Group::new("fifo", 2, StackConfig::default());
+    // Written in place: the frame is the packer's, byte for byte the one
+    // the same casts in buffers of their own make.
+    let mut p = crate::engine::Packer::new(g.tx.alloc().unwrap());
+    let mut q = VecDeque::new();
+    let mut copied = VecDeque::new();
+    for i in 0..10u8 {
+        p.cast(5).unwrap().fill(i);
+        copied.push_back(h.msg(&[i; 5]));
+    }
+    assert_eq!(p.finish(&mut q), 10);
+    assert_eq!(g.s[0].cast_batch(g.now, &mut q).unwrap(), 10);
+    assert_eq!(h.s[0].cast_batch(h.now, &mut copied).unwrap(), 10);
+    assert_eq!(g.delivered(0).len(), 10, "own casts delivered");
+    assert_eq!(g.s[0].stats().in_place, 10);
+    assert_eq!(h.s[0].stats().in_place, 0);
+    let f = g.out(0);
+    assert_eq!(f, h.out(0), "the same frame");
+    assert_eq!(f.len(), 1);
+    g.give(1, &f[0].1);
+    let got = g.delivered(1);
+    assert_eq!(got.len(), 10);
+    for (i, (src, b)) in got.iter().enumerate() {
+        assert_eq!((*src, b.as_slice()), (0, &[i as u8; 5][..]));
+    }
+    // Windows back to back in one buffer whose lengths between lie (the
+    // first says 9 bytes): copied into a frame of their own entries.
+    let mut b = g.tx.alloc().unwrap();
+    b.reserve(12)
+        .unwrap()
+        .copy_from_slice(b"\0\x09aaaa\0\x04bbbb");
+    let mut sh = b.share_bulk(2).unwrap();
+    let mut q: VecDeque<Msg> = [sh.window(2, 4).unwrap(), sh.window(8, 4).unwrap()].into();
+    drop((b, sh));
+    assert_eq!(g.s[0].cast_batch(g.now, &mut q).unwrap(), 2);
+    assert_eq!(g.s[0].stats().in_place, 10, "not sent as they lie");
+    g.delivered(0);
+    let f = g.out(0);
+    g.give(1, &f[0].1);
+    let got: Vec<Vec<u8>> = g.delivered(1).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, vec![b"aaaa".to_vec(), b"bbbb".to_vec()]);
+}

@@ -26,6 +26,7 @@ mod bulk;
 mod free;
 mod msg;
 mod prefetch;
+mod span;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};

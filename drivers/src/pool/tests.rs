@@ -465,3 +465,41 @@ fn cache_hints_change_nothing() {
     drop((m, s));
     assert_eq!(p.stats().in_use, 0);
 }
+
+#[test]
+fn windows_of_one_buffer_span_again_from_the_claim_mark() {
+    let p = pool(3, 256);
+    let mut m = p.alloc().unwrap();
+    // Two "entries": a 2-byte length, then the bytes.
+    m.reserve(12)
+        .unwrap()
+        .copy_from_slice(b"\0\x04aaaa\0\x04bbbb");
+    let mut sh = m.share_bulk(3).unwrap();
+    let a = sh.window(2, 4).unwrap();
+    let b = sh.window(8, 4).unwrap();
+    let lone = sh.window(8, 2).unwrap();
+    assert!(a.precedes(&b, 2));
+    assert!(!a.precedes(&b, 0));
+    assert!(!b.precedes(&a, 2));
+    let other = p.alloc().unwrap();
+    assert!(!a.precedes(&other, 2), "another slot");
+    // The span covers the lengths between, from the claim mark on.
+    let s = a.span(2, &b).unwrap();
+    assert_eq!(s.front(), b"\0\x04aaaa\0\x04bbbb");
+    assert_eq!(s.offset(), m.offset());
+    assert!(a.span(1, &b).is_none(), "not at the claim mark");
+    assert!(b.span(2, &a).is_none(), "ends before the start's end");
+    assert!(a.span(2, &other).is_none(), "another slot");
+    assert!(a.span(1000, &b).is_none(), "before the slot");
+    // A header goes in front of the span without a copy, once.
+    let mut s = s;
+    s.push(2).unwrap().copy_from_slice(b"HH");
+    assert_eq!(s.slot(), m.slot());
+    assert_eq!(&s.front()[..4], b"HH\0\x04");
+    // Now the mark moved: a second span would cover claimed bytes.
+    assert!(a.span(2, &b).is_none());
+    drop((m, a, b, lone, sh, other));
+    assert_eq!(p.stats().in_use, 1, "the span holds the slot");
+    drop(s);
+    assert_eq!(p.free_slots(), 3);
+}

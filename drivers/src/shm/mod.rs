@@ -61,8 +61,14 @@ impl Default for ShmConfig {
             dir: PathBuf::from("/dev/shm/tutti"),
             name: String::new(),
             data: slot,
+            // Packed frames are built here: a larger slot packs a batch
+            // of small casts in one frame instead of three (64 casts of
+            // 64 bytes take 4.2 KB), and what each frame costs, from its
+            // buffer to the receiver's acknowledgement, is paid a third
+            // as often. Only the bytes written are touched.
             ctl: PoolConfig {
                 slots: 2048,
+                slot_size: 8192,
                 ..slot
             },
             rx_ring: 8192,

@@ -7,6 +7,7 @@ use tutti_drivers::Msg;
 
 use super::check::{self, Tag, HDR};
 use super::{Ev, Life, Sim, MS};
+use crate::engine::Packer;
 use crate::event::{EndpointId, Up, View};
 
 impl Sim<'_> {
@@ -32,14 +33,19 @@ impl Sim<'_> {
 
     /// Cast `index` of process `i`, tagged for the checker.
     fn next_cast(&mut self, i: usize, index: u32, v: &View) -> Option<Msg> {
-        let p = &self.procs[i];
+        let b = self.next_bytes(i, index, v);
+        self.procs[i].tx.alloc_copy(&b).ok()
+    }
+
+    /// The bytes of cast `index` of process `i`, tagged for the checker.
+    fn next_bytes(&mut self, i: usize, index: u32, v: &View) -> Vec<u8> {
         let len = HDR + self.rng.below(200) as usize;
         let tag = Tag {
-            src: p.id,
+            src: self.procs[i].id,
             index,
             view: v.id.tag(),
         };
-        p.tx.alloc_copy(&tag.encode(len)).ok()
+        tag.encode(len)
     }
 
     /// Process `i`'s application takes cast `b` of `src_id` (delivered,
@@ -98,14 +104,40 @@ impl Sim<'_> {
     fn cast_burst(&mut self, i: usize, v: &View) {
         let mut q = std::collections::VecDeque::new();
         let first = self.procs[i].casts;
+        let mut packer: Option<Packer> = None;
         for k in 0..self.plan.burst {
             if first + k >= self.plan.casts {
                 break;
             }
-            match self.next_cast(i, first + k, v) {
-                Some(m) => q.push_back(m),
-                None => break,
+            if !self.plan.in_place {
+                match self.next_cast(i, first + k, v) {
+                    Some(m) => q.push_back(m),
+                    None => break,
+                }
+                continue;
             }
+            // Written in place, into as many frames as the burst takes.
+            let b = self.next_bytes(i, first + k, v);
+            let mut written = false;
+            for _ in 0..2 {
+                if packer.is_none() {
+                    packer = self.procs[i].tx.alloc().map(Packer::new);
+                }
+                if let Some(room) = packer.as_mut().and_then(|p| p.cast(b.len())) {
+                    room.copy_from_slice(&b);
+                    written = true;
+                    break;
+                }
+                if let Some(full) = packer.take() {
+                    full.finish(&mut q);
+                }
+            }
+            if !written {
+                break;
+            }
+        }
+        if let Some(p) = packer {
+            p.finish(&mut q);
         }
         let bytes: Vec<Vec<u8>> = q.iter().map(|m| m.to_vec()).collect();
         let (n, refused) = match self.procs[i].stack.cast_batch(self.now, &mut q) {

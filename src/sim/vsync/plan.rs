@@ -97,6 +97,9 @@ pub struct Plan {
     /// (`StackConfig::discard_own`): it keeps each in its state when the
     /// stack takes it, and getting one delivered is a violation.
     pub discard_own: bool,
+    /// Bursts are written in place into frames (`Packer`), the casts
+    /// windows on them, instead of a buffer each.
+    pub in_place: bool,
 }
 
 impl Plan {
@@ -164,6 +167,7 @@ impl Plan {
             burst: 1,
             runs: true,
             discard_own: false,
+            in_place: false,
         }
         .secured(&mut rng)
         .accelerated(&mut rng)
@@ -261,6 +265,9 @@ impl fmt::Display for Plan {
         }
         if self.discard_own {
             f.write_str(" discard_own")?;
+        }
+        if self.in_place {
+            f.write_str(" in_place")?;
         }
         Ok(())
     }
