@@ -33,6 +33,13 @@ fn tmp(tag: &str) -> std::path::PathBuf {
 /// Three endpoints (three polling threads on a 2-core machine) multicast
 /// to each other; everybody gets everything in order.
 fn three_members(cfgs: Vec<DriverConfig>, per: u32) {
+    members_casting(cfgs, per, false)
+}
+
+/// Three threaded members each cast `per` numbered casts (written in
+/// place into frames, `Group::packer`, when `in_place`); every member
+/// delivers every cast in FIFO order.
+fn members_casting(cfgs: Vec<DriverConfig>, per: u32, in_place: bool) {
     let eps: Vec<Endpoint> = cfgs
         .into_iter()
         .map(|c| {
@@ -63,6 +70,26 @@ fn three_members(cfgs: Vec<DriverConfig>, per: u32) {
         .map(|(r, g)| {
             let mut sent = 0u32;
             let t0 = Instant::now();
+            while in_place && sent < per && t0.elapsed() < Duration::from_secs(20) {
+                let Some(mut p) = g.packer() else {
+                    std::thread::sleep(Duration::from_micros(100));
+                    continue;
+                };
+                let upto = (sent + 32).min(per);
+                for i in sent..upto {
+                    let b = p.cast(12).expect("room for 32 casts");
+                    b[..8].copy_from_slice(&[r as u8, 0, 0, 0, 0, 0, 0, 0]);
+                    b[8..].copy_from_slice(&i.to_be_bytes());
+                }
+                let mut p = Some(p);
+                while let Some(x) = p.take() {
+                    if let Err((_, x)) = g.cast_packer(x) {
+                        p = Some(x);
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+                sent = upto;
+            }
             while sent < per && t0.elapsed() < Duration::from_secs(20) {
                 let mut m = g.alloc().expect("buffer");
                 m.reserve(8)
@@ -92,12 +119,78 @@ fn three_members(cfgs: Vec<DriverConfig>, per: u32) {
         }
         assert_eq!(next, [per; 3], "member {r} got everything");
     }
+    if in_place {
+        // The polling threads publish their counters every 50 ms.
+        std::thread::sleep(Duration::from_millis(120));
+        let n: u64 = groups.iter().map(|g| g.stats().1.in_place).sum();
+        println!(
+            "{n} of {} casts went out in the frame they were written in",
+            3 * per
+        );
+        assert!(n > 0, "frames went out as written");
+    }
 }
 
 #[test]
 fn three_threaded_members_over_shm() {
     let d = tmp("shm3");
     three_members((0..3).map(|i| shm(&d, &format!("e{i}"))).collect(), 3000);
+}
+
+#[test]
+fn three_threaded_members_cast_in_place_over_shm() {
+    let d = tmp("shm3p");
+    members_casting(
+        (0..3).map(|i| shm(&d, &format!("e{i}"))).collect(),
+        3000,
+        true,
+    );
+}
+
+#[test]
+fn inline_casts_written_in_place_go_out_as_written() {
+    let d = tmp("inplace");
+    let mut a = Core::new(shm(&d, "a").open().unwrap());
+    let mut b = Core::new(shm(&d, "b").open().unwrap());
+    let members = vec!["a".to_string(), "b".to_string()];
+    let ga = a
+        .join(&GroupSpec::new("p", "fifo", members.clone()))
+        .unwrap();
+    let gb = b.join(&GroupSpec::new("p", "fifo", members)).unwrap();
+    let (mut sent, mut got, mut own) = (0u32, 0u32, 0u32);
+    let mut q = std::collections::VecDeque::new();
+    let t0 = Instant::now();
+    while got < 2000 && t0.elapsed() < Duration::from_secs(20) {
+        if sent < 2000 && q.is_empty() {
+            if let Some(mut p) = a.packer() {
+                while sent < 2000 {
+                    let Some(w) = p.cast(4) else { break };
+                    w.copy_from_slice(&sent.to_be_bytes());
+                    sent += 1;
+                }
+                p.finish(&mut q);
+            }
+        }
+        a.cast_batch(ga, &mut q).unwrap();
+        a.poll().unwrap();
+        b.poll().unwrap();
+        while let Some(ev) = b.next_event(gb) {
+            if let Event::Cast { src: 0, msg, .. } = ev {
+                assert_eq!(msg.to_vec(), got.to_be_bytes(), "FIFO, every byte");
+                got += 1;
+            }
+        }
+        while let Some(ev) = a.next_event(ga) {
+            if let Event::Cast { src: 0, msg, .. } = ev {
+                assert_eq!(msg.to_vec(), own.to_be_bytes(), "own, in order");
+                own += 1;
+            }
+        }
+    }
+    assert_eq!(got, 2000);
+    let (drops, stats) = a.group_stats(ga).unwrap();
+    assert_eq!(drops.malformed(), 0);
+    assert!(stats.in_place > 1000, "{stats:?}");
 }
 
 #[test]

@@ -125,6 +125,10 @@ typedef struct TuttiEndpoint TuttiEndpoint;
 // A joined group.
 typedef struct TuttiGroup TuttiGroup;
 
+// A frame to write several casts into in place, cast together without a
+// copy (`tutti_packer_take`).
+typedef struct TuttiPacker TuttiPacker;
+
 // Receives a state from `TuttiGetStateFn`.
 typedef struct TuttiStateWriter TuttiStateWriter;
 
@@ -281,6 +285,32 @@ int32_t tutti_buffer_send(struct TuttiGroup *g, uint16_t rank, struct TuttiBuffe
 
 // Gives a buffer from `tutti_buffer_take` back unsent. NULL is ignored.
 void tutti_buffer_free(struct TuttiBuffer *b);
+
+// Takes a frame from the endpoint's registered memory to write several
+// casts into in place (`tutti_packer_cast`), which `tutti_packer_send`
+// casts together, in order: they go out in this frame, with no buffer
+// taken and no byte copied per cast. `TUTTI_ERR_NO_BUFFER` when every
+// frame is in use (poll, retry). Free it with `tutti_packer_send` or
+// `tutti_packer_free`. Any thread; one thread at a time per packer.
+int32_t tutti_packer_take(struct TuttiGroup *g, struct TuttiPacker **out);
+
+// Room in the packer's frame for one more cast of `len` bytes: write
+// them all at `*data`, which stays valid until the packer is sent or
+// freed. `TUTTI_ERR_TOO_LARGE` when the frame has no room left for it
+// (send what it holds, take another).
+int32_t tutti_packer_cast(struct TuttiPacker *p, size_t len, uint8_t **data);
+
+// Casts written into the packer so far (0 for NULL).
+size_t tutti_packer_count(const struct TuttiPacker *p);
+
+// Multicasts every cast written into the packer, in order, as one
+// request. On `TUTTI_OK` and on every error but
+// `TUTTI_ERR_WOULD_BLOCK` the packer is consumed; on
+// `TUTTI_ERR_WOULD_BLOCK` it is still the caller's (retry, or free it).
+int32_t tutti_packer_send(struct TuttiGroup *g, struct TuttiPacker *p);
+
+// Gives a packer back unsent (its casts are not cast). NULL is ignored.
+void tutti_packer_free(struct TuttiPacker *p);
 
 // Answers `TUTTI_EVENT_KIND_BLOCK` (with `TUTTI_APP_BLOCK_OK`): this member
 // sends nothing more in the current view.

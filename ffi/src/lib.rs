@@ -20,7 +20,7 @@ use std::time::Duration;
 use tutti_core::engine::{DriverConfig, Endpoint, GroupSpec, Idle};
 use tutti_core::layers::suspect::SuspectConfig;
 use tutti_core::secure::{load_authorized, Identity, Secure};
-use tutti_core::{Group, Msg, SendErrorKind};
+use tutti_core::{Group, Msg, Packer, SendErrorKind};
 
 pub use event::{tutti_event_clear, tutti_poll, TuttiEvent, TuttiEventKind};
 
@@ -138,6 +138,13 @@ pub struct TuttiGroup {
 pub struct TuttiBuffer {
     /// `None` only while `tutti_buffer_cast` holds it.
     msg: Option<Msg>,
+}
+
+/// A frame to write several casts into in place, cast together without a
+/// copy (`tutti_packer_take`).
+pub struct TuttiPacker {
+    /// `None` only while `tutti_packer_send` holds it.
+    p: Option<Packer>,
 }
 
 /// Runs `f`, turning a panic into `TUTTI_ERR_PANIC`.
@@ -587,6 +594,117 @@ unsafe fn buffer_out(g: *mut TuttiGroup, b: *mut TuttiBuffer, to: Option<u16>) -
 #[no_mangle]
 pub unsafe extern "C" fn tutti_buffer_free(b: *mut TuttiBuffer) {
     free_handle(b);
+}
+
+/// Takes a frame from the endpoint's registered memory to write several
+/// casts into in place (`tutti_packer_cast`), which `tutti_packer_send`
+/// casts together, in order: they go out in this frame, with no buffer
+/// taken and no byte copied per cast. `TUTTI_ERR_NO_BUFFER` when every
+/// frame is in use (poll, retry). Free it with `tutti_packer_send` or
+/// `tutti_packer_free`. Any thread; one thread at a time per packer.
+#[no_mangle]
+pub unsafe extern "C" fn tutti_packer_take(g: *mut TuttiGroup, out: *mut *mut TuttiPacker) -> i32 {
+    guard(|| {
+        // SAFETY: pointers from the caller, checked for NULL; the caller
+        // keeps them valid for the call (documented).
+        let Some(g) = (unsafe { g.as_ref() }) else {
+            return TUTTI_ERR_NULL;
+        };
+        if out.is_null() {
+            return TUTTI_ERR_NULL;
+        }
+        let Some(p) = g.g.packer() else {
+            return TUTTI_ERR_NO_BUFFER;
+        };
+        // SAFETY: checked non-NULL.
+        unsafe { *out = Box::into_raw(Box::new(TuttiPacker { p: Some(p) })) };
+        TUTTI_OK
+    })
+}
+
+/// Room in the packer's frame for one more cast of `len` bytes: write
+/// them all at `*data`, which stays valid until the packer is sent or
+/// freed. `TUTTI_ERR_TOO_LARGE` when the frame has no room left for it
+/// (send what it holds, take another).
+#[no_mangle]
+pub unsafe extern "C" fn tutti_packer_cast(
+    p: *mut TuttiPacker,
+    len: usize,
+    data: *mut *mut u8,
+) -> i32 {
+    guard(|| {
+        // SAFETY: pointers from the caller, checked for NULL; made by
+        // `tutti_packer_take`, not in use elsewhere (documented).
+        let Some(p) = (unsafe { p.as_mut() }) else {
+            return TUTTI_ERR_NULL;
+        };
+        if data.is_null() {
+            return TUTTI_ERR_NULL;
+        }
+        let Some(p) = p.p.as_mut() else {
+            return TUTTI_ERR_INVALID;
+        };
+        match p.cast(len) {
+            Some(b) => {
+                // SAFETY: checked non-NULL.
+                unsafe { *data = b.as_mut_ptr() };
+                TUTTI_OK
+            }
+            None => TUTTI_ERR_TOO_LARGE,
+        }
+    })
+}
+
+/// Casts written into the packer so far (0 for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn tutti_packer_count(p: *const TuttiPacker) -> usize {
+    // SAFETY: the caller's handle, checked for NULL (documented).
+    match unsafe { p.as_ref() } {
+        Some(TuttiPacker { p: Some(p) }) => p.len(),
+        _ => 0,
+    }
+}
+
+/// Multicasts every cast written into the packer, in order, as one
+/// request. On `TUTTI_OK` and on every error but
+/// `TUTTI_ERR_WOULD_BLOCK` the packer is consumed; on
+/// `TUTTI_ERR_WOULD_BLOCK` it is still the caller's (retry, or free it).
+#[no_mangle]
+pub unsafe extern "C" fn tutti_packer_send(g: *mut TuttiGroup, p: *mut TuttiPacker) -> i32 {
+    guard(|| {
+        if g.is_null() || p.is_null() {
+            return TUTTI_ERR_NULL;
+        }
+        // SAFETY: checked non-NULL; made by `tutti_join` and
+        // `tutti_packer_take`, not in use elsewhere (documented).
+        let (g, h) = unsafe { (&*g, &mut *p) };
+        let Some(pk) = h.p.take() else {
+            return TUTTI_ERR_INVALID;
+        };
+        match g.g.cast_packer(pk) {
+            Ok(()) => {
+                // SAFETY: made by `tutti_packer_take`; consumed here, once.
+                drop(unsafe { Box::from_raw(p) });
+                TUTTI_OK
+            }
+            Err((SendErrorKind::WouldBlock, pk)) => {
+                // Still the caller's: retry, or free it.
+                h.p = Some(pk);
+                TUTTI_ERR_WOULD_BLOCK
+            }
+            Err((k, _)) => {
+                // SAFETY: as above.
+                drop(unsafe { Box::from_raw(p) });
+                send_error(k)
+            }
+        }
+    })
+}
+
+/// Gives a packer back unsent (its casts are not cast). NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn tutti_packer_free(p: *mut TuttiPacker) {
+    free_handle(p);
 }
 
 /// Answers `TUTTI_EVENT_KIND_BLOCK` (with `TUTTI_APP_BLOCK_OK`): this member

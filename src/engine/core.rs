@@ -93,6 +93,9 @@ pub enum Request {
     Send(Rank, Msg),
     /// Any other down event.
     Down(Down),
+    /// Multicasts of a frame written in place, in order (see [`Packer`]):
+    /// as many casts as it holds, which go down together.
+    Packed(Packer),
 }
 
 struct Slot {
@@ -225,6 +228,12 @@ impl Core {
         self.driver.pool()
     }
 
+    /// The driver's control buffers: the layers' own messages, packed
+    /// frames, [`Core::packer`]'s frames.
+    pub fn ctl_pool(&self) -> &Pool {
+        self.driver.ctl_pool()
+    }
+
     /// A buffer to write a message into: [`Pool::alloc`] on [`Core::pool`],
     /// with the pool's count of buffers in use taken for many buffers at
     /// once (a [`tutti_drivers::Allocator`]): no atomic operation per
@@ -241,7 +250,7 @@ impl Core {
     /// is in use. Until its casts go, a frame holds one of the buffers
     /// the layers' own messages need: finish and cast it.
     pub fn packer(&self) -> Option<Packer> {
-        self.driver.ctl_pool().alloc().map(Packer::new)
+        self.ctl_pool().alloc().map(Packer::new)
     }
 
     /// Joins a group. With a membership layer in the stack (`gms`, as in
@@ -434,7 +443,10 @@ impl Core {
     /// threaded endpoint's path: back-pressure waits here).
     pub fn submit(&mut self, g: GroupIx, r: Request) {
         if let Some(s) = self.groups.get_mut(g) {
-            s.backlog.push_back(r);
+            match r {
+                Request::Packed(p) => s.backlog.extend(p.into_casts().map(Request::Cast)),
+                r => s.backlog.push_back(r),
+            }
         }
     }
 
@@ -644,6 +656,14 @@ impl Core {
                     Request::Down(d) => {
                         s.stack.handle_down(now, d);
                         Ok(true)
+                    }
+                    // Made casts by `submit`; taken apart here all the
+                    // same, in order, should one come this way.
+                    Request::Packed(p) => {
+                        for (i, m) in p.into_casts().enumerate() {
+                            s.backlog.insert(i, Request::Cast(m));
+                        }
+                        Ok(false)
                     }
                 };
                 match res {

@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 
-use tutti_drivers::Msg;
+use tutti_drivers::{Msg, Shares};
 
 use crate::wire::fast::{self, Entries};
 
@@ -27,14 +27,32 @@ use crate::wire::fast::{self, Entries};
 #[derive(Debug)]
 pub struct Packer {
     frame: Msg,
+    /// Bytes the frame held before the first cast (not casts).
+    skip: usize,
     n: u32,
+    /// Bytes entries may still take: what `com` packs into one frame (the
+    /// frame's header counts against the buffer's capacity there, so here
+    /// too: the same casts make the same frames either way).
+    left: usize,
 }
 
 impl Packer {
-    /// A packer writing into `frame`, an empty buffer with headroom for a
-    /// frame header (a fresh one from a pool).
+    /// A packer writing into `frame`, a buffer with headroom for a frame
+    /// header (a fresh one from a pool; casts go behind whatever it
+    /// holds, which is not cast, and a buffer of several segments takes
+    /// none).
     pub fn new(frame: Msg) -> Packer {
-        Packer { frame, n: 0 }
+        let left = if frame.nsegs() == 1 {
+            frame.room().saturating_sub(fast::LEN)
+        } else {
+            0
+        };
+        Packer {
+            skip: frame.len(),
+            frame,
+            n: 0,
+            left,
+        }
     }
 
     /// Room for one more cast of `len` bytes, to be written now: `None`
@@ -43,13 +61,12 @@ impl Packer {
     /// stale: write them all.
     pub fn cast(&mut self, len: usize) -> Option<&mut [u8]> {
         let l = u16::try_from(len).ok()?;
-        // What `com` packs into one frame: the frame's header counts
-        // against the buffer's capacity there, so here too (the same
-        // casts make the same frames either way).
-        if fast::ENTRY_LEN + len + fast::LEN > self.frame.room() {
+        let add = fast::ENTRY_LEN + len;
+        if add > self.left {
             return None;
         }
-        let b = self.frame.reserve(fast::ENTRY_LEN + len).ok()?;
+        let b = self.frame.reserve(add).ok()?;
+        self.left -= add;
         let (head, body) = b.split_at_mut(fast::ENTRY_LEN);
         head.copy_from_slice(&l.to_be_bytes());
         self.n += 1;
@@ -70,23 +87,42 @@ impl Packer {
     /// (windows on the frame, which goes when the last of them does);
     /// returns how many. Cast them with `Core::cast_batch`.
     pub fn finish(self, out: &mut VecDeque<Msg>) -> usize {
-        let Some(mut sh) = self.frame.share_bulk(self.n) else {
-            return 0;
-        };
-        let mut n = 0;
-        for e in Entries::new(self.frame.front()) {
-            // Written by `cast` above: every entry parses and has its
-            // handle.
-            let Ok((off, len)) = e else {
-                break;
-            };
-            let Some(w) = sh.window(off, len) else {
-                break;
-            };
-            out.push_back(w);
-            n += 1;
+        let before = out.len();
+        out.extend(self.into_casts());
+        out.len() - before
+    }
+
+    /// The casts written, in order, as [`Packer::finish`] hands them out.
+    pub fn into_casts(self) -> Casts {
+        Casts {
+            shares: self.frame.share_bulk(self.n),
+            at: self.skip,
+            frame: self.frame,
         }
-        n
+    }
+}
+
+/// The casts of a [`Packer`], one window each, in order
+/// ([`Packer::into_casts`]).
+pub struct Casts {
+    /// One reference per cast, counted at once (`None`: none to hand out).
+    shares: Option<Shares>,
+    frame: Msg,
+    /// Offset in the frame of the next cast's entry.
+    at: usize,
+}
+
+impl Iterator for Casts {
+    type Item = Msg;
+
+    fn next(&mut self) -> Option<Msg> {
+        let sh = self.shares.as_mut()?;
+        let rest = self.frame.front().get(self.at..)?;
+        // Written by `Packer::cast`: every entry parses.
+        let (off, len) = Entries::new(rest).next()?.ok()?;
+        let w = sh.window(self.at + off, len)?;
+        self.at += off + len;
+        Some(w)
     }
 }
 
@@ -128,5 +164,20 @@ mod tests {
         assert_eq!(pool.free_slots(), 1, "the frame is held by its casts");
         q.clear();
         assert_eq!(pool.free_slots(), 2);
+        // Behind what a buffer held: that is not cast.
+        let mut m = pool.alloc().unwrap();
+        m.reserve(3).unwrap().copy_from_slice(b"old");
+        let mut p = Packer::new(m);
+        p.cast(2).unwrap().copy_from_slice(b"hi");
+        assert_eq!(p.finish(&mut q), 1);
+        assert_eq!(q[0].front(), b"hi");
+        // A chain takes none.
+        q.clear();
+        let mut m = pool.alloc().unwrap();
+        m.append(&[1; 300]).unwrap();
+        assert_eq!(m.nsegs(), 2);
+        let mut p = Packer::new(m);
+        assert!(p.cast(1).is_none());
+        assert_eq!(p.finish(&mut q), 0);
     }
 }

@@ -17,6 +17,7 @@ use tutti_drivers::uring::{UringConfig, UringDriver};
 use tutti_drivers::{Driver, DriverError, DriverStats, Msg, Pool, Waker};
 
 use super::core::{Core, Event, GroupIx, GroupSpec, JoinError, Request};
+use super::packer::Packer;
 use crate::event::{Down, Rank};
 use crate::layer::{Drops, Stats};
 use crate::stack::{SendError, SendErrorKind};
@@ -191,12 +192,14 @@ pub struct Endpoint {
     shared: Arc<EpShared>,
     thread: Option<JoinHandle<()>>,
     pool: Pool,
+    ctl: Pool,
     addr: String,
     kind: &'static str,
 }
 
 struct Ready {
     pool: Pool,
+    ctl: Pool,
     addr: String,
     kind: &'static str,
     waker: Arc<dyn Waker>,
@@ -245,6 +248,7 @@ impl Endpoint {
                 });
                 let ready = Ready {
                     pool: core.pool().clone(),
+                    ctl: core.ctl_pool().clone(),
                     addr: core.driver().local_addr(),
                     kind: core.driver().kind(),
                     waker,
@@ -262,6 +266,7 @@ impl Endpoint {
                     shared,
                     thread: Some(thread),
                     pool: ready.pool,
+                    ctl: ready.ctl,
                     addr: ready.addr,
                     kind: ready.kind,
                 })
@@ -322,6 +327,7 @@ impl Endpoint {
                 shared: gs,
                 ep: self.shared.clone(),
                 pool: self.pool.clone(),
+                ctl: self.ctl.clone(),
             }),
             Ok(Err(e)) => Err(EndpointError::Join(e)),
             Err(_) => Err(EndpointError::Stopped),
@@ -345,6 +351,8 @@ pub struct Group {
     shared: Arc<GroupShared>,
     ep: Arc<EpShared>,
     pool: Pool,
+    /// The driver's control buffers, where packed frames are built.
+    ctl: Pool,
 }
 
 impl Group {
@@ -354,6 +362,34 @@ impl Group {
     /// the pool's count.
     pub fn alloc(&self) -> Option<Msg> {
         self.pool.alloc()
+    }
+
+    /// A frame to write casts into in place (see [`crate::Packer`]), to
+    /// cast with [`Group::cast_packer`]. `None` when every frame buffer is
+    /// in use.
+    pub fn packer(&self) -> Option<Packer> {
+        self.ctl.alloc().map(Packer::new)
+    }
+
+    /// Multicasts every cast written into `p`, in order, as one request:
+    /// the polling thread takes them down together, and they go out in
+    /// the frame they were written in where the stack's fast path takes
+    /// them (else copied, as any cast). Refused, the packer comes back
+    /// unsent: `WouldBlock` when the queue to the polling thread is full,
+    /// `NoView` once the group is closed.
+    pub fn cast_packer(&self, p: Packer) -> Result<(), (SendErrorKind, Packer)> {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return Err((SendErrorKind::NoView, p));
+        }
+        match self.shared.submit.push(Request::Packed(p)) {
+            Ok(()) => {
+                self.ep.kick();
+                Ok(())
+            }
+            Err(Request::Packed(p)) => Err((SendErrorKind::WouldBlock, p)),
+            // What was pushed comes back.
+            Err(_) => Ok(()),
+        }
     }
 
     /// A message holding a copy of `bytes` (chained when large).
@@ -367,7 +403,7 @@ impl Group {
                 kind: SendErrorKind::NoView,
                 msg: match r {
                     Request::Cast(m) | Request::Send(_, m) => m,
-                    Request::Down(_) => return Ok(()),
+                    Request::Down(_) | Request::Packed(_) => return Ok(()),
                 },
             });
         }
@@ -380,7 +416,7 @@ impl Group {
                 kind: SendErrorKind::WouldBlock,
                 msg,
             }),
-            Err(Request::Down(_)) => Ok(()),
+            Err(Request::Down(_)) | Err(Request::Packed(_)) => Ok(()),
         }
     }
 

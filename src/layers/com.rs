@@ -68,6 +68,8 @@ struct Pack {
     first: Option<Msg>,
     /// The packed frame's entries, once a second cast joined.
     buf: Option<Msg>,
+    /// `buf` is the frame the casts were written in (see `Com::in_place`).
+    in_place: bool,
 }
 
 impl Com {
@@ -236,6 +238,20 @@ impl Com {
         if let Some(p) = &mut self.pack {
             if seq == p.seq0 + p.n && p.len + add <= self.ctl_cap {
                 if p.buf.is_none() {
+                    let pair = p
+                        .first
+                        .as_ref()
+                        .and_then(|f| in_place(f, std::slice::from_ref(msg), self.ctl_cap));
+                    if let Some((frame, 2, len)) = pair {
+                        p.first = None;
+                        p.buf = Some(frame);
+                        p.in_place = true;
+                        p.n += 1;
+                        p.len = len;
+                        return;
+                    }
+                }
+                if p.buf.is_none() {
                     if let Some(mut b) = cx.alloc() {
                         // The frame's lines are likely in a receiver's
                         // cache: fetch them all now, not one per cast.
@@ -267,6 +283,7 @@ impl Com {
             len: fast::LEN + add,
             first: Some(msg.share()),
             buf: None,
+            in_place: false,
         });
     }
 
@@ -276,17 +293,17 @@ impl Com {
     fn pack_run(&mut self, cx: &mut Cx<'_>, seq0: u64, msgs: &[Msg]) {
         let mut i = 0;
         while i < msgs.len() {
-            if let Some((frame, n, len)) = self.in_place(&msgs[i..]) {
+            if let Some((frame, n, len)) = in_place(&msgs[i], &msgs[i + 1..], self.ctl_cap) {
                 // Written as a packed frame's entries already (a
                 // `Packer`'s): that frame is this one, as it lies.
                 self.flush_pack(cx);
-                cx.stats().in_place += n as u64;
                 self.pack = Some(Pack {
                     seq0: seq0 + i as u64,
                     n: n as u64,
                     len,
                     first: None,
                     buf: Some(frame),
+                    in_place: true,
                 });
                 i += n;
                 continue;
@@ -318,39 +335,6 @@ impl Com {
         }
     }
 
-    /// The front of `msgs` when at least two of them are windows on one
-    /// buffer laid out as a packed frame's entries (each behind its
-    /// length, back to back, from the buffer's claim mark on, as a
-    /// `Packer` writes them) and fit a frame: a handle on those entries,
-    /// how many casts they are and the frame's length with its header.
-    /// The lengths between the windows are read back, not trusted.
-    #[inline]
-    fn in_place(&self, msgs: &[Msg]) -> Option<(Msg, usize, usize)> {
-        let (first, rest) = msgs.split_first()?;
-        if !follows_entry(first, rest.first()?) {
-            return None;
-        }
-        let mut len = fast::LEN + fast::ENTRY_LEN + first.len();
-        let mut n = 1;
-        for (prev, m) in msgs.iter().zip(rest) {
-            let add = fast::ENTRY_LEN + m.len();
-            if !follows_entry(prev, m) || len + add > self.ctl_cap {
-                break;
-            }
-            len += add;
-            n += 1;
-        }
-        if n < 2 || first.headroom() < fast::ENTRY_LEN + fast::LEN {
-            return None;
-        }
-        let frame = first.span(fast::ENTRY_LEN, &msgs[n - 1])?;
-        let lens_match = Entries::new(frame.front())
-            .zip(&msgs[..n])
-            .all(|(e, m)| matches!(e, Ok((_, l)) if l == m.len()));
-        // Every byte of the span is an entry of the `n` windows.
-        (lens_match && frame.len() + fast::LEN == len).then_some((frame, n, len))
-    }
-
     /// The largest payload a compact frame carries, when the view has
     /// cookies (the fast path's condition), else `None`.
     #[inline]
@@ -372,6 +356,9 @@ impl Com {
         if let Some(b) = p.buf {
             cx.stats().packed_frames += 1;
             cx.stats().packed_casts += p.n;
+            if p.in_place {
+                cx.stats().in_place += p.n;
+            }
             self.send_compact(cx, p.seq0, true, b);
         }
     }
@@ -445,6 +432,39 @@ const ONE_AT_A_TIME_ROOM: usize = 1880;
 #[inline]
 fn packable(m: &Msg) -> bool {
     m.nsegs() == 1 && m.len() <= u16::MAX as usize
+}
+
+/// `first` and the front of `rest` when at least two of them are windows
+/// on one buffer laid out as a packed frame's entries (each behind its
+/// length, back to back, from the buffer's claim mark on, as a `Packer`
+/// writes them) and fit a frame of `cap` bytes: a handle on those entries,
+/// how many casts they are and the frame's length with its header. The
+/// lengths between the windows are read back, not trusted.
+#[inline]
+fn in_place(first: &Msg, rest: &[Msg], cap: usize) -> Option<(Msg, usize, usize)> {
+    if !follows_entry(first, rest.first()?) || first.headroom() < fast::ENTRY_LEN + fast::LEN {
+        return None;
+    }
+    let mut len = fast::LEN + fast::ENTRY_LEN + first.len();
+    let (mut n, mut last) = (1, first);
+    for m in rest {
+        let add = fast::ENTRY_LEN + m.len();
+        if !follows_entry(last, m) || len + add > cap {
+            break;
+        }
+        len += add;
+        n += 1;
+        last = m;
+    }
+    if n < 2 || len > cap {
+        return None;
+    }
+    let frame = first.span(fast::ENTRY_LEN, last)?;
+    let lens_match = Entries::new(frame.front())
+        .zip(std::iter::once(first).chain(rest))
+        .all(|(e, m)| matches!(e, Ok((_, l)) if l == m.len()));
+    // Every byte of the span is an entry of the `n` windows.
+    (lens_match && frame.len() + fast::LEN == len).then_some((frame, n, len))
 }
 
 /// Whether `m` is a packed-frame entry in the same buffer right behind

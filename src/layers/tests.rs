@@ -734,6 +734,21 @@ fn a_batch_written_in_place_goes_as_written_and_forged_windows_are_copied() {
     let f = g.out(0);
     assert_eq!(f, h.out(0), "the same frame");
     assert_eq!(f.len(), 1);
+    // One at a time in a batch (the engine's backlog): the same again.
+    let mut k = Group::new("fifo", 2, StackConfig::default());
+    let mut p = crate::engine::Packer::new(k.tx.alloc().unwrap());
+    for i in 0..10u8 {
+        p.cast(5).unwrap().fill(i);
+    }
+    let mut q = VecDeque::new();
+    p.finish(&mut q);
+    k.s[0].begin_batch();
+    for m in q {
+        k.s[0].cast(k.now, m).unwrap();
+    }
+    k.s[0].end_batch();
+    assert_eq!(k.s[0].stats().in_place, 10);
+    assert_eq!(k.out(0), f, "the same frame, one at a time");
     g.give(1, &f[0].1);
     let got = g.delivered(1);
     assert_eq!(got.len(), 10);

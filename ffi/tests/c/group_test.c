@@ -159,7 +159,8 @@ int main(int argc, char **argv) {
     long long settle = now_ms() + 500;
     while (now_ms() < settle)
         if (tutti_poll(g, 50, &ev) == TUTTI_OK && on_event(&ev)) return 1;
-    /* Cast COUNT messages, half copied, half zero-copy; everyone casts
+    /* Cast COUNT messages, a third copied, a third zero-copy, a third
+     * written in place a few to a frame (a packer); everyone casts
      * DONE once it holds all 3 x COUNT (delivered or in its state), and
      * goes on once it has everyone's DONE. */
     int sent = 0, done_sent = 0;
@@ -169,10 +170,35 @@ int main(int argc, char **argv) {
                    delivered_total, want * COUNT, from_state, sent, dones);
             return 1;
         }
-        if (sent < COUNT) {
+        if (sent < COUNT && sent % 3 == 2) {
+            /* Up to four at once, in place in one frame, cast together. */
+            TuttiPacker *p = NULL;
+            rc = tutti_packer_take(g, &p);
+            if (rc == TUTTI_OK) {
+                char msgs[4][64];
+                int lens[4], n = 0;
+                while (n < 4 && sent + n < COUNT) {
+                    uint8_t *data = NULL;
+                    lens[n] = snprintf(msgs[n], sizeof msgs[n], "%s %d", name, sent + n);
+                    if (tutti_packer_cast(p, (size_t)lens[n], &data) != TUTTI_OK) break;
+                    memcpy(data, msgs[n], (size_t)lens[n]);
+                    n++;
+                }
+                if (tutti_packer_count(p) != (size_t)n) return fail("packer count", TUTTI_ERR_INVALID);
+                rc = tutti_packer_send(g, p);
+                if (rc == TUTTI_ERR_WOULD_BLOCK) tutti_packer_free(p);
+                if (rc == TUTTI_OK) {
+                    for (int i = 0; i < n; i++)
+                        if (discarding && take((const uint8_t *)msgs[i], (size_t)lens[i])) return 1;
+                    sent += n;
+                }
+            }
+            if (rc != TUTTI_OK && rc != TUTTI_ERR_WOULD_BLOCK && rc != TUTTI_ERR_NO_BUFFER)
+                return fail("packer", rc);
+        } else if (sent < COUNT) {
             char msg[64];
             int len = snprintf(msg, sizeof msg, "%s %d", name, sent);
-            if (sent % 2 == 0) {
+            if (sent % 3 == 0) {
                 rc = tutti_cast(g, (const uint8_t *)msg, (size_t)len);
             } else {
                 TuttiBuffer *b = NULL;
