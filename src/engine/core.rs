@@ -247,8 +247,11 @@ impl Core {
     /// from the driver's control buffers, where packed frames are built:
     /// its casts, finished and cast with [`Core::cast_batch`], go out in
     /// it with no copy (see [`Packer`]). `None` when every control buffer
-    /// is in use. Until its casts go, a frame holds one of the buffers
-    /// the layers' own messages need: finish and cast it.
+    /// is in use. A frame holds one of the buffers the layers' own
+    /// messages need until its casts are stable and their deliveries
+    /// dropped: an application that keeps its own deliveries for long
+    /// keeps those buffers (copy what it keeps, or cast buffers of its
+    /// own with [`Core::alloc`]).
     pub fn packer(&self) -> Option<Packer> {
         self.ctl_pool().alloc().map(Packer::new)
     }

@@ -366,7 +366,7 @@ impl Group {
 
     /// A frame to write casts into in place (see [`crate::Packer`]), to
     /// cast with [`Group::cast_packer`]. `None` when every frame buffer is
-    /// in use.
+    /// in use (see [`Core::packer`] on how long a frame is held).
     pub fn packer(&self) -> Option<Packer> {
         self.ctl.alloc().map(Packer::new)
     }
