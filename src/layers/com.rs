@@ -68,7 +68,7 @@ struct Pack {
     first: Option<Msg>,
     /// The packed frame's entries, once a second cast joined.
     buf: Option<Msg>,
-    /// `buf` is the frame the casts were written in (see `Com::in_place`).
+    /// `buf` is the frame the casts were written in (see `in_place`).
     in_place: bool,
 }
 
@@ -481,7 +481,7 @@ fn entry(b: &mut Msg, m: &Msg) -> bool {
 
 /// Entries for `msgs` (each `packable`; `total` bytes with their
 /// lengths) at the end of `b`, reserved at once; or, where `b` is a frame
-/// going out as it was written (see `Com::in_place`), taken as they lie
+/// going out as it was written (see `in_place`), taken as they lie
 /// when they are its next entries.
 fn entries(b: &mut Msg, msgs: &[Msg], total: usize) -> bool {
     let Ok(mut out) = b.reserve(total) else {
