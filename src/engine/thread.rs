@@ -378,17 +378,10 @@ impl Group {
     /// unsent: `WouldBlock` when the queue to the polling thread is full,
     /// `NoView` once the group is closed.
     pub fn cast_packer(&self, p: Packer) -> Result<(), (SendErrorKind, Packer)> {
-        if self.shared.closed.load(Ordering::Relaxed) {
-            return Err((SendErrorKind::NoView, p));
-        }
-        match self.shared.submit.push(Request::Packed(p)) {
-            Ok(()) => {
-                self.ep.kick();
-                Ok(())
-            }
-            Err(Request::Packed(p)) => Err((SendErrorKind::WouldBlock, p)),
-            // What was pushed comes back.
-            Err(_) => Ok(()),
+        match self.push(Request::Packed(p)) {
+            Err((kind, Request::Packed(p))) => Err((kind, p)),
+            // Taken (what was refused is what was pushed).
+            _ => Ok(()),
         }
     }
 
@@ -397,26 +390,27 @@ impl Group {
         self.pool.alloc_copy(bytes).ok()
     }
 
-    fn submit(&self, r: Request) -> Result<(), SendError> {
+    /// Hands `r` to the polling thread; refused, it comes back, with
+    /// `NoView` once the group is closed, `WouldBlock` while the queue is
+    /// full.
+    fn push(&self, r: Request) -> Result<(), (SendErrorKind, Request)> {
         if self.shared.closed.load(Ordering::Relaxed) {
-            return Err(SendError {
-                kind: SendErrorKind::NoView,
-                msg: match r {
-                    Request::Cast(m) | Request::Send(_, m) => m,
-                    Request::Down(_) | Request::Packed(_) => return Ok(()),
-                },
-            });
+            return Err((SendErrorKind::NoView, r));
         }
-        match self.shared.submit.push(r) {
-            Ok(()) => {
-                self.ep.kick();
-                Ok(())
-            }
-            Err(Request::Cast(msg)) | Err(Request::Send(_, msg)) => Err(SendError {
-                kind: SendErrorKind::WouldBlock,
-                msg,
-            }),
-            Err(Request::Down(_)) | Err(Request::Packed(_)) => Ok(()),
+        self.shared
+            .submit
+            .push(r)
+            .map_err(|r| (SendErrorKind::WouldBlock, r))?;
+        self.ep.kick();
+        Ok(())
+    }
+
+    /// `push` for a message's request: a refused message comes back; a
+    /// refused down event is dropped.
+    fn submit(&self, r: Request) -> Result<(), SendError> {
+        match self.push(r) {
+            Err((kind, Request::Cast(msg) | Request::Send(_, msg))) => Err(SendError { kind, msg }),
+            _ => Ok(()),
         }
     }
 

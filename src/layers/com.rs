@@ -445,26 +445,24 @@ fn in_place(first: &Msg, rest: &[Msg], cap: usize) -> Option<(Msg, usize, usize)
     if !follows_entry(first, rest.first()?) || first.headroom() < fast::ENTRY_LEN + fast::LEN {
         return None;
     }
-    let mut len = fast::LEN + fast::ENTRY_LEN + first.len();
-    let (mut n, mut last) = (1, first);
+    // Off the claim mark (the rest of a frame cut before), nothing more
+    // is looked at.
+    let mut frame = first.span(fast::ENTRY_LEN)?;
+    let mut len = fast::LEN + frame.len();
+    let (mut n, mut prev) = (0, first);
     for m in rest {
         let add = fast::ENTRY_LEN + m.len();
-        if !follows_entry(last, m) || len + add > cap {
+        if !follows_entry(prev, m) || len + add > cap {
             break;
         }
         len += add;
         n += 1;
-        last = m;
+        prev = m;
     }
-    if n < 2 || len > cap {
-        return None;
-    }
-    let frame = first.span(fast::ENTRY_LEN, last)?;
-    let lens_match = Entries::new(frame.front())
-        .zip(std::iter::once(first).chain(rest))
-        .all(|(e, m)| matches!(e, Ok((_, l)) if l == m.len()));
-    // Every byte of the span is an entry of the `n` windows.
-    (lens_match && frame.len() + fast::LEN == len).then_some((frame, n, len))
+    let own_len =
+        matches!(Entries::new(frame.front()).next(), Some(Ok((_, l))) if l == first.len());
+    let grown = n > 0 && len <= cap && own_len && grow_over(&mut frame, &rest[..n], &rest[n - 1]);
+    grown.then_some((frame, n + 1, len))
 }
 
 /// Whether `m` is a packed-frame entry in the same buffer right behind
@@ -500,7 +498,6 @@ fn entries(b: &mut Msg, msgs: &[Msg], total: usize) -> bool {
 
 /// `entries` for a frame written in place: `b` grows over `msgs` when
 /// they are the entries behind its end, lengths included.
-#[cold]
 fn entries_in_place(b: &mut Msg, msgs: &[Msg]) -> bool {
     let Some(last) = msgs.last() else {
         return true;
@@ -512,6 +509,12 @@ fn entries_in_place(b: &mut Msg, msgs: &[Msg]) -> bool {
         }
         prev = m;
     }
+    grow_over(b, msgs, last)
+}
+
+/// `b` grows over `msgs` (`last` the last of them), entries laid out
+/// behind it back to back, when the lengths between read back right.
+fn grow_over(b: &mut Msg, msgs: &[Msg], last: &Msg) -> bool {
     let Some(bytes) = b.behind(last) else {
         return false;
     };

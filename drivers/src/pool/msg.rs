@@ -465,6 +465,13 @@ impl Msg {
         Ok(unsafe { std::slice::from_raw_parts_mut(p.add(tail as usize), n) })
     }
 
+    /// Bytes [`Msg::reserve`] can still add to the message (in its last
+    /// slot).
+    pub fn room(&self) -> usize {
+        let limit = self.pool.cfg.slot_size - self.pool.cfg.tailroom;
+        (limit - self.last_window().1.min(limit)) as usize
+    }
+
     /// Appends a copy of `bytes`, chaining new slots from the same pool when
     /// the last one is full. On `NoBuffer` the bytes that fit were appended.
     pub fn append(&mut self, mut bytes: &[u8]) -> Result<(), MsgError> {

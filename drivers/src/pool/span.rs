@@ -26,32 +26,31 @@ impl Msg {
         self.offset() as usize + self.len()
     }
 
+    /// Whether `other` is a single-segment handle on the same slot as this
+    /// single-segment one.
+    #[inline]
+    fn same_slot(&self, other: &Msg) -> bool {
+        self.nsegs() == 1
+            && other.nsegs() == 1
+            && self.pool == other.pool
+            && self.slot() == other.slot()
+    }
+
     /// Whether `next`'s window begins `gap` bytes after this one's ends, in
     /// the same slot (both single-segment handles of one pool).
     #[inline]
     pub fn precedes(&self, next: &Msg, gap: usize) -> bool {
-        self.nsegs() == 1
-            && next.nsegs() == 1
-            && self.pool == next.pool
-            && self.slot() == next.slot()
-            && self.end() + gap == next.offset() as usize
+        self.same_slot(next) && self.end() + gap == next.offset() as usize
     }
 
-    /// A new handle on this message's slot from `before` bytes in front
-    /// of its window to the end of `last`'s window (one more count on the
-    /// slot). `None` unless both are single-segment handles on the same
-    /// slot, `last`'s window does not end before this one's, and the span's
-    /// first byte is the slot's claim mark: nothing in it can be written
-    /// any more, and a header can be put in front of it without a copy
-    /// (see the module documentation).
-    pub fn span(&self, before: usize, last: &Msg) -> Option<Msg> {
-        if self.nsegs() != 1
-            || last.nsegs() != 1
-            || self.pool != last.pool
-            || self.slot() != last.slot()
-            || last.end() < self.end()
-            || before > self.offset() as usize
-        {
+    /// A new handle on this single-segment message's window and the
+    /// `before` bytes in front of it (one more count on the slot), when
+    /// those start at the slot's claim mark: nothing in the span can be
+    /// written any more, and a header can be put in front of it without
+    /// a copy (see the module documentation). `None` otherwise. It grows
+    /// over the windows behind it with [`Msg::extend_to`].
+    pub fn span(&self, before: usize) -> Option<Msg> {
+        if self.nsegs() != 1 || before > self.offset() as usize {
             return None;
         }
         let slot = self.slot();
@@ -63,26 +62,7 @@ impl Msg {
         }
         // We hold a reference, so the slot stays; one more for the span.
         self.pool.retain(slot, 1);
-        Some(Msg::from_slot(self.pool, slot, head, last.end() as u32))
-    }
-
-    /// Bytes `reserve` can still add to the message (in its last slot).
-    pub fn room(&self) -> usize {
-        let cfg = &self.pool.cfg;
-        let limit = cfg.slot_size - cfg.tailroom;
-        limit.saturating_sub(self.last_window().1) as usize
-    }
-
-    /// Whether `last` lies in this message's slot, its window ending at or
-    /// after this one's end (both single-segment handles): what
-    /// [`Msg::behind`] and [`Msg::extend_to`] need.
-    #[inline]
-    fn ahead(&self, last: &Msg) -> bool {
-        self.nsegs() == 1
-            && last.nsegs() == 1
-            && self.pool == last.pool
-            && self.slot() == last.slot()
-            && last.offset() as usize >= self.end()
+        Some(Msg::from_slot(self.pool, slot, head, self.end() as u32))
     }
 
     /// The slot's bytes from the end of this window to the end of
@@ -91,7 +71,7 @@ impl Msg {
     /// documentation).
     #[inline]
     pub fn behind(&self, last: &Msg) -> Option<&[u8]> {
-        if !self.ahead(last) {
+        if !(self.same_slot(last) && last.offset() as usize >= self.end()) {
             return None;
         }
         let (from, to) = (self.end(), last.end());
@@ -109,7 +89,7 @@ impl Msg {
     /// byte moved (see [`Msg::behind`]). False, unchanged, otherwise.
     #[inline]
     pub fn extend_to(&mut self, last: &Msg) -> bool {
-        if !self.ahead(last) {
+        if self.behind(last).is_none() {
             return false;
         }
         let grown = Msg::from_slot(self.pool, self.slot(), self.offset(), last.end() as u32);

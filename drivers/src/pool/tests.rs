@@ -483,21 +483,26 @@ fn windows_of_one_buffer_span_again_from_the_claim_mark() {
     assert!(!b.precedes(&a, 2));
     let other = p.alloc().unwrap();
     assert!(!a.precedes(&other, 2), "another slot");
-    // The span covers the lengths between, from the claim mark on.
-    let s = a.span(2, &b).unwrap();
-    assert_eq!(s.front(), b"\0\x04aaaa\0\x04bbbb");
+    // The span starts at the claim mark and grows over the lengths
+    // between and the windows behind.
+    let mut s = a.span(2).unwrap();
+    assert_eq!(s.front(), b"\0\x04aaaa");
     assert_eq!(s.offset(), m.offset());
-    assert!(a.span(1, &b).is_none(), "not at the claim mark");
-    assert!(b.span(2, &a).is_none(), "ends before the start's end");
-    assert!(a.span(2, &other).is_none(), "another slot");
-    assert!(a.span(1000, &b).is_none(), "before the slot");
+    assert!(a.span(1).is_none(), "not at the claim mark");
+    assert!(b.span(2).is_none(), "not at the claim mark");
+    assert!(a.span(1000).is_none(), "before the slot");
+    assert_eq!(s.behind(&b), Some(&b"\0\x04bbbb"[..]));
+    assert!(s.behind(&other).is_none(), "another slot");
+    assert!(!s.extend_to(&other), "another slot");
+    assert!(s.extend_to(&b));
+    assert_eq!(s.front(), b"\0\x04aaaa\0\x04bbbb");
+    assert!(s.behind(&a).is_none(), "not behind it");
     // A header goes in front of the span without a copy, once.
-    let mut s = s;
     s.push(2).unwrap().copy_from_slice(b"HH");
     assert_eq!(s.slot(), m.slot());
     assert_eq!(&s.front()[..4], b"HH\0\x04");
     // Now the mark moved: a second span would cover claimed bytes.
-    assert!(a.span(2, &b).is_none());
+    assert!(a.span(2).is_none());
     drop((m, a, b, lone, sh, other));
     assert_eq!(p.stats().in_use, 1, "the span holds the slot");
     drop(s);

@@ -118,22 +118,18 @@ impl Sim<'_> {
             }
             // Written in place, into as many frames as the burst takes.
             let b = self.next_bytes(i, first + k, v);
-            let mut written = false;
-            for _ in 0..2 {
-                if packer.is_none() {
-                    packer = self.procs[i].tx.alloc().map(Packer::new);
-                }
-                if let Some(room) = packer.as_mut().and_then(|p| p.cast(b.len())) {
-                    room.copy_from_slice(&b);
-                    written = true;
-                    break;
-                }
-                if let Some(full) = packer.take() {
-                    full.finish(&mut q);
-                }
+            if let Some(room) = packer.as_mut().and_then(|p| p.cast(b.len())) {
+                room.copy_from_slice(&b);
+                continue;
             }
-            if !written {
-                break;
+            // Full (or none yet): the next frame.
+            if let Some(full) = packer.take() {
+                full.finish(&mut q);
+            }
+            packer = self.procs[i].tx.alloc().map(Packer::new);
+            match packer.as_mut().and_then(|p| p.cast(b.len())) {
+                Some(room) => room.copy_from_slice(&b),
+                None => break,
             }
         }
         if let Some(p) = packer {
